@@ -1,0 +1,1 @@
+"""What users write: manifests (YAML) and, later, #SBATCH scripts. Pydantic lives here only."""

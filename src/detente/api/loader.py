@@ -1,0 +1,229 @@
+"""Manifests → core objects, all or nothing.
+
+`load_files` reads every document of every file, validates all of them, and only
+then builds the cluster, queues and workloads. Any problem raises `ManifestError`
+listing *every* problem as ``FILE: document N (Kind name): field.path: message (got
+value)``; nothing is returned half-built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from detente.api import manifests as m
+from detente.api.nodes import expand_pool, node_from_doc
+from detente.api.queues import QueueBuilder
+from detente.api.quantity import canonical, parse_duration
+from detente.core.cluster import Cluster, Node
+from detente.core.queues import QueueConfig
+from detente.core.resources import Resources
+from detente.core.workload import PodSet, TopologyMode, TopologyRequest, Workload
+
+
+class ManifestError(ValueError):
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    file: str
+    index: int
+    kind: str
+    name: str
+
+    def where(self, path: str = "") -> str:
+        at = f"{self.file}: document {self.index} ({self.kind} {self.name})"
+        return f"{at}: {path}" if path else at
+
+
+@dataclass(slots=True)
+class JobEntry:
+    workload: Workload
+    source: Source
+    running_nodes: list[str] = field(default_factory=list)
+    start_time: float | None = None
+    command: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Manifests:
+    nodes: list[Node]
+    levels: tuple[str, ...]
+    config: QueueConfig
+    jobs: list[JobEntry]
+
+    def cluster(self) -> Cluster:
+        return Cluster(self.nodes, self.levels)
+
+
+class Problems:
+    """Collects errors with their location; `fail` raises them all at once."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, src: Source, path: str, msg: str, value: Any = None) -> None:
+        got = f" (got {value!r})" if value is not None else ""
+        self.items.append(f"{src.where(path)}: {msg}{got}")
+
+    def fail(self) -> None:
+        if self.items:
+            raise ManifestError(self.items)
+
+
+def read_documents(paths: Iterable[str | Path]) -> list[tuple[str, int, Any]]:
+    out: list[tuple[str, int, Any]] = []
+    problems: list[str] = []
+    for p in paths:
+        try:
+            text = Path(p).read_text()
+            docs = list(yaml.safe_load_all(text))
+        except OSError as e:
+            problems.append(f"{p}: cannot read: {e.strerror}")
+            continue
+        except yaml.YAMLError as e:
+            problems.append(f"{p}: not valid YAML: {e}")
+            continue
+        out += [(str(p), i, d) for i, d in enumerate(docs) if d is not None]
+    if problems:
+        raise ManifestError(problems)
+    return out
+
+
+def load_files(paths: Iterable[str | Path]) -> Manifests:
+    return load_documents(read_documents(paths))
+
+
+def _validate(docs: list[tuple[str, int, Any]], problems: Problems) -> list[tuple[Source, BaseModel]]:
+    out: list[tuple[Source, BaseModel]] = []
+    for file, index, doc in docs:
+        model = m.model_for(doc)
+        name = str((doc.get("metadata") or {}).get("name", "?")) if isinstance(doc, dict) else "?"
+        src = Source(file, index, str(doc.get("kind", "?")) if isinstance(doc, dict) else "?", name)
+        if isinstance(model, str):
+            problems.add(src, "", model)
+            continue
+        try:
+            out.append((src, model.model_validate(doc)))
+        except ValidationError as e:
+            for err in e.errors():
+                path = ".".join(str(x) for x in err["loc"])
+                value = err.get("input") if err["type"] != "missing" else None
+                problems.add(src, path, err["msg"], value if not isinstance(value, dict) else None)
+    return out
+
+
+def load_documents(docs: list[tuple[str, int, Any]]) -> Manifests:
+    problems = Problems()
+    valid = _validate(docs, problems)
+    problems.fail()
+    nodes: list[Node] = []
+    queues = QueueBuilder(problems)
+    job_docs: list[tuple[Source, m.JobDoc]] = []
+    for src, doc in valid:
+        if isinstance(doc, m.NodeDoc):
+            nodes += node_from_doc(src, doc, problems)
+        elif isinstance(doc, m.NodePoolDoc):
+            nodes += expand_pool(src, doc, problems)
+        elif isinstance(doc, m.JobDoc):
+            job_docs.append((src, doc))
+        else:
+            queues.add(src, doc)
+    _check_unique(((n.name, "Node") for n in nodes), problems)
+    config = queues.build()
+    problems.fail()
+    assert config is not None
+    node_names = {n.name for n in nodes}
+    jobs = [_job(src, doc, seq, config, node_names, problems) for seq, (src, doc) in enumerate(job_docs)]
+    _check_unique(((j.workload.name, "Job") for j in jobs), problems)
+    problems.fail()
+    return Manifests(nodes, queues.levels, config, jobs)
+
+
+def _check_unique(names: Iterable[tuple[str, str]], problems: Problems) -> None:
+    seen: set[str] = set()
+    for name, kind in names:
+        if name in seen:
+            problems.items.append(f"duplicate {kind} name {name!r}")
+        seen.add(name)
+
+
+def resources(src: Source, path: str, raw: dict[str, m.Qty], problems: Problems) -> Resources:
+    out: dict[str, int] = {}
+    for k, v in raw.items():
+        try:
+            out[k] = canonical(k, v)
+        except ValueError as e:
+            problems.add(src, f"{path}.{k}", str(e))
+    return Resources(out)
+
+
+def _job(
+    src: Source, doc: m.JobDoc, seq: int, config: QueueConfig, node_names: set[str], problems: Problems
+) -> JobEntry:
+    s = doc.spec
+    req = resources(src, "spec.resources", s.resources, problems)
+    per_node = s.replicas is None
+    count = s.nodes or s.replicas or 1
+    prio = 0
+    if s.priorityClass is not None:
+        pc = config.priority_classes.get(s.priorityClass)
+        if pc is None:
+            problems.add(src, "spec.priorityClass", "unknown WorkloadPriorityClass", s.priorityClass)
+        else:
+            prio = pc.value
+    limit = _duration(src, "spec.timeLimit", s.timeLimit, problems) if s.timeLimit is not None else None
+    grace = _duration(src, "spec.checkpointGrace", s.checkpointGrace, problems) or 0.0
+    topo = None
+    if s.topology is not None:
+        mode = TopologyMode.REQUIRED if s.topology.required else TopologyMode.PREFERRED
+        topo = TopologyRequest(mode, s.topology.required or s.topology.preferred or "")
+    w = Workload(
+        name=doc.metadata.name,
+        queue=f"{doc.metadata.namespace}/{s.queue}",
+        pod_sets=(PodSet("main", count, req, one_per_node=per_node),),
+        seq=seq,
+        submit_time=s.submitTime,
+        priority=prio,
+        priority_class=s.priorityClass or "",
+        time_limit=limit,
+        exclusive=s.exclusive,
+        topology=topo,
+        preemptible=s.preemptible,
+        checkpoint_grace=grace,
+        user=s.user,
+    )
+    entry = JobEntry(w, src, command=[s.command] if isinstance(s.command, str) else list(s.command or []))
+    if doc.status is not None and doc.status.nodes:
+        _running(src, doc.status, entry, count, node_names, problems)
+    return entry
+
+
+def _running(
+    src: Source, st: m.JobStatus, entry: JobEntry, count: int, names: set[str], problems: Problems
+) -> None:
+    for i, n in enumerate(st.nodes):
+        if n not in names:
+            problems.add(src, f"status.nodes[{i}]", "unknown node", n)
+    if len(st.nodes) != count:
+        problems.add(src, "status.nodes", f"a running job lists one node per pod ({count})", st.nodes)
+    if st.startTime is None:
+        problems.add(src, "status.startTime", "a running job needs its start time")
+    entry.running_nodes = list(st.nodes)
+    entry.start_time = st.startTime
+
+
+def _duration(src: Source, path: str, value: m.Qty, problems: Problems) -> float | None:
+    try:
+        return parse_duration(value)
+    except ValueError as e:
+        problems.add(src, path, str(e))
+        return None

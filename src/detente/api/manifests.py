@@ -1,0 +1,240 @@
+"""The YAML documents detente reads, as pydantic models (structure only).
+
+Kubernetes' own ``Node`` and Kueue's ``Topology``, ``ResourceFlavor``, ``ClusterQueue``,
+``LocalQueue``, ``Cohort`` and ``WorkloadPriorityClass`` are accepted as Kueue writes
+them: fields detente does not model are ignored. detente's own kinds (``Job``,
+``NodePool``) forbid unknown fields, so a typo is an error, not a silent default.
+Quantities and durations are checked by `detente.api.loader`, which knows the path.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Qty = str | int | float
+KUEUE = ("kueue.x-k8s.io/v1beta1", "kueue.x-k8s.io/v1beta2")
+DETENTE = "detente.dev/v1"
+
+
+class Loose(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Meta(Loose):
+    name: Annotated[str, Field(min_length=1)]
+    namespace: str = "default"
+    labels: dict[str, str] = {}
+
+
+# -- Kubernetes Node ----------------------------------------------------------------
+
+
+class NodeCondition(Loose):
+    type: str
+    status: str
+
+
+class NodeStatus(Loose):
+    capacity: dict[str, Qty] = {}
+    allocatable: dict[str, Qty] | None = None
+    conditions: list[NodeCondition] = []
+
+
+class NodeSpec(Loose):
+    unschedulable: bool = False
+
+
+class NodeDoc(Loose):
+    apiVersion: Literal["v1"]
+    kind: Literal["Node"]
+    metadata: Meta
+    spec: NodeSpec = NodeSpec()
+    status: NodeStatus
+
+
+class NodePoolSpec(Strict):
+    count: Annotated[int, Field(ge=1, le=1_000_000)]
+    #: ``{i}`` is the node's index in the pool; ``{i/N}`` and ``{i%N}`` divide or take the
+    #: remainder; ``{i:03d}`` formats. Default: ``<pool>-{i}``.
+    namePattern: str | None = None
+    labels: dict[str, str] = {}
+    capacity: dict[str, Qty]
+    unschedulable: bool = False
+
+
+class NodePoolDoc(Strict):
+    apiVersion: Literal["detente.dev/v1"]
+    kind: Literal["NodePool"]
+    metadata: Meta
+    spec: NodePoolSpec
+
+
+# -- Kueue ----------------------------------------------------------------------------
+
+
+class TopologyLevel(Loose):
+    nodeLabel: str
+
+
+class TopologySpec(Loose):
+    levels: Annotated[list[TopologyLevel], Field(min_length=1)]
+
+
+class TopologyDoc(Loose):
+    apiVersion: Literal["kueue.x-k8s.io/v1alpha1", "kueue.x-k8s.io/v1beta1", "kueue.x-k8s.io/v1beta2"]
+    kind: Literal["Topology"]
+    metadata: Meta
+    spec: TopologySpec
+
+
+class FlavorSpec(Loose):
+    nodeLabels: dict[str, str] = {}
+    topologyName: str | None = None
+
+
+class ResourceFlavorDoc(Loose):
+    apiVersion: Literal["kueue.x-k8s.io/v1beta1", "kueue.x-k8s.io/v1beta2"]
+    kind: Literal["ResourceFlavor"]
+    metadata: Meta
+    spec: FlavorSpec = FlavorSpec()
+
+
+class ResourceQuota(Loose):
+    name: str
+    nominalQuota: Qty
+    borrowingLimit: Qty | None = None
+    lendingLimit: Qty | None = None
+
+
+class FlavorQuotas(Loose):
+    name: str
+    resources: list[ResourceQuota]
+
+
+class ResourceGroupDoc(Loose):
+    coveredResources: Annotated[list[str], Field(min_length=1)]
+    flavors: Annotated[list[FlavorQuotas], Field(min_length=1)]
+
+
+class ClusterQueueSpec(Loose):
+    cohort: str | None = None  # v1beta1
+    cohortName: str | None = None  # v1beta2
+    queueingStrategy: Literal["StrictFIFO", "BestEffortFIFO"] = "BestEffortFIFO"
+    resourceGroups: list[ResourceGroupDoc] = []
+
+
+class ClusterQueueDoc(Loose):
+    apiVersion: Literal["kueue.x-k8s.io/v1beta1", "kueue.x-k8s.io/v1beta2"]
+    kind: Literal["ClusterQueue"]
+    metadata: Meta
+    spec: ClusterQueueSpec = ClusterQueueSpec()
+
+
+class CohortSpec(Loose):
+    parent: str | None = None  # v1alpha1
+    parentName: str | None = None  # v1beta2
+    resourceGroups: list[ResourceGroupDoc] = []
+
+
+class CohortDoc(Loose):
+    apiVersion: Literal["kueue.x-k8s.io/v1alpha1", "kueue.x-k8s.io/v1beta1", "kueue.x-k8s.io/v1beta2"]
+    kind: Literal["Cohort"]
+    metadata: Meta
+    spec: CohortSpec = CohortSpec()
+
+
+class LocalQueueSpec(Loose):
+    clusterQueue: str
+
+
+class LocalQueueDoc(Loose):
+    apiVersion: Literal["kueue.x-k8s.io/v1beta1", "kueue.x-k8s.io/v1beta2"]
+    kind: Literal["LocalQueue"]
+    metadata: Meta
+    spec: LocalQueueSpec
+
+
+class WorkloadPriorityClassDoc(Loose):
+    apiVersion: Literal["kueue.x-k8s.io/v1beta1", "kueue.x-k8s.io/v1beta2"]
+    kind: Literal["WorkloadPriorityClass"]
+    metadata: Meta
+    value: int
+    description: str = ""
+
+
+# -- detente Job --------------------------------------------------------------------------
+
+
+class TopologyReq(Strict):
+    required: str | None = None
+    preferred: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> TopologyReq:
+        if (self.required is None) == (self.preferred is None):
+            raise ValueError("give exactly one of required or preferred")
+        return self
+
+
+class JobSpec(Strict):
+    queue: str = "default"
+    nodes: Annotated[int, Field(ge=1)] | None = None
+    replicas: Annotated[int, Field(ge=1)] | None = None
+    resources: dict[str, Qty] = {}
+    exclusive: bool = False
+    topology: TopologyReq | None = None
+    priorityClass: str | None = None
+    timeLimit: Qty | None = None
+    command: list[str] | str | None = None
+    preemptible: bool = False
+    checkpointGrace: Qty = 0
+    submitTime: Annotated[float, Field(ge=0)] = 0.0
+    user: str = ""
+
+    @model_validator(mode="after")
+    def _shape(self) -> JobSpec:
+        if self.nodes is not None and self.replicas is not None:
+            raise ValueError("give spec.nodes or spec.replicas, not both")
+        return self
+
+
+class JobStatus(Strict):
+    nodes: list[str] = []
+    startTime: Annotated[float, Field(ge=0)] | None = None
+
+
+class JobDoc(Strict):
+    apiVersion: Literal["detente.dev/v1"]
+    kind: Literal["Job"]
+    metadata: Meta
+    spec: JobSpec = JobSpec()
+    status: JobStatus | None = None
+
+
+KINDS: dict[str, type[BaseModel]] = {
+    "Node": NodeDoc,
+    "NodePool": NodePoolDoc,
+    "Topology": TopologyDoc,
+    "ResourceFlavor": ResourceFlavorDoc,
+    "ClusterQueue": ClusterQueueDoc,
+    "Cohort": CohortDoc,
+    "LocalQueue": LocalQueueDoc,
+    "WorkloadPriorityClass": WorkloadPriorityClassDoc,
+    "Job": JobDoc,
+}
+
+
+def model_for(doc: Any) -> type[BaseModel] | str:
+    """The model for a parsed YAML document, or an error message."""
+    if not isinstance(doc, dict):
+        return f"a document must be a mapping, got {type(doc).__name__}"
+    kind = doc.get("kind")
+    if kind not in KINDS:
+        return f"kind: unknown kind {kind!r} (known: {', '.join(KINDS)})"
+    return KINDS[kind]

@@ -1,0 +1,98 @@
+"""`plan`: what the scheduler would do now with these manifests.
+
+Loads running jobs into a snapshot, queues the rest, and runs cycles at ``now``
+until a cycle changes nothing. Each workload ends Admitted (with nodes and start)
+or Pending (with the reason from the check that rejected it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from detente.api.loader import JobEntry, ManifestError, Manifests
+from detente.core.cycle import run_cycle
+from detente.core.profiles import Profile
+from detente.core.queue_manager import QueueManager
+from detente.core.snapshot import Snapshot
+from detente.core.status import Status
+from detente.core.workload import Admission, PodPlacement
+
+MAX_CYCLES = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    name: str
+    state: str  # "Admitted" | "Pending"
+    nodes: list[str]
+    start: float | None
+    reason: str | None
+    cluster_queue: str
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "state": self.state,
+            "nodes": self.nodes,
+            "start": self.start,
+            "reason": self.reason,
+        }
+
+
+def build_snapshot(man: Manifests) -> Snapshot:
+    """The cluster with every running job charged; ManifestError if they over-commit."""
+    snap = Snapshot(man.cluster(), man.config)
+    problems: list[str] = []
+    for job in man.jobs:
+        if job.running_nodes:
+            adm = _running_admission(snap, job)
+            for p in adm.placements:
+                req = next(ps.request for ps in job.workload.pod_sets if ps.name == p.pod_set)
+                if not snap.state.fits(p.node, req, job.workload.exclusive):
+                    problems.append(
+                        f"{job.source.where('status.nodes')}: node "
+                        f"{snap.cluster.nodes[p.node].name} cannot hold this job's pod "
+                        "beside the jobs already running there"
+                    )
+            if not problems:
+                snap.admit(adm)
+    if problems:
+        raise ManifestError(problems)
+    return snap
+
+
+def _running_admission(snap: Snapshot, job: JobEntry) -> Admission:
+    w = job.workload
+    cq = snap.config.cluster_queue_of(w.queue)
+    flavors: dict[str, str] = {}
+    if cq is not None:
+        found = snap.config.flavor_assignments(cq, list(w.total))
+        if not isinstance(found, str):
+            flavors = next(iter(found), {})
+    ps = w.pod_sets[0]
+    placements = [PodPlacement(ps.name, i, snap.cluster.index[n]) for i, n in enumerate(job.running_nodes)]
+    return Admission(w, cq.name if cq else "", flavors, placements, job.start_time or 0.0)
+
+
+def plan(man: Manifests, profile: Profile, now: float = 0.0) -> list[Decision]:
+    snap = build_snapshot(man)
+    queues = QueueManager(profile.queue_sort, [j.workload for j in man.jobs if not j.running_nodes])
+    pending: dict[str, Status] = {}
+    for _ in range(MAX_CYCLES):
+        result = run_cycle(snap, queues, profile, now)
+        pending = result.pending
+        for adm in result.admissions:
+            if adm.complete:
+                queues.remove(adm.workload.name)
+        if not result.admissions:
+            break
+    return [_decision(snap, j, pending.get(j.workload.name)) for j in man.jobs]
+
+
+def _decision(snap: Snapshot, job: JobEntry, why: Status | None) -> Decision:
+    name = job.workload.name
+    adm = snap.running.get(name)
+    nodes = [snap.cluster.nodes[p.node].name for p in adm.placements] if adm else []
+    if adm is not None and adm.complete:
+        return Decision(name, "Admitted", nodes, adm.start_time, None, adm.cluster_queue)
+    return Decision(name, "Pending", nodes, None, str(why) if why else "not tried", "")

@@ -1,0 +1,149 @@
+"""Admission checks for one workload: quota fit and placement fit, in the same step.
+
+A workload is admitted only when its ClusterQueue has the quota *and* its pods can
+be placed; quota never admits what cannot run (the complaint of kueue#4329, #2796).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Hashable, Mapping
+
+from detente.core.framework import PlaceContext
+from detente.core.profiles import Profile
+from detente.core.queues import ClusterQueue
+from detente.core.quota import QuotaState
+from detente.core.resources import MILLI, describe
+from detente.core.snapshot import Snapshot, quota_charge
+from detente.core.statement import Statement
+from detente.core.status import OK, Code, Status, unresolvable, unschedulable
+from detente.core.workload import Admission, PodPlacement, Workload
+
+QUOTA = "QuotaFit"
+FIT = "NodeFit"
+
+ShapeCache = dict[Hashable, Status]
+
+
+def quota_fit(quota: QuotaState, cq: ClusterQueue, w: Workload, flavors: Mapping[str, str]) -> Status:
+    """Fits under nominal quota, or borrows within the cohort up to the borrowing limit."""
+    for (flavor, res), need in quota_charge(w, flavors).items():
+        avail = quota.available(cq.name, (flavor, res))
+        if need <= avail:
+            continue
+        ever = QuotaState(quota.tree).available(cq.name, (flavor, res))
+        msg = (
+            f"ClusterQueue {cq.name} needs {describe(res, need)} of flavor {flavor}; "
+            f"{describe(res, max(avail, 0))} available"
+        )
+        if need > ever:
+            return unresolvable(QUOTA, f"{msg}, at most {describe(res, ever)} ever")
+        return unschedulable(QUOTA, msg)
+    return OK
+
+
+def _shape(w: Workload, nodes: frozenset[int] | None) -> Hashable:
+    """Workloads with equal shapes fit or fail alike within a cycle."""
+    sets = tuple((ps.count, ps.request, ps.one_per_node) for ps in w.pod_sets)
+    return (sets, w.exclusive, w.topology, nodes)
+
+
+def place_workload(
+    snap: Snapshot,
+    w: Workload,
+    nodes: frozenset[int] | None,
+    profile: Profile,
+    failed: ShapeCache,
+    rng: random.Random,
+) -> tuple[Status, list[PodPlacement]]:
+    """Stages every pod set on ``snap.state``; keeps them on success, else discards all.
+
+    ``failed`` remembers shapes that did not fit in this cycle: capacity only shrinks
+    during a cycle, so they cannot fit later in it.
+    """
+    key = _shape(w, nodes)
+    if key in failed:
+        return failed[key], []
+    st = snap.state
+    need = w.total.gpu_milli
+    if need > st.free_milli[0] and w.topology is None:
+        status = _never_or(snap, w) or unschedulable(
+            FIT, f"needs {need / MILLI:g} GPUs; {st.free_milli[0] / MILLI:g} free in the cluster"
+        )
+        failed[key] = status
+        return status, []
+    ctx = PlaceContext(st, w, nodes, profile.scores, rng)
+    stmt = Statement(st)
+    for ps in w.pod_sets:
+        status = profile.placement.place(ctx, ps, ps.count, stmt)
+        if not status.ok:
+            stmt.rollback()
+            failed[key] = _never_or(snap, w) or status
+            return failed[key], []
+    counters: dict[str, int] = {}
+    out = []
+    for s in stmt.staged:
+        idx = counters.get(s.pod_set, 0)
+        counters[s.pod_set] = idx + 1
+        out.append(PodPlacement(s.pod_set, idx, s.node, s.devices))
+    return OK, out
+
+
+def _never_or(snap: Snapshot, w: Workload) -> Status | None:
+    """An unresolvable status if ``w`` could not fit even on the empty cluster."""
+    cl = snap.cluster
+    level = 0 if w.topology is None else cl.level_index(w.topology.level)
+    required = w.topology is not None and w.topology.mode == "required"
+    for ps in w.pod_sets:
+        if not cl.fits_some_node(ps.request):
+            return unresolvable(FIT, f"no node is big enough for one pod of {ps.name}")
+        one = ps.one_per_node or w.exclusive
+        if required and level is not None and 0 <= level < len(cl.levels):
+            best = max(cl.ever_slots(d.id, ps.request, one) for d in cl.domains_at(level))
+            where = f"one {cl.levels[level].rsplit('/', 1)[-1]}"
+        else:
+            best, where = cl.ever_slots(0, ps.request, one), "the cluster"
+        if best < ps.count:
+            return unresolvable(
+                FIT, f"{ps.name} needs {ps.count} pods; {where} can hold at most {best}"
+            )
+    return None
+
+
+def try_admit(
+    snap: Snapshot,
+    w: Workload,
+    cq: ClusterQueue | None,
+    profile: Profile,
+    failed: ShapeCache,
+    rng: random.Random,
+    now: float,
+) -> tuple[Status, Admission | None]:
+    """Quota then placement for each flavor assignment in order; first fit wins.
+
+    On success the pods stay staged on ``snap.state`` and the quota is charged.
+    """
+    if cq is None:
+        assignments: list[Mapping[str, str]] = [{}]
+    else:
+        found = snap.config.flavor_assignments(cq, list(w.total))
+        if isinstance(found, str):
+            return unresolvable(QUOTA, f"ClusterQueue {cq.name} has no quota for {found}"), None
+        assignments = list(found)
+    first: Status | None = None
+    for flavors in assignments:
+        status = quota_fit(snap.quota, cq, w, flavors) if cq is not None else OK
+        if status.code == Code.UNSCHEDULABLE:
+            # A shape that can never be placed says so, rather than blaming quota.
+            status = _never_or(snap, w) or status
+        if status.ok:
+            nodes = snap.flavor_nodes(frozenset(flavors.values()))
+            status, placements = place_workload(snap, w, nodes, profile, failed, rng)
+            if status.ok:
+                cq_name = cq.name if cq else ""
+                snap.quota.add(cq_name, quota_charge(w, flavors)) if cq else None
+                return OK, Admission(w, cq_name, dict(flavors), placements, now)
+        if first is None or (first.code == Code.UNSCHEDULABLE_AND_UNRESOLVABLE and status.code < first.code):
+            first = status
+    assert first is not None
+    return first, None

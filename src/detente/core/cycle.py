@@ -1,0 +1,136 @@
+"""One scheduling cycle: ``run_cycle(snapshot, queues, profile, now) -> CycleResult``.
+
+Gang profiles (Kueue/Slurm/Volcano shape), in steps:
+
+1. Order pending workloads by the profile's queue sort.
+2. Resolve each one's LocalQueue to its ClusterQueue; honour StrictFIFO blocking and
+   the per-queue head limit.
+3. Nominate and admit in order: quota fit and placement fit for the first flavor
+   assignment that passes both; placements are staged as one transaction.
+4. Record, for each workload left pending, the `Status` that rejected it.
+
+Pod-by-pod profiles (the Kubernetes default scheduler) interleave the pods of all
+pending workloads in queue order and bind each pod that fits, so a workload may hold
+some pods and wait for the rest.
+
+Contract: ``snapshot`` is the cycle's own copy and is changed to include the
+admissions; ``queues`` is read only. Same inputs → same result.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+
+from detente.core.admission import ShapeCache, try_admit
+from detente.core.framework import PlaceContext
+from detente.core.profiles import Profile
+from detente.core.queue_manager import QueueManager
+from detente.core.queues import QueueingStrategy
+from detente.core.snapshot import Snapshot
+from detente.core.statement import Statement
+from detente.core.status import Status, unresolvable, unschedulable
+from detente.core.workload import Admission, PodPlacement, PodSet, Workload
+
+
+@dataclass(slots=True)
+class CycleResult:
+    """``admissions`` are new (or, pod by pod, grown) admissions; ``pending`` says why not."""
+
+    admissions: list[Admission] = field(default_factory=list)
+    pending: dict[str, Status] = field(default_factory=dict)
+
+
+def _rng(profile: Profile, now: float) -> random.Random:
+    return random.Random(profile.seed * 1_000_003 + int(now * 1000))
+
+
+def run_cycle(snapshot: Snapshot, queues: QueueManager, profile: Profile, now: float) -> CycleResult:
+    if profile.gang:
+        return _gang_cycle(snapshot, queues, profile, now)
+    return _pod_cycle(snapshot, queues, profile, now)
+
+
+def _gang_cycle(snap: Snapshot, queues: QueueManager, profile: Profile, now: float) -> CycleResult:
+    res = CycleResult()
+    rng = _rng(profile, now)
+    failed: ShapeCache = {}
+    blocked: dict[str, str] = {}
+    tried: dict[str, int] = {}
+    for w in queues.ordered():  # step 1
+        cq = snap.config.cluster_queue_of(w.queue) if profile.quota else None
+        if profile.quota and cq is None:  # step 2
+            res.pending[w.name] = unresolvable("QueueResolver", f"LocalQueue {w.queue!r} does not exist")
+            continue
+        key = cq.name if cq else ""
+        if key in blocked:
+            res.pending[w.name] = unschedulable("StrictFIFO", f"behind {blocked[key]} in {key}")
+            continue
+        if profile.heads_per_queue is not None and tried.get(key, 0) >= profile.heads_per_queue:
+            res.pending[w.name] = unschedulable(
+                "QueueHeads", f"{key or 'the queue'} tries {profile.heads_per_queue} per cycle"
+            )
+            continue
+        tried[key] = tried.get(key, 0) + 1
+        status, adm = try_admit(snap, w, cq, profile, failed, rng, now)  # step 3
+        if adm is not None:
+            snap.running[w.name] = adm
+            res.admissions.append(adm)
+            continue
+        res.pending[w.name] = status  # step 4
+        if cq is not None and cq.strategy == QueueingStrategy.STRICT_FIFO:
+            blocked[key] = w.name
+    return res
+
+
+def _pod_entries(snap: Snapshot, queues: QueueManager, profile: Profile) -> list[tuple[Hashable, Workload, PodSet]]:
+    """One entry per unbound pod; pods of equally ranked workloads interleave by index."""
+    entries: list[tuple[Hashable, Workload, PodSet]] = []
+    for w in queues.ordered():
+        key = profile.queue_sort.sort_key(w)
+        have = snap.running.get(w.name)
+        for ps in w.pod_sets:
+            done = sum(1 for p in have.placements if p.pod_set == ps.name) if have else 0
+            for i in range(done, ps.count):
+                entries.append(((*key[:-1], i, key[-1], ps.name), w, ps))
+    entries.sort(key=lambda e: e[0])  # type: ignore[arg-type, return-value]
+    return entries
+
+
+def _pod_cycle(snap: Snapshot, queues: QueueManager, profile: Profile, now: float) -> CycleResult:
+    res = CycleResult()
+    rng = _rng(profile, now)
+    grown: dict[str, Admission] = {}
+    failed: dict[Hashable, Status] = {}
+    for _, w, ps in _pod_entries(snap, queues, profile):
+        adm = grown.get(w.name) or snap.running.get(w.name)
+        if adm is None:
+            adm = Admission(w, "", {}, [], now)
+        taken = frozenset(p.node for p in adm.placements)
+        shape = (ps.request, w.exclusive)
+        if shape in failed and (not taken or not ps.one_per_node):
+            res.pending.setdefault(w.name, failed[shape])
+            continue
+        stmt = Statement(snap.state)
+        ctx = PlaceContext(snap.state, w, None, profile.scores, rng, taken)
+        status = profile.placement.place(ctx, ps, 1, stmt)
+        if not status.ok:
+            if not taken or not ps.one_per_node:
+                failed[shape] = status
+            res.pending.setdefault(w.name, status)
+            continue
+        s = stmt.staged[0]
+        idx = sum(1 for p in adm.placements if p.pod_set == ps.name)
+        adm = Admission(w, "", {}, [*adm.placements, PodPlacement(ps.name, idx, s.node, s.devices)], adm.start_time)
+        grown[w.name] = adm
+    for name, adm in grown.items():
+        snap.running[name] = adm
+        res.admissions.append(adm)
+        if not adm.complete and name in res.pending:
+            why = res.pending[name]
+            bound = f"{len(adm.placements)}/{adm.workload.pod_count} pods bound"
+            res.pending[name] = Status(why.code, f"{bound}; {why.reason}", why.plugin)
+        elif adm.complete:
+            res.pending.pop(name, None)
+    return res

@@ -1,0 +1,80 @@
+"""Extension points: one small protocol each, as in kube-scheduler's framework.
+
+* `QueueSort` orders pending workloads.
+* `Score` rates a node for one pod (0–100; higher is better).
+* `Placement` chooses nodes for a pod set and stages them in a `Statement`.
+
+A `PlaceContext` carries what placement needs for one workload; plugins never
+mutate anything but the statement they are given.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Protocol
+
+from detente.core.cluster import Cluster
+from detente.core.resources import Resources
+from detente.core.state import ClusterState
+from detente.core.statement import Statement
+from detente.core.status import Status
+from detente.core.workload import PodSet, Workload
+
+
+class QueueSort(Protocol):
+    name: str
+
+    def sort_key(self, w: Workload) -> tuple[Hashable, ...]:
+        """Smaller keys go first; must end in ``w.seq`` so keys are unique."""
+        ...
+
+
+class Score(Protocol):
+    name: str
+
+    def score(self, state: ClusterState, node: int, request: Resources) -> float:
+        """0–100 for placing one pod of ``request`` on ``node``; the pod fits there."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class WeightedScore:
+    plugin: Score
+    weight: float
+
+
+@dataclass(slots=True)
+class PlaceContext:
+    """One workload's placement inputs. ``nodes`` None means every node is eligible."""
+
+    state: ClusterState
+    workload: Workload
+    nodes: frozenset[int] | None
+    scores: tuple[WeightedScore, ...]
+    rng: random.Random
+    #: Nodes this workload already holds from earlier cycles (pod-by-pod profiles).
+    taken: frozenset[int] = frozenset()
+
+    @property
+    def cluster(self) -> Cluster:
+        return self.state.cluster
+
+    def eligible(self, node: int) -> bool:
+        return self.nodes is None or node in self.nodes
+
+    def node_score(self, node: int, request: Resources) -> float:
+        return sum(s.weight * s.plugin.score(self.state, node, request) for s in self.scores)
+
+
+class Placement(Protocol):
+    name: str
+
+    def place(self, ctx: PlaceContext, pod_set: PodSet, count: int, stmt: Statement) -> Status:
+        """Stages ``count`` pods of ``pod_set`` or as many as it can, returning why not all.
+
+        On failure the plugin leaves partial pods staged; the caller decides whether
+        to keep them (pod-by-pod profiles) or roll back (gangs).
+        """
+        ...

@@ -1,0 +1,1 @@
+"""Plugins, one module each. `detente.core.profiles` maps names to them."""

@@ -1,0 +1,119 @@
+"""Profiles: which plugins run, with which weights. A profile is data, not a branch.
+
+Named profiles model real systems faithfully, weaknesses included (see
+docs/profiles.md); ``detente`` is the best we can build. `build` is the one way to
+get a profile by name; `REGISTRY` maps plugin names to factories for custom ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from detente.core.framework import Placement, QueueSort, Score, WeightedScore
+from detente.core.plugins.binpack import GpuBinpack, GpuSpread
+from detente.core.plugins.fgd import FragmentationGradient
+from detente.core.plugins.k8s_resources import BalancedAllocation, LeastAllocated
+from detente.core.plugins.podwise import PodByPod
+from detente.core.plugins.priority_sort import FifoSort, PrioritySort
+from detente.core.plugins.topology import TopologyBestFit
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """One scheduler configuration.
+
+    ``gang``: admit all pods of a workload or none (False: pod by pod, partial holds).
+    ``quota``: charge ClusterQueue quota (False: queues are ignored, as in plain k8s).
+    ``heads_per_queue``: workloads a ClusterQueue may try per cycle (None: all).
+    ``seed``: seeds the cycle's RNG (used only by plugins that break ties at random).
+    """
+
+    name: str
+    queue_sort: QueueSort
+    placement: Placement
+    scores: tuple[WeightedScore, ...] = ()
+    gang: bool = True
+    quota: bool = True
+    heads_per_queue: int | None = None
+    seed: int = 0
+
+
+SORTS: Mapping[str, Callable[[], QueueSort]] = MappingProxyType(
+    {"PrioritySort": PrioritySort, "FifoSort": FifoSort}
+)
+SCORES: Mapping[str, Callable[[], Score]] = MappingProxyType(
+    {
+        "GpuBinpack": GpuBinpack,
+        "GpuSpread": GpuSpread,
+        "FGD": FragmentationGradient,
+        "NodeResourcesFit": LeastAllocated,
+        "NodeResourcesBalancedAllocation": BalancedAllocation,
+    }
+)
+PLACEMENTS: Mapping[str, Callable[[], Placement]] = MappingProxyType(
+    {"TopologyBestFit": TopologyBestFit, "PodByPod": PodByPod}
+)
+
+
+def _k8s(seed: int) -> Profile:
+    return Profile(
+        name="k8s",
+        queue_sort=PrioritySort(),
+        placement=PodByPod(),
+        scores=(
+            WeightedScore(LeastAllocated(), 1),
+            WeightedScore(BalancedAllocation(), 1),
+        ),
+        gang=False,
+        quota=False,
+        seed=seed,
+    )
+
+
+def _detente(seed: int) -> Profile:
+    return Profile(
+        name="detente",
+        queue_sort=PrioritySort(),
+        placement=TopologyBestFit(compact=True),
+        scores=(WeightedScore(GpuBinpack(), 1),),
+        seed=seed,
+    )
+
+
+PROFILES: Mapping[str, Callable[[int], Profile]] = MappingProxyType(
+    {"k8s": _k8s, "detente": _detente}
+)
+
+
+def build(name: str, seed: int = 0) -> Profile:
+    """The named profile; raises KeyError listing the known names."""
+    try:
+        return PROFILES[name](seed)
+    except KeyError:
+        raise KeyError(f"unknown profile {name!r}; known: {', '.join(sorted(PROFILES))}") from None
+
+
+def custom(
+    name: str,
+    *,
+    sort: str = "PrioritySort",
+    placement: str = "TopologyBestFit",
+    scores: Mapping[str, float] | None = None,
+    gang: bool = True,
+    quota: bool = True,
+    heads_per_queue: int | None = None,
+    seed: int = 0,
+) -> Profile:
+    """A profile assembled from plugin names (KeyError on an unknown name)."""
+    return Profile(
+        name=name,
+        queue_sort=SORTS[sort](),
+        placement=PLACEMENTS[placement](),
+        scores=tuple(WeightedScore(SCORES[s](), w) for s, w in (scores or {}).items()),
+        gang=gang,
+        quota=quota,
+        heads_per_queue=heads_per_queue,
+        seed=seed,
+    )

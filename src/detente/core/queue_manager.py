@@ -1,0 +1,62 @@
+"""Pending workloads, kept in queue order (Kueue's queue manager; it knows no capacity).
+
+Order is the profile's `QueueSort` key, fixed at insertion; a new sort (e.g. after
+priorities are recomputed) is `resort()`. Removal is lazy: removed names are
+dropped the next time the order is read, so a cycle that admits k of n workloads
+costs O(n) once, not O(k·n).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Hashable, Iterable
+
+from detente.core.framework import QueueSort
+from detente.core.workload import Workload
+
+
+class QueueManager:
+    def __init__(self, sort: QueueSort, workloads: Iterable[Workload] = ()) -> None:
+        self.sort = sort
+        self._by_name: dict[str, Workload] = {}
+        self._order: list[tuple[tuple[Hashable, ...], Workload]] = []
+        self._stale = 0
+        for w in workloads:
+            self.add(w)
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._by_name
+
+    def get(self, name: str) -> Workload | None:
+        return self._by_name.get(name)
+
+    def add(self, w: Workload) -> None:
+        """Queues ``w``; re-adding a name replaces the old entry."""
+        if w.name in self._by_name:
+            self.remove(w.name)
+        self._by_name[w.name] = w
+        bisect.insort(self._order, (self.sort.sort_key(w), w), key=lambda e: e[0])
+
+    def remove(self, name: str) -> Workload | None:
+        w = self._by_name.pop(name, None)
+        if w is not None:
+            self._stale += 1
+        return w
+
+    def ordered(self) -> list[Workload]:
+        """Pending workloads, first to be considered first."""
+        if self._stale:
+            live = self._by_name
+            self._order = [e for e in self._order if live.get(e[1].name) is e[1]]
+            self._stale = 0
+        return [w for _, w in self._order]
+
+    def resort(self, sort: QueueSort | None = None) -> None:
+        self.sort = sort or self.sort
+        self._order = sorted(
+            ((self.sort.sort_key(w), w) for w in self._by_name.values()), key=lambda e: e[0]
+        )
+        self._stale = 0

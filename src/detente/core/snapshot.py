@@ -1,0 +1,79 @@
+"""The cycle's view of the world: node usage, quota usage and what is running.
+
+A `Snapshot` is what Kueue's cache hands a cycle: `clone()` copies usage and shares
+everything immutable (cluster, queue config), so a cycle may change its snapshot
+freely. `admit` and `release` keep node usage, quota usage and ``running`` in step;
+the control plane and the simulator use the same two calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from detente.core.cluster import Cluster
+from detente.core.queues import QueueConfig
+from detente.core.quota import FR, QuotaState
+from detente.core.state import ClusterState
+from detente.core.workload import Admission, Workload
+
+
+def quota_charge(w: Workload, flavors: Mapping[str, str]) -> dict[FR, int]:
+    """The (flavor, resource) amounts an admission holds; empty without flavors."""
+    return {(flavors[r], r): v for r, v in w.total.items() if r in flavors}
+
+
+class Snapshot:
+    __slots__ = ("_flavor_nodes", "cluster", "config", "quota", "running", "state")
+
+    def __init__(self, cluster: Cluster, config: QueueConfig) -> None:
+        self.cluster = cluster
+        self.config = config
+        self.state = ClusterState(cluster)
+        self.quota = QuotaState(config.tree)
+        #: Admitted workloads (and, for pod-by-pod profiles, partly placed ones) by name.
+        self.running: dict[str, Admission] = {}
+        self._flavor_nodes: dict[frozenset[str], frozenset[int] | None] = {}
+
+    def clone(self) -> Snapshot:
+        c = Snapshot.__new__(Snapshot)
+        c.cluster, c.config = self.cluster, self.config
+        c.state = self.state.clone()
+        c.quota = self.quota.clone()
+        c.running = dict(self.running)
+        c._flavor_nodes = self._flavor_nodes  # pure function of immutable inputs
+        return c
+
+    def flavor_nodes(self, flavors: frozenset[str]) -> frozenset[int] | None:
+        """Nodes that match every flavor's labels (cached); None means all."""
+        if flavors not in self._flavor_nodes:
+            self._flavor_nodes[flavors] = self.config.flavor_nodes(self.cluster, set(flavors))
+        return self._flavor_nodes[flavors]
+
+    def admit(self, adm: Admission) -> None:
+        """Charges an admission's pods to nodes and its quota to its ClusterQueue.
+
+        Replaces an earlier admission of the same workload (pod-by-pod growth).
+        """
+        name = adm.workload.name
+        if name in self.running:
+            self.release(name)
+        w = adm.workload
+        excl = w.exclusive
+        requests = {ps.name: ps.request for ps in w.pod_sets}
+        placed = []
+        for p in adm.placements:
+            devices = self.state.allocate(p.node, requests[p.pod_set], excl)
+            placed.append(type(p)(p.pod_set, p.index, p.node, devices))
+        adm.placements = placed
+        self.quota.add(adm.cluster_queue, quota_charge(w, adm.flavors))
+        self.running[name] = adm
+
+    def release(self, name: str) -> Admission:
+        """Frees a running workload's nodes and quota; returns its admission."""
+        adm = self.running.pop(name)
+        w = adm.workload
+        requests = {ps.name: ps.request for ps in w.pod_sets}
+        for p in reversed(adm.placements):
+            self.state.release(p.node, requests[p.pod_set], p.devices, w.exclusive)
+        self.quota.add(adm.cluster_queue, quota_charge(w, adm.flavors), -1)
+        return adm

@@ -1,0 +1,1 @@
+"""detente.executors: see DESIGN.md (lands with its issue)."""

@@ -1,0 +1,1 @@
+"""detente.gateway: see DESIGN.md (lands with its issue)."""

@@ -1,0 +1,1 @@
+"""detente.sim: see DESIGN.md (lands with its issue)."""
