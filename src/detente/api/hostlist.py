@@ -42,7 +42,9 @@ def _ranges(nums: list[int], width: int) -> list[str]:
         if n is not None and n == prev + 1:
             prev = n
             continue
-        spans.append(f"{start:0{width}d}" if start == prev else f"{start:0{width}d}-{prev:0{width}d}")
+        spans.append(
+            f"{start:0{width}d}" if start == prev else f"{start:0{width}d}-{prev:0{width}d}"
+        )
         if n is not None:
             start = prev = n
     return spans

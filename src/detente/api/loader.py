@@ -18,8 +18,8 @@ from pydantic import BaseModel, ValidationError
 
 from detente.api import manifests as m
 from detente.api.nodes import expand_pool, node_from_doc
-from detente.api.queues import QueueBuilder
 from detente.api.quantity import canonical, parse_duration
+from detente.api.queues import QueueBuilder
 from detente.core.cluster import Cluster, Node
 from detente.core.queues import QueueConfig
 from detente.core.resources import Resources
@@ -102,7 +102,9 @@ def load_files(paths: Iterable[str | Path]) -> Manifests:
     return load_documents(read_documents(paths))
 
 
-def _validate(docs: list[tuple[str, int, Any]], problems: Problems) -> list[tuple[Source, BaseModel]]:
+def _validate(
+    docs: list[tuple[str, int, Any]], problems: Problems
+) -> list[tuple[Source, BaseModel]]:
     out: list[tuple[Source, BaseModel]] = []
     for file, index, doc in docs:
         model = m.model_for(doc)
@@ -142,7 +144,9 @@ def load_documents(docs: list[tuple[str, int, Any]]) -> Manifests:
     problems.fail()
     assert config is not None
     node_names = {n.name for n in nodes}
-    jobs = [_job(src, doc, seq, config, node_names, problems) for seq, (src, doc) in enumerate(job_docs)]
+    jobs = [
+        _job(src, doc, seq, config, node_names, problems) for seq, (src, doc) in enumerate(job_docs)
+    ]
     _check_unique(((j.workload.name, "Job") for j in jobs), problems)
     problems.fail()
     return Manifests(nodes, queues.levels, config, jobs)
@@ -167,7 +171,12 @@ def resources(src: Source, path: str, raw: dict[str, m.Qty], problems: Problems)
 
 
 def _job(
-    src: Source, doc: m.JobDoc, seq: int, config: QueueConfig, node_names: set[str], problems: Problems
+    src: Source,
+    doc: m.JobDoc,
+    seq: int,
+    config: QueueConfig,
+    node_names: set[str],
+    problems: Problems,
 ) -> JobEntry:
     s = doc.spec
     req = resources(src, "spec.resources", s.resources, problems)
@@ -177,10 +186,14 @@ def _job(
     if s.priorityClass is not None:
         pc = config.priority_classes.get(s.priorityClass)
         if pc is None:
-            problems.add(src, "spec.priorityClass", "unknown WorkloadPriorityClass", s.priorityClass)
+            problems.add(
+                src, "spec.priorityClass", "unknown WorkloadPriorityClass", s.priorityClass
+            )
         else:
             prio = pc.value
-    limit = _duration(src, "spec.timeLimit", s.timeLimit, problems) if s.timeLimit is not None else None
+    limit = (
+        _duration(src, "spec.timeLimit", s.timeLimit, problems) if s.timeLimit is not None else None
+    )
     grace = _duration(src, "spec.checkpointGrace", s.checkpointGrace, problems) or 0.0
     topo = None
     if s.topology is not None:
@@ -201,7 +214,9 @@ def _job(
         checkpoint_grace=grace,
         user=s.user,
     )
-    entry = JobEntry(w, src, command=[s.command] if isinstance(s.command, str) else list(s.command or []))
+    entry = JobEntry(
+        w, src, command=[s.command] if isinstance(s.command, str) else list(s.command or [])
+    )
     if doc.status is not None and doc.status.nodes:
         _running(src, doc.status, entry, count, node_names, problems)
     return entry
@@ -214,7 +229,9 @@ def _running(
         if n not in names:
             problems.add(src, f"status.nodes[{i}]", "unknown node", n)
     if len(st.nodes) != count:
-        problems.add(src, "status.nodes", f"a running job lists one node per pod ({count})", st.nodes)
+        problems.add(
+            src, "status.nodes", f"a running job lists one node per pod ({count})", st.nodes
+        )
     if st.startTime is None:
         problems.add(src, "status.startTime", "a running job needs its start time")
     entry.running_nodes = list(st.nodes)

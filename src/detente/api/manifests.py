@@ -87,7 +87,9 @@ class TopologySpec(Loose):
 
 
 class TopologyDoc(Loose):
-    apiVersion: Literal["kueue.x-k8s.io/v1alpha1", "kueue.x-k8s.io/v1beta1", "kueue.x-k8s.io/v1beta2"]
+    apiVersion: Literal[
+        "kueue.x-k8s.io/v1alpha1", "kueue.x-k8s.io/v1beta1", "kueue.x-k8s.io/v1beta2"
+    ]
     kind: Literal["Topology"]
     metadata: Meta
     spec: TopologySpec
@@ -143,7 +145,9 @@ class CohortSpec(Loose):
 
 
 class CohortDoc(Loose):
-    apiVersion: Literal["kueue.x-k8s.io/v1alpha1", "kueue.x-k8s.io/v1beta1", "kueue.x-k8s.io/v1beta2"]
+    apiVersion: Literal[
+        "kueue.x-k8s.io/v1alpha1", "kueue.x-k8s.io/v1beta1", "kueue.x-k8s.io/v1beta2"
+    ]
     kind: Literal["Cohort"]
     metadata: Meta
     spec: CohortSpec = CohortSpec()

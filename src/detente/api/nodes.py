@@ -51,7 +51,10 @@ def expand_pool(src: Source, doc: m.NodePoolDoc, problems: Problems) -> list[Nod
     s = doc.spec
     cap = resources(src, "spec.capacity", s.capacity, problems)
     pattern = s.namePattern or f"{doc.metadata.name}-{{i}}"
-    for path, text in [("spec.namePattern", pattern), *((f"spec.labels.{k}", v) for k, v in s.labels.items())]:
+    for path, text in [
+        ("spec.namePattern", pattern),
+        *((f"spec.labels.{k}", v) for k, v in s.labels.items()),
+    ]:
         try:
             render(text, 0)
         except ValueError as e:

@@ -73,7 +73,9 @@ class QueueBuilder:
             self.problems.items.append(f"queues: {e}")
             return None
 
-    def _pick_levels(self, flavors: list[ResourceFlavor], topologies: dict[str, tuple[Source, m.TopologyDoc]]) -> None:
+    def _pick_levels(
+        self, flavors: list[ResourceFlavor], topologies: dict[str, tuple[Source, m.TopologyDoc]]
+    ) -> None:
         """The cluster's levels: the first flavor's topology, else the only Topology."""
         name = next((f.topology for f in flavors if f.topology), None)
         if name is None and len(topologies) == 1:
@@ -81,12 +83,16 @@ class QueueBuilder:
         if name is not None and name in topologies:
             self.levels = tuple(lv.nodeLabel for lv in topologies[name][1].spec.levels)
 
-    def _flavor(self, src: Source, d: m.ResourceFlavorDoc, topologies: dict[str, object]) -> ResourceFlavor:
+    def _flavor(
+        self, src: Source, d: m.ResourceFlavorDoc, topologies: dict[str, object]
+    ) -> ResourceFlavor:
         if d.spec.topologyName and d.spec.topologyName not in topologies:
             self.problems.add(src, "spec.topologyName", "unknown Topology", d.spec.topologyName)
         return ResourceFlavor(d.metadata.name, dict(d.spec.nodeLabels), d.spec.topologyName)
 
-    def _quotas(self, src: Source, groups: list[m.ResourceGroupDoc]) -> tuple[tuple[ResourceGroup, ...], dict[FR, Quota]]:
+    def _quotas(
+        self, src: Source, groups: list[m.ResourceGroupDoc]
+    ) -> tuple[tuple[ResourceGroup, ...], dict[FR, Quota]]:
         out: dict[FR, Quota] = {}
         built = []
         for gi, g in enumerate(groups):
@@ -115,7 +121,9 @@ class QueueBuilder:
     def _cq(self, src: Source, d: m.ClusterQueueDoc) -> ClusterQueue:
         groups, quotas = self._quotas(src, d.spec.resourceGroups)
         cohort = d.spec.cohortName or d.spec.cohort
-        return ClusterQueue(d.metadata.name, groups, quotas, cohort, QueueingStrategy(d.spec.queueingStrategy))
+        return ClusterQueue(
+            d.metadata.name, groups, quotas, cohort, QueueingStrategy(d.spec.queueingStrategy)
+        )
 
     def _cohort(self, src: Source, d: m.CohortDoc) -> Cohort:
         _, quotas = self._quotas(src, d.spec.resourceGroups)
@@ -140,4 +148,6 @@ class QueueBuilder:
                         self.problems.add(src, path, "unknown ResourceFlavor", f.name)
         for src, d in self._of(m.LocalQueueDoc):
             if d.spec.clusterQueue not in known_cq:  # type: ignore[attr-defined]
-                self.problems.add(src, "spec.clusterQueue", "unknown ClusterQueue", d.spec.clusterQueue)  # type: ignore[attr-defined]
+                self.problems.add(
+                    src, "spec.clusterQueue", "unknown ClusterQueue", d.spec.clusterQueue
+                )  # type: ignore[attr-defined]

@@ -24,8 +24,12 @@ def main() -> None:
 
 @app.command("plan")
 def plan_cmd(
-    files: list[Path] = typer.Option(..., "-f", "--file", help="Manifest files (YAML, many documents each)."),
-    now: float = typer.Option(0.0, "--now", help="The time to plan at, in seconds on the manifests' clock."),
+    files: list[Path] = typer.Option(
+        ..., "-f", "--file", help="Manifest files (YAML, many documents each)."
+    ),
+    now: float = typer.Option(
+        0.0, "--now", help="The time to plan at, in seconds on the manifests' clock."
+    ),
     output: Output = typer.Option(Output.table, "-o", "--output"),
     profile: str = typer.Option("detente", "--profile", help="Scheduling profile: detente, k8s."),
     seed: int = typer.Option(0, "--seed", help="Seed for profiles that break ties at random."),

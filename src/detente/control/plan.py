@@ -7,6 +7,7 @@ or Pending (with the reason from the check that rejected it).
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 from detente.api.loader import JobEntry, ManifestError, Manifests
@@ -70,7 +71,9 @@ def _running_admission(snap: Snapshot, job: JobEntry) -> Admission:
         if not isinstance(found, str):
             flavors = next(iter(found), {})
     ps = w.pod_sets[0]
-    placements = [PodPlacement(ps.name, i, snap.cluster.index[n]) for i, n in enumerate(job.running_nodes)]
+    placements = [
+        PodPlacement(ps.name, i, snap.cluster.index[n]) for i, n in enumerate(job.running_nodes)
+    ]
     return Admission(w, cq.name if cq else "", flavors, placements, job.start_time or 0.0)
 
 
@@ -78,8 +81,9 @@ def plan(man: Manifests, profile: Profile, now: float = 0.0) -> list[Decision]:
     snap = build_snapshot(man)
     queues = QueueManager(profile.queue_sort, [j.workload for j in man.jobs if not j.running_nodes])
     pending: dict[str, Status] = {}
+    rng = random.Random(profile.seed)
     for _ in range(MAX_CYCLES):
-        result = run_cycle(snap, queues, profile, now)
+        result = run_cycle(snap, queues, profile, now, rng)
         pending = result.pending
         for adm in result.admissions:
             if adm.complete:

@@ -6,10 +6,9 @@ be placed; quota never admits what cannot run (the complaint of kueue#4329, #279
 
 from __future__ import annotations
 
-import random
 from collections.abc import Hashable, Mapping
 
-from detente.core.framework import PlaceContext
+from detente.core.framework import PlaceContext, Rng
 from detente.core.profiles import Profile
 from detente.core.queues import ClusterQueue
 from detente.core.quota import QuotaState
@@ -25,7 +24,9 @@ FIT = "NodeFit"
 ShapeCache = dict[Hashable, Status]
 
 
-def quota_fit(quota: QuotaState, cq: ClusterQueue, w: Workload, flavors: Mapping[str, str]) -> Status:
+def quota_fit(
+    quota: QuotaState, cq: ClusterQueue, w: Workload, flavors: Mapping[str, str]
+) -> Status:
     """Fits under nominal quota, or borrows within the cohort up to the borrowing limit."""
     for (flavor, res), need in quota_charge(w, flavors).items():
         avail = quota.available(cq.name, (flavor, res))
@@ -54,7 +55,7 @@ def place_workload(
     nodes: frozenset[int] | None,
     profile: Profile,
     failed: ShapeCache,
-    rng: random.Random,
+    rng: Rng,
 ) -> tuple[Status, list[PodPlacement]]:
     """Stages every pod set on ``snap.state``; keeps them on success, else discards all.
 
@@ -116,7 +117,7 @@ def try_admit(
     cq: ClusterQueue | None,
     profile: Profile,
     failed: ShapeCache,
-    rng: random.Random,
+    rng: Rng,
     now: float,
 ) -> tuple[Status, Admission | None]:
     """Quota then placement for each flavor assignment in order; first fit wins.
@@ -143,7 +144,9 @@ def try_admit(
                 cq_name = cq.name if cq else ""
                 snap.quota.add(cq_name, quota_charge(w, flavors)) if cq else None
                 return OK, Admission(w, cq_name, dict(flavors), placements, now)
-        if first is None or (first.code == Code.UNSCHEDULABLE_AND_UNRESOLVABLE and status.code < first.code):
+        if first is None or (
+            first.code == Code.UNSCHEDULABLE_AND_UNRESOLVABLE and status.code < first.code
+        ):
             first = status
     assert first is not None
     return first, None

@@ -19,12 +19,11 @@ admissions; ``queues`` is read only. Same inputs → same result.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
 from detente.core.admission import ShapeCache, try_admit
-from detente.core.framework import PlaceContext
+from detente.core.framework import FirstChoice, PlaceContext, Rng
 from detente.core.profiles import Profile
 from detente.core.queue_manager import QueueManager
 from detente.core.queues import QueueingStrategy
@@ -42,26 +41,33 @@ class CycleResult:
     pending: dict[str, Status] = field(default_factory=dict)
 
 
-def _rng(profile: Profile, now: float) -> random.Random:
-    return random.Random(profile.seed * 1_000_003 + int(now * 1000))
-
-
-def run_cycle(snapshot: Snapshot, queues: QueueManager, profile: Profile, now: float) -> CycleResult:
+def run_cycle(
+    snapshot: Snapshot,
+    queues: QueueManager,
+    profile: Profile,
+    now: float,
+    rng: Rng | None = None,
+) -> CycleResult:
+    """``rng`` serves profiles that break ties at random; pass one seeded per run."""
+    rng = rng or FirstChoice()
     if profile.gang:
-        return _gang_cycle(snapshot, queues, profile, now)
-    return _pod_cycle(snapshot, queues, profile, now)
+        return _gang_cycle(snapshot, queues, profile, now, rng)
+    return _pod_cycle(snapshot, queues, profile, now, rng)
 
 
-def _gang_cycle(snap: Snapshot, queues: QueueManager, profile: Profile, now: float) -> CycleResult:
+def _gang_cycle(
+    snap: Snapshot, queues: QueueManager, profile: Profile, now: float, rng: Rng
+) -> CycleResult:
     res = CycleResult()
-    rng = _rng(profile, now)
     failed: ShapeCache = {}
     blocked: dict[str, str] = {}
     tried: dict[str, int] = {}
     for w in queues.ordered():  # step 1
         cq = snap.config.cluster_queue_of(w.queue) if profile.quota else None
         if profile.quota and cq is None:  # step 2
-            res.pending[w.name] = unresolvable("QueueResolver", f"LocalQueue {w.queue!r} does not exist")
+            res.pending[w.name] = unresolvable(
+                "QueueResolver", f"LocalQueue {w.queue!r} does not exist"
+            )
             continue
         key = cq.name if cq else ""
         if key in blocked:
@@ -84,7 +90,9 @@ def _gang_cycle(snap: Snapshot, queues: QueueManager, profile: Profile, now: flo
     return res
 
 
-def _pod_entries(snap: Snapshot, queues: QueueManager, profile: Profile) -> list[tuple[Hashable, Workload, PodSet]]:
+def _pod_entries(
+    snap: Snapshot, queues: QueueManager, profile: Profile
+) -> list[tuple[Hashable, Workload, PodSet]]:
     """One entry per unbound pod; pods of equally ranked workloads interleave by index."""
     entries: list[tuple[Hashable, Workload, PodSet]] = []
     for w in queues.ordered():
@@ -98,9 +106,10 @@ def _pod_entries(snap: Snapshot, queues: QueueManager, profile: Profile) -> list
     return entries
 
 
-def _pod_cycle(snap: Snapshot, queues: QueueManager, profile: Profile, now: float) -> CycleResult:
+def _pod_cycle(
+    snap: Snapshot, queues: QueueManager, profile: Profile, now: float, rng: Rng
+) -> CycleResult:
     res = CycleResult()
-    rng = _rng(profile, now)
     grown: dict[str, Admission] = {}
     failed: dict[Hashable, Status] = {}
     for _, w, ps in _pod_entries(snap, queues, profile):
@@ -122,15 +131,22 @@ def _pod_cycle(snap: Snapshot, queues: QueueManager, profile: Profile, now: floa
             continue
         s = stmt.staged[0]
         idx = sum(1 for p in adm.placements if p.pod_set == ps.name)
-        adm = Admission(w, "", {}, [*adm.placements, PodPlacement(ps.name, idx, s.node, s.devices)], adm.start_time)
+        adm = Admission(
+            w,
+            "",
+            {},
+            [*adm.placements, PodPlacement(ps.name, idx, s.node, s.devices)],
+            adm.start_time,
+        )
         grown[w.name] = adm
     for name, adm in grown.items():
         snap.running[name] = adm
         res.admissions.append(adm)
-        if not adm.complete and name in res.pending:
-            why = res.pending[name]
-            bound = f"{len(adm.placements)}/{adm.workload.pod_count} pods bound"
-            res.pending[name] = Status(why.code, f"{bound}; {why.reason}", why.plugin)
-        elif adm.complete:
+        if adm.complete:
             res.pending.pop(name, None)
+    for name, why in res.pending.items():
+        held = snap.running.get(name)
+        if held is not None:
+            bound = f"{len(held.placements)}/{held.workload.pod_count} pods bound"
+            res.pending[name] = Status(why.code, f"{bound}; {why.reason}", why.plugin)
     return res

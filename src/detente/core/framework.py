@@ -10,10 +10,9 @@ mutate anything but the statement they are given.
 
 from __future__ import annotations
 
-import random
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from detente.core.cluster import Cluster
 from detente.core.resources import Resources
@@ -21,6 +20,29 @@ from detente.core.state import ClusterState
 from detente.core.statement import Statement
 from detente.core.status import Status
 from detente.core.workload import PodSet, Workload
+
+T = TypeVar("T")
+
+
+class Rng(Protocol):
+    """The random choices a plugin may make; `random.Random(seed)` satisfies it.
+
+    The core never creates one: callers pass a seeded instance, so runs repeat.
+    """
+
+    def randrange(self, stop: int, /) -> int: ...
+
+    def choice(self, seq: Sequence[T], /) -> T: ...
+
+
+class FirstChoice:
+    """A deterministic `Rng` for callers that give none: always the first option."""
+
+    def randrange(self, stop: int, /) -> int:
+        return 0
+
+    def choice(self, seq: Sequence[T], /) -> T:
+        return seq[0]
 
 
 class QueueSort(Protocol):
@@ -53,7 +75,7 @@ class PlaceContext:
     workload: Workload
     nodes: frozenset[int] | None
     scores: tuple[WeightedScore, ...]
-    rng: random.Random
+    rng: Rng
     #: Nodes this workload already holds from earlier cycles (pod-by-pod profiles).
     taken: frozenset[int] = frozenset()
 

@@ -27,7 +27,8 @@ class Profile:
     ``gang``: admit all pods of a workload or none (False: pod by pod, partial holds).
     ``quota``: charge ClusterQueue quota (False: queues are ignored, as in plain k8s).
     ``heads_per_queue``: workloads a ClusterQueue may try per cycle (None: all).
-    ``seed``: seeds the cycle's RNG (used only by plugins that break ties at random).
+    ``seed``: what callers should seed the run's RNG with (plugins that break ties at
+    random use it; the core itself never creates one).
     """
 
     name: str

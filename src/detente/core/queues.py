@@ -156,10 +156,7 @@ class QueueConfig:
             if g not in groups:
                 groups.append(g)
         combos = itertools.islice(itertools.product(*(g.flavors for g in groups)), 16)
-        return (
-            {r: combo[i] for i, g in enumerate(groups) for r in g.covered}
-            for combo in combos
-        )
+        return ({r: combo[i] for i, g in enumerate(groups) for r in g.covered} for combo in combos)
 
     def flavor_nodes(self, cluster: Cluster, flavors: set[str]) -> frozenset[int] | None:
         """Nodes matching every flavor's labels; None means all nodes."""

@@ -52,7 +52,9 @@ class NodeBuilder:
         return self
 
     def build(self) -> Node:
-        return Node(self._name, Resources(self._res), MappingProxyType(dict(self._labels)), self._cond)
+        return Node(
+            self._name, Resources(self._res), MappingProxyType(dict(self._labels)), self._cond
+        )
 
 
 def a_node(name: str) -> NodeBuilder:

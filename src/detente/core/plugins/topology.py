@@ -79,9 +79,7 @@ class TopologyBestFit:
             yield d
             return
         slots = self._slots
-        kids = sorted(
-            (s, c) for c in d.children if (s := slots(ctx, c, ps)) >= n
-        )
+        kids = sorted((s, c) for c in d.children if (s := slots(ctx, c, ps)) >= n)
         for _, c in kids:
             yield from self._candidates(ctx, ctx.cluster.domains[c], level, ps, n)
 
@@ -167,5 +165,6 @@ def _fill_one_node(ctx: PlaceContext, cand: list[int], ps: PodSet, k: int, stmt:
             return k
         stmt.rollback(mark)
     return 0
+
 
 _: Placement = TopologyBestFit()

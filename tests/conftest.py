@@ -1,0 +1,37 @@
+"""Shared helpers: run cycles to a fixed point, the way `detente plan` does."""
+
+from __future__ import annotations
+
+import random
+
+from detente.core.cycle import CycleResult, run_cycle
+from detente.core.profiles import Profile, build
+from detente.core.queue_manager import QueueManager
+from detente.core.snapshot import Snapshot
+from detente.core.workload import Workload
+
+
+def settle(
+    snap: Snapshot, jobs: list[Workload], profile: Profile | str = "detente", now: float = 0.0
+) -> CycleResult:
+    """Runs cycles until one admits nothing; returns the last result (its pending reasons)."""
+    prof = build(profile) if isinstance(profile, str) else profile
+    queues = QueueManager(prof.queue_sort, jobs)
+    rng = random.Random(prof.seed)
+    for _ in range(1000):
+        res = run_cycle(snap, queues, prof, now, rng)
+        for adm in res.admissions:
+            if adm.complete:
+                queues.remove(adm.workload.name)
+        if not res.admissions:
+            return res
+    raise AssertionError("did not settle")
+
+
+def nodes_of(snap: Snapshot, name: str) -> list[str]:
+    adm = snap.running.get(name)
+    return [snap.cluster.nodes[p.node].name for p in adm.placements] if adm else []
+
+
+def admitted(snap: Snapshot) -> set[str]:
+    return {n for n, a in snap.running.items() if a.complete}

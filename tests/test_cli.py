@@ -1,0 +1,83 @@
+"""`detente plan` as a real process: output shapes, exit codes, the --now clock."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+FILES = [str(EXAMPLES / f) for f in ("cluster.yaml", "queues.yaml", "jobs.yaml")]
+
+
+def detente(*args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "detente", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+
+
+def file_args(files: list[str]) -> list[str]:
+    return [a for f in files for a in ("-f", f)]
+
+
+def test_plan_json_shape_and_decisions() -> None:
+    out = detente("plan", *file_args(FILES), "-o", "json", "--now", "60")
+    assert out.returncode == 0, out.stderr
+    wl = {w["name"]: w for w in json.loads(out.stdout)["workloads"]}
+    assert set(wl["pretrain-a"]) == {"name", "state", "nodes", "start", "reason"}
+    assert wl["pretrain-a"] == {
+        "name": "pretrain-a", "state": "Admitted", "nodes": ["gpu-00", "gpu-01"],
+        "start": 0.0, "reason": None,
+    }  # fmt: skip
+    b = wl["finetune-b"]
+    assert b["state"] == "Admitted" and b["start"] == 60.0
+    assert len({n[:-1] for n in b["nodes"]}) == 1  # one rack: gpu-0[4-7] share a prefix
+    assert wl["too-wide"]["state"] == "Pending"
+    assert "one rack can hold at most 4" in wl["too-wide"]["reason"]
+
+
+def test_plan_table_lists_every_workload() -> None:
+    out = detente("plan", *file_args(FILES))
+    assert out.returncode == 0, out.stderr
+    for name in ("pretrain-a", "finetune-b", "too-wide", "notebook"):
+        assert name in out.stdout
+
+
+def test_plan_bad_manifest_exits_2_naming_the_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        textwrap.dedent("""\
+        apiVersion: detente.dev/v1
+        kind: Job
+        metadata: {name: j}
+        spec: {nodes: zero}
+        """)
+    )
+    out = detente("plan", "-f", str(bad))
+    assert out.returncode == 2
+    assert "bad.yaml: document 0 (Job j): spec.nodes" in out.stderr
+    assert "'zero'" in out.stderr
+
+
+def test_plan_k8s_profile_shows_partial_binding(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs.yaml"
+    docs = [
+        f"apiVersion: detente.dev/v1\nkind: Job\nmetadata: {{name: {n}}}\n"
+        "spec: {nodes: 12, resources: {nvidia.com/gpu: 8}}\n"
+        for n in ("a", "b")
+    ]
+    jobs.write_text("---\n".join(docs))
+    out = detente("plan", "-f", FILES[0], "-f", str(jobs), "--profile", "k8s", "-o", "json")
+    assert out.returncode == 0, out.stderr
+    wl = json.loads(out.stdout)["workloads"]
+    partial = [w for w in wl if w["name"] in "ab"]
+    assert all(w["state"] == "Pending" for w in partial)
+    assert sum(len(w["nodes"]) for w in partial) == 16
+    assert all("pods bound" in w["reason"] for w in partial)
+
+
+def test_unknown_profile_is_a_usage_error() -> None:
+    out = detente("plan", *file_args(FILES), "--profile", "nope")
+    assert out.returncode == 2
+    assert "unknown profile" in out.stderr
