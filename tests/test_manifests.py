@@ -215,5 +215,5 @@ def test_duplicate_node_names_are_rejected(tmp_path: Path) -> None:
 
 
 def test_missing_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ManifestError, match="nope.yaml: cannot read"):
+    with pytest.raises(ManifestError, match=r"nope\.yaml: cannot read"):
         load_files([tmp_path / "nope.yaml"])
