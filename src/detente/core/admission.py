@@ -111,6 +111,18 @@ def _never_or(snap: Snapshot, w: Workload) -> Status | None:
     return None
 
 
+def _quota(
+    snap: Snapshot, cq: ClusterQueue | None, w: Workload, flavors: Mapping[str, str]
+) -> Status:
+    if cq is None:
+        return OK
+    status = quota_fit(snap.quota, cq, w, flavors)
+    if status.code == Code.UNSCHEDULABLE:
+        # A shape that can never be placed says so, rather than blaming quota.
+        return _never_or(snap, w) or status
+    return status
+
+
 def try_admit(
     snap: Snapshot,
     w: Workload,
@@ -125,28 +137,23 @@ def try_admit(
     On success the pods stay staged on ``snap.state`` and the quota is charged.
     """
     if cq is None:
-        assignments: list[Mapping[str, str]] = [{}]
+        assignments: list[dict[str, str]] = [{}]
     else:
-        found = snap.config.flavor_assignments(cq, list(w.total))
+        found = snap.flavor_assignments(cq, tuple(w.total))
         if isinstance(found, str):
             return unresolvable(QUOTA, f"ClusterQueue {cq.name} has no quota for {found}"), None
-        assignments = list(found)
+        assignments = found
     first: Status | None = None
     for flavors in assignments:
-        status = quota_fit(snap.quota, cq, w, flavors) if cq is not None else OK
-        if status.code == Code.UNSCHEDULABLE:
-            # A shape that can never be placed says so, rather than blaming quota.
-            status = _never_or(snap, w) or status
+        nodes = snap.flavor_nodes(frozenset(flavors.values()))
+        status = failed.get(_shape(w, nodes)) or _quota(snap, cq, w, flavors)
         if status.ok:
-            nodes = snap.flavor_nodes(frozenset(flavors.values()))
             status, placements = place_workload(snap, w, nodes, profile, failed, rng)
             if status.ok:
-                cq_name = cq.name if cq else ""
-                snap.quota.add(cq_name, quota_charge(w, flavors)) if cq else None
-                return OK, Admission(w, cq_name, dict(flavors), placements, now)
-        if first is None or (
-            first.code == Code.UNSCHEDULABLE_AND_UNRESOLVABLE and status.code < first.code
-        ):
+                if cq is not None:
+                    snap.quota.add(cq.name, quota_charge(w, flavors))
+                return OK, Admission(w, cq.name if cq else "", dict(flavors), placements, now)
+        if first is None or (first.code == Code.UNSCHEDULABLE_AND_UNRESOLVABLE > status.code):
             first = status
     assert first is not None
     return first, None

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from detente.core.cluster import Cluster
-from detente.core.queues import QueueConfig
+from detente.core.queues import ClusterQueue, QueueConfig
 from detente.core.quota import FR, QuotaState
 from detente.core.state import ClusterState
 from detente.core.workload import Admission, Workload
@@ -23,7 +23,7 @@ def quota_charge(w: Workload, flavors: Mapping[str, str]) -> dict[FR, int]:
 
 
 class Snapshot:
-    __slots__ = ("_flavor_nodes", "cluster", "config", "quota", "running", "state")
+    __slots__ = ("_assignments", "_flavor_nodes", "cluster", "config", "quota", "running", "state")
 
     def __init__(self, cluster: Cluster, config: QueueConfig) -> None:
         self.cluster = cluster
@@ -33,6 +33,7 @@ class Snapshot:
         #: Admitted workloads (and, for pod-by-pod profiles, partly placed ones) by name.
         self.running: dict[str, Admission] = {}
         self._flavor_nodes: dict[frozenset[str], frozenset[int] | None] = {}
+        self._assignments: dict[tuple[str, tuple[str, ...]], list[dict[str, str]] | str] = {}
 
     def clone(self) -> Snapshot:
         c = Snapshot.__new__(Snapshot)
@@ -40,7 +41,8 @@ class Snapshot:
         c.state = self.state.clone()
         c.quota = self.quota.clone()
         c.running = dict(self.running)
-        c._flavor_nodes = self._flavor_nodes  # pure function of immutable inputs
+        c._flavor_nodes = self._flavor_nodes  # pure functions of immutable inputs
+        c._assignments = self._assignments
         return c
 
     def flavor_nodes(self, flavors: frozenset[str]) -> frozenset[int] | None:
@@ -48,6 +50,16 @@ class Snapshot:
         if flavors not in self._flavor_nodes:
             self._flavor_nodes[flavors] = self.config.flavor_nodes(self.cluster, set(flavors))
         return self._flavor_nodes[flavors]
+
+    def flavor_assignments(
+        self, cq: ClusterQueue, resources: tuple[str, ...]
+    ) -> list[dict[str, str]] | str:
+        """`QueueConfig.flavor_assignments`, memoized per ClusterQueue and resource names."""
+        key = (cq.name, resources)
+        if key not in self._assignments:
+            found = self.config.flavor_assignments(cq, resources)
+            self._assignments[key] = found if isinstance(found, str) else list(found)
+        return self._assignments[key]
 
     def admit(self, adm: Admission) -> None:
         """Charges an admission's pods to nodes and its quota to its ClusterQueue.

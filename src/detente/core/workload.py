@@ -67,14 +67,14 @@ class Workload:
     checkpoint_grace: float = 0.0
     user: str = ""
     labels: tuple[tuple[str, str], ...] = ()
+    #: Summed requests of every pod of every pod set (what quota is charged).
+    total: Resources = field(init=False, repr=False, compare=False)
 
-    @property
-    def total(self) -> Resources:
-        """Summed requests of every pod of every pod set (what quota is charged)."""
+    def __post_init__(self) -> None:
         out = Resources()
         for ps in self.pod_sets:
             out = out + ps.total
-        return out
+        object.__setattr__(self, "total", out)
 
     @property
     def pod_count(self) -> int:
