@@ -77,7 +77,9 @@ def jobs(n: int, seed: int) -> list[Workload]:
         req = Resources({GPU: per * 1000, CPU: 4000 * per, MEMORY: (32 << 30) * per})
         ps = PodSet("main", pods, req, one_per_node=pods > 1)
         topo = TopologyRequest(TopologyMode.PREFERRED, RACK) if pods > 1 else None
-        out.append(Workload(f"j{i}", "default/q", (ps,), seq=i, submit_time=i * 0.01, topology=topo))
+        out.append(
+            Workload(f"j{i}", "default/q", (ps,), seq=i, submit_time=i * 0.01, topology=topo)
+        )
     return out
 
 
@@ -88,11 +90,18 @@ def queues() -> QueueConfig:
         (ResourceGroup((GPU, CPU, MEMORY), ("f",)),),
         {("f", GPU): big, ("f", CPU): big, ("f", MEMORY): big},
     )
-    return QueueConfig(flavors=[ResourceFlavor("f")], cluster_queues=[cq], local_queues=[LocalQueue("q", "cq")])
+    return QueueConfig(
+        flavors=[ResourceFlavor("f")], cluster_queues=[cq], local_queues=[LocalQueue("q", "cq")]
+    )
 
 
 def run(
-    profile_name: str, nodes: int, pending: int, max_cycles: int, racks_per_block: int, seed: int = 1
+    profile_name: str,
+    nodes: int,
+    pending: int,
+    max_cycles: int,
+    racks_per_block: int,
+    seed: int = 1,
 ) -> dict[str, object]:
     prof = build(profile_name, seed)
     cache = Snapshot(cluster(nodes, 4, racks_per_block), queues())
@@ -161,7 +170,12 @@ def main() -> None:
             results.append({"scenario": "large", **isolated(prof, 1000, 10_000, 100_000, 8)})
         if args.scenario in ("huge", "all"):
             results.append({"scenario": "huge", **isolated(prof, 10_000, 100_000, 3, 80)})
-    print(json.dumps({"trace": philly_sizes()[1], "python": sys.version.split()[0], "results": results}, indent=2))
+    print(
+        json.dumps(
+            {"trace": philly_sizes()[1], "python": sys.version.split()[0], "results": results},
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":
