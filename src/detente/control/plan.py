@@ -16,6 +16,7 @@ from detente.core.profiles import Profile
 from detente.core.queue_manager import QueueManager
 from detente.core.snapshot import Snapshot
 from detente.core.status import Status
+from detente.core.timeline import Reservation
 from detente.core.workload import Admission, PodPlacement
 
 MAX_CYCLES = 10_000
@@ -29,15 +30,20 @@ class Decision:
     start: float | None
     reason: str | None
     cluster_queue: str
+    #: For a pending workload holding a reservation: when, and on which nodes.
+    reservation: dict[str, object] | None = None
 
     def as_json(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "name": self.name,
             "state": self.state,
             "nodes": self.nodes,
             "start": self.start,
             "reason": self.reason,
         }
+        if self.reservation is not None:
+            out["reservation"] = self.reservation
+        return out
 
 
 def build_snapshot(man: Manifests) -> Snapshot:
@@ -81,22 +87,31 @@ def plan(man: Manifests, profile: Profile, now: float = 0.0) -> list[Decision]:
     snap = build_snapshot(man)
     queues = QueueManager(profile.queue_sort, [j.workload for j in man.jobs if not j.running_nodes])
     pending: dict[str, Status] = {}
+    reserved: dict[str, Reservation] = {}
     rng = random.Random(profile.seed)
     for _ in range(MAX_CYCLES):
         result = run_cycle(snap, queues, profile, now, rng)
         pending = result.pending
+        reserved = {r.workload: r for r in result.reservations}
         for adm in result.admissions:
             if adm.complete:
                 queues.remove(adm.workload.name)
         if not result.admissions:
             break
-    return [_decision(snap, j, pending.get(j.workload.name)) for j in man.jobs]
+    return [
+        _decision(snap, j, pending.get(j.workload.name), reserved.get(j.workload.name))
+        for j in man.jobs
+    ]
 
 
-def _decision(snap: Snapshot, job: JobEntry, why: Status | None) -> Decision:
+def _decision(snap: Snapshot, job: JobEntry, why: Status | None, r: Reservation | None) -> Decision:
     name = job.workload.name
     adm = snap.running.get(name)
     nodes = [snap.cluster.nodes[p.node].name for p in adm.placements] if adm else []
     if adm is not None and adm.complete:
         return Decision(name, "Admitted", nodes, adm.start_time, None, adm.cluster_queue)
-    return Decision(name, "Pending", nodes, None, str(why) if why else "not tried", "")
+    resv = None
+    if r is not None:
+        names = sorted(snap.cluster.nodes[n].name for n in r.nodes)
+        resv = {"start": r.start, "end": None if r.end == float("inf") else r.end, "nodes": names}
+    return Decision(name, "Pending", nodes, None, str(why) if why else "not tried", "", resv)

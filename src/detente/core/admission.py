@@ -14,6 +14,7 @@ from detente.core.queues import ClusterQueue
 from detente.core.quota import QuotaState
 from detente.core.resources import MILLI, describe
 from detente.core.snapshot import Snapshot, quota_charge
+from detente.core.state import ClusterState
 from detente.core.statement import Statement
 from detente.core.status import OK, Code, Status, unresolvable, unschedulable
 from detente.core.workload import Admission, PodPlacement, Workload
@@ -25,11 +26,21 @@ ShapeCache = dict[Hashable, Status]
 
 
 def quota_fit(
-    quota: QuotaState, cq: ClusterQueue, w: Workload, flavors: Mapping[str, str]
+    quota: QuotaState,
+    cq: ClusterQueue,
+    w: Workload,
+    flavors: Mapping[str, str],
+    borrowing: bool = True,
 ) -> Status:
-    """Fits under nominal quota, or borrows within the cohort up to the borrowing limit."""
+    """Fits under nominal quota, or borrows within the cohort up to the borrowing limit
+    (``borrowing`` False: nominal quota is a hard cap, as a Slurm partition's nodes)."""
     for (flavor, res), need in quota_charge(w, flavors).items():
         avail = quota.available(cq.name, (flavor, res))
+        if not borrowing:
+            avail = min(
+                avail,
+                quota.tree.nominal(cq.name, (flavor, res)) - quota.used(cq.name, (flavor, res)),
+            )
         if need <= avail:
             continue
         ever = QuotaState(quota.tree).available(cq.name, (flavor, res))
@@ -43,7 +54,7 @@ def quota_fit(
     return OK
 
 
-def _shape(w: Workload, nodes: frozenset[int] | None) -> Hashable:
+def shape(w: Workload, nodes: frozenset[int] | None) -> Hashable:
     """Workloads with equal shapes fit or fail alike within a cycle."""
     sets = tuple((ps.count, ps.request, ps.one_per_node) for ps in w.pod_sets)
     return (sets, w.exclusive, w.topology, nodes)
@@ -62,7 +73,7 @@ def place_workload(
     ``failed`` remembers shapes that did not fit in this cycle: capacity only shrinks
     during a cycle, so they cannot fit later in it.
     """
-    key = _shape(w, nodes)
+    key = shape(w, nodes)
     if key in failed:
         return failed[key], []
     st = snap.state
@@ -73,14 +84,10 @@ def place_workload(
         )
         failed[key] = status
         return status, []
-    ctx = PlaceContext(st, w, nodes, profile.scores, rng)
-    stmt = Statement(st)
-    for ps in w.pod_sets:
-        status = profile.placement.place(ctx, ps, ps.count, stmt)
-        if not status.ok:
-            stmt.rollback()
-            failed[key] = _never_or(snap, w) or status
-            return failed[key], []
+    status, stmt = stage_workload(st, w, nodes, profile, rng)
+    if stmt is None:
+        failed[key] = _never_or(snap, w) or status
+        return failed[key], []
     counters: dict[str, int] = {}
     out = []
     for s in stmt.staged:
@@ -88,6 +95,23 @@ def place_workload(
         counters[s.pod_set] = idx + 1
         out.append(PodPlacement(s.pod_set, idx, s.node, s.devices))
     return OK, out
+
+
+def stage_workload(
+    state: ClusterState, w: Workload, nodes: frozenset[int] | None, profile: Profile, rng: Rng
+) -> tuple[Status, Statement | None]:
+    """Stages every pod set of ``w`` on ``state`` as one transaction.
+
+    Returns the statement (pods still staged) on success; on failure nothing stays.
+    """
+    ctx = PlaceContext(state, w, nodes, profile.scores, rng)
+    stmt = Statement(state)
+    for ps in w.pod_sets:
+        status = profile.placement.place(ctx, ps, ps.count, stmt)
+        if not status.ok:
+            stmt.rollback()
+            return status, None
+    return OK, stmt
 
 
 def _never_or(snap: Snapshot, w: Workload) -> Status | None:
@@ -112,11 +136,15 @@ def _never_or(snap: Snapshot, w: Workload) -> Status | None:
 
 
 def _quota(
-    snap: Snapshot, cq: ClusterQueue | None, w: Workload, flavors: Mapping[str, str]
+    snap: Snapshot,
+    cq: ClusterQueue | None,
+    w: Workload,
+    flavors: Mapping[str, str],
+    borrowing: bool,
 ) -> Status:
     if cq is None:
         return OK
-    status = quota_fit(snap.quota, cq, w, flavors)
+    status = quota_fit(snap.quota, cq, w, flavors, borrowing)
     if status.code == Code.UNSCHEDULABLE:
         # A shape that can never be placed says so, rather than blaming quota.
         return _never_or(snap, w) or status
@@ -146,7 +174,7 @@ def try_admit(
     first: Status | None = None
     for flavors in assignments:
         nodes = snap.flavor_nodes(frozenset(flavors.values()))
-        status = failed.get(_shape(w, nodes)) or _quota(snap, cq, w, flavors)
+        status = failed.get(shape(w, nodes)) or _quota(snap, cq, w, flavors, profile.borrowing)
         if status.ok:
             status, placements = place_workload(snap, w, nodes, profile, failed, rng)
             if status.ok:

@@ -6,8 +6,11 @@ Gang profiles (Kueue/Slurm/Volcano shape), in steps:
 2. Resolve each one's LocalQueue to its ClusterQueue; honour StrictFIFO blocking and
    the per-queue head limit.
 3. Nominate and admit in order: quota fit and placement fit for the first flavor
-   assignment that passes both; placements are staged as one transaction.
-4. Record, for each workload left pending, the `Status` that rejected it.
+   assignment that passes both; placements are staged as one transaction. With
+   backfill, only on nodes no reservation holds during the workload's time limit.
+4. With backfill, give a workload that cannot start now a reservation at its
+   earliest start (`detente.core.backfill`).
+5. Record, for each workload left pending, the `Status` that rejected it.
 
 Pod-by-pod profiles (the Kubernetes default scheduler) interleave the pods of all
 pending workloads in queue order and bind each pod that fits, so a workload may hold
@@ -23,13 +26,15 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 
 from detente.core.admission import ShapeCache, try_admit
+from detente.core.backfill import Backfill
 from detente.core.framework import FirstChoice, PlaceContext, Rng
-from detente.core.profiles import Profile
+from detente.core.profiles import BackfillMode, Profile
 from detente.core.queue_manager import QueueManager
 from detente.core.queues import QueueingStrategy
 from detente.core.snapshot import Snapshot
 from detente.core.statement import Statement
-from detente.core.status import Status, unresolvable, unschedulable
+from detente.core.status import Code, Status, unresolvable, unschedulable
+from detente.core.timeline import Reservation
 from detente.core.workload import Admission, PodPlacement, PodSet, Workload
 
 
@@ -39,6 +44,7 @@ class CycleResult:
 
     admissions: list[Admission] = field(default_factory=list)
     pending: dict[str, Status] = field(default_factory=dict)
+    reservations: list[Reservation] = field(default_factory=list)
 
 
 def run_cycle(
@@ -60,33 +66,42 @@ def _gang_cycle(
 ) -> CycleResult:
     res = CycleResult()
     failed: ShapeCache = {}
+    bf = Backfill(snap, profile, now) if profile.backfill != BackfillMode.NONE else None
     blocked: dict[str, str] = {}
     tried: dict[str, int] = {}
     for w in queues.ordered():  # step 1
         cq = snap.config.cluster_queue_of(w.queue) if profile.quota else None
         if profile.quota and cq is None:  # step 2
-            res.pending[w.name] = unresolvable(
-                "QueueResolver", f"LocalQueue {w.queue!r} does not exist"
-            )
+            why = f"LocalQueue {w.queue!r} does not exist"
+            res.pending[w.name] = unresolvable("QueueResolver", why)
             continue
         key = cq.name if cq else ""
         if key in blocked:
             res.pending[w.name] = unschedulable("StrictFIFO", f"behind {blocked[key]} in {key}")
             continue
         if profile.heads_per_queue is not None and tried.get(key, 0) >= profile.heads_per_queue:
-            res.pending[w.name] = unschedulable(
-                "QueueHeads", f"{key or 'the queue'} tries {profile.heads_per_queue} per cycle"
-            )
+            why = f"{key or 'the queue'} tries {profile.heads_per_queue} per cycle"
+            res.pending[w.name] = unschedulable("QueueHeads", why)
             continue
         tried[key] = tried.get(key, 0) + 1
-        status, adm = try_admit(snap, w, cq, profile, failed, rng, now)  # step 3
+        if bf is None:  # step 3
+            status, adm = try_admit(snap, w, cq, profile, failed, rng, now)
+        else:
+            status, adm = bf.admit_now(w, cq, rng)
         if adm is not None:
             snap.running[w.name] = adm
             res.admissions.append(adm)
             continue
-        res.pending[w.name] = status  # step 4
-        if cq is not None and cq.strategy == QueueingStrategy.STRICT_FIFO:
+        if bf is not None and bf.may_reserve(status):  # step 4
+            status = bf.reserve(w, cq, rng, status)
+        res.pending[w.name] = status  # step 5
+        strict = cq is not None and cq.strategy == QueueingStrategy.STRICT_FIFO
+        if strict or (
+            profile.strict_priority and status.code != Code.UNSCHEDULABLE_AND_UNRESOLVABLE
+        ):
             blocked[key] = w.name
+    if bf is not None:
+        res.reservations = bf.reservations
     return res
 
 

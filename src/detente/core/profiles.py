@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from types import MappingProxyType
 
 from detente.core.framework import Placement, QueueSort, Score, WeightedScore
@@ -18,6 +19,15 @@ from detente.core.plugins.k8s_resources import BalancedAllocation, LeastAllocate
 from detente.core.plugins.podwise import PodByPod
 from detente.core.plugins.priority_sort import FifoSort, PrioritySort
 from detente.core.plugins.topology import TopologyBestFit
+
+
+class BackfillMode(StrEnum):
+    #: No look-ahead: what fits now starts now (Kueue, Volcano, kube-scheduler).
+    NONE = "none"
+    #: Reserve for the first ``reserve_limit`` blocked workloads only (EASY).
+    EASY = "easy"
+    #: Reserve for every blocked workload tested (Slurm's default).
+    CONSERVATIVE = "conservative"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +49,19 @@ class Profile:
     quota: bool = True
     heads_per_queue: int | None = None
     seed: int = 0
+    backfill: BackfillMode = BackfillMode.NONE
+    #: Workloads backfill examines for a reservation per cycle (Slurm's bf_max_job_test).
+    bf_max_job_test: int = 500
+    #: How far ahead reservations may start, seconds (Slurm's bf_window, 1440 min).
+    bf_window: float = 86_400.0
+    #: EASY: how many blocked workloads get a reservation (bf_job_part_count_reserve).
+    reserve_limit: int | None = None
+    #: Planning limit for work without a time limit (None: it never ends, for planning).
+    default_time_limit: float | None = None
+    #: A blocked workload stops every later one in its ClusterQueue (Slurm sched/builtin).
+    strict_priority: bool = False
+    #: Quota may be borrowed from the cohort (False: nominal quota is a hard cap).
+    borrowing: bool = True
 
 
 SORTS: Mapping[str, Callable[[], QueueSort]] = MappingProxyType(
@@ -80,11 +103,37 @@ def _detente(seed: int) -> Profile:
         placement=TopologyBestFit(compact=True),
         scores=(WeightedScore(GpuBinpack(), 1),),
         seed=seed,
+        backfill=BackfillMode.CONSERVATIVE,
+    )
+
+
+def _slurm(seed: int, backfill: BackfillMode = BackfillMode.CONSERVATIVE) -> Profile:
+    """sched/backfill (conservative, bf_max_job_test 500, bf_window 1 day), select/cons_tres
+    with topology/tree best fit; partitions are ClusterQueues without borrowing; no
+    preemption (PreemptType=preempt/none). Priority weights default to 0 → FIFO."""
+    return Profile(
+        name="slurm" if backfill == BackfillMode.CONSERVATIVE else f"slurm-{backfill}",
+        queue_sort=FifoSort(),
+        placement=TopologyBestFit(compact=True),
+        scores=(WeightedScore(GpuBinpack(), 1),),
+        seed=seed,
+        backfill=backfill,
+        bf_max_job_test=500,
+        bf_window=86_400.0,
+        reserve_limit=1 if backfill == BackfillMode.EASY else None,
+        strict_priority=backfill == BackfillMode.NONE,
+        borrowing=False,
     )
 
 
 PROFILES: Mapping[str, Callable[[int], Profile]] = MappingProxyType(
-    {"k8s": _k8s, "detente": _detente}
+    {
+        "k8s": _k8s,
+        "detente": _detente,
+        "slurm": _slurm,
+        "slurm-easy": lambda seed: _slurm(seed, BackfillMode.EASY),
+        "slurm-builtin": lambda seed: _slurm(seed, BackfillMode.NONE),
+    }
 )
 
 

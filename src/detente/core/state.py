@@ -122,24 +122,35 @@ class ClusterState:
 
     def allocate(self, node: int, request: Resources, exclusive: bool = False) -> tuple[int, ...]:
         """Charges one pod to ``node``; returns the GPU devices it got."""
-        self._account(node, -1)
-        devs = list(self.devices[node])
-        got: tuple[int, ...]
+        devs = self.devices[node]
         g = request.gpu_milli
+        got: tuple[int, ...]
         if exclusive:
             got = tuple(i for i, d in enumerate(devs) if d == MILLI)
-            devs = [0] * len(devs)
         elif g >= MILLI:
             got = tuple([i for i, d in enumerate(devs) if d == MILLI][: g // MILLI])
-            for i in got:
-                devs[i] = 0
         elif g:
             # Best fit among devices keeps large holes for large shares.
-            i = min((d, i) for i, d in enumerate(devs) if d >= g)[1]
-            devs[i] -= g
-            got = (i,)
+            got = (min((d, i) for i, d in enumerate(devs) if d >= g)[1],)
         else:
             got = ()
+        self.charge(node, request, got, exclusive)
+        return got
+
+    def charge(
+        self, node: int, request: Resources, devices: tuple[int, ...], exclusive: bool = False
+    ) -> None:
+        """Charges one pod on exactly ``devices`` (they must be free), as `allocate` chose."""
+        self._account(node, -1)
+        devs = list(self.devices[node])
+        g = request.gpu_milli
+        if exclusive:
+            devs = [0] * len(devs)
+        elif g >= MILLI:
+            for i in devices:
+                devs[i] = 0
+        elif g:
+            devs[devices[0]] -= g
         self._set_devices(node, devs)
         if exclusive:
             self.whole[node] = -1  # marks "held whole" so nothing else fits
@@ -148,7 +159,6 @@ class ClusterState:
         self._charge_extra(node, request, -1)
         self.pods[node] += 1
         self._account(node, +1)
-        return got
 
     def release(
         self, node: int, request: Resources, devices: tuple[int, ...], exclusive: bool = False

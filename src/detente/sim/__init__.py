@@ -1,1 +1,1 @@
-"""detente.sim: see DESIGN.md (lands with its issue)."""
+"""Trace-driven simulation: the same `run_cycle` as the control plane, on a virtual clock."""

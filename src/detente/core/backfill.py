@@ -1,0 +1,119 @@
+"""Reservations and backfill inside one cycle (Slurm's ``sched/backfill``).
+
+In queue order, each workload either starts now — on nodes no reservation holds
+during [now, now + its time limit) — or, if it cannot and is among the first
+``bf_max_job_test`` tested, gets a reservation at its earliest start. Later
+workloads then start now only where they do not touch a reservation, so a
+backfilled workload can never delay a reserved one.
+
+One fit function, three questions (Slurm's ``select`` modes):
+
+* **now**: `Backfill.admit_now` — quota, then placement around the reservations;
+* **ever**: `detente.core.admission` marks shapes that cannot fit even on the empty
+  cluster as unresolvable, and those get no reservation;
+* **when**: `Backfill.earliest` — the first checkpoint of the `Timeline` at which
+  the workload's pods fit on nodes free of overlapping reservations, with gangs
+  and topology requests placed by the same placement plugin as "now".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+from detente.core.admission import QUOTA, ShapeCache, shape, stage_workload, try_admit
+from detente.core.framework import Rng
+from detente.core.profiles import BackfillMode, Profile
+from detente.core.queues import ClusterQueue
+from detente.core.snapshot import Snapshot
+from detente.core.status import Code, Status, unschedulable
+from detente.core.timeline import Reservation, Timeline, cordoned
+from detente.core.workload import Admission, Workload
+
+NAME = "Backfill"
+
+
+class Backfill:
+    """Per-cycle backfill state. Contract: used for one cycle on one snapshot."""
+
+    def __init__(self, snap: Snapshot, profile: Profile, now: float) -> None:
+        self.snap, self.profile, self.now = snap, profile, now
+        self.timeline = Timeline(snap, now, profile.bf_window, profile.default_time_limit)
+        self.reservations: list[Reservation] = []
+        self._caches: dict[Hashable, ShapeCache] = {}
+        self._floor: dict[Hashable, float] = {}
+        self.tested = 0
+
+    def admit_now(
+        self, w: Workload, cq: ClusterQueue | None, rng: Rng
+    ) -> tuple[Status, Admission | None]:
+        """Admits ``w`` now if it fits around the reservations; else says which it would delay."""
+        key, blocked = self.timeline.blocking_now(w)
+        cache = self._caches.setdefault(key if blocked else None, {})
+        with cordoned(self.snap.state, blocked):
+            status, adm = try_admit(self.snap, w, cq, self.profile, cache, rng, self.now)
+        if adm is not None:
+            self.timeline.note_admission(adm)
+        elif blocked and status.code == Code.UNSCHEDULABLE and status.plugin != QUOTA:
+            status = self._would_delay(w, cq, rng) or status
+        return status, adm
+
+    def may_reserve(self, status: Status) -> bool:
+        p = self.profile
+        if p.backfill == BackfillMode.NONE or status.code != Code.UNSCHEDULABLE:
+            return False
+        if status.plugin == QUOTA or self.tested >= p.bf_max_job_test:
+            return False
+        return p.reserve_limit is None or len(self.reservations) < p.reserve_limit
+
+    def reserve(self, w: Workload, cq: ClusterQueue | None, rng: Rng, why: Status) -> Status:
+        """Tries to reserve for ``w``; returns the status to report for it."""
+        self.tested += 1
+        found = self.earliest(w, self._nodes(w, cq), rng)
+        if found is None:
+            return why
+        self.timeline.add(found)
+        self.reservations.append(found)
+        reason = f"{why.reason}; reserved from t={found.start:g} on {len(found.nodes)} node(s)"
+        return Status(Code.UNSCHEDULABLE, reason, NAME)
+
+    def earliest(self, w: Workload, nodes: frozenset[int] | None, rng: Rng) -> Reservation | None:
+        """The first checkpoint at which ``w`` fits beside every overlapping reservation."""
+        limit = self.timeline.limit(w)
+        key = (shape(w, nodes), limit)
+        need = w.total.gpu_milli
+        for start, st in self.timeline.candidates(self._floor.get(key, self.now)):
+            if st.free_milli[0] >= need:
+                held: set[int] = set()
+                for r in self.timeline.overlapping(start, start + limit):
+                    held |= r.nodes
+                with cordoned(st, held):
+                    _, stmt = stage_workload(st, w, nodes, self.profile, rng)
+                    if stmt is not None:
+                        used = frozenset(s.node for s in stmt.staged)
+                        stmt.rollback()
+                        return Reservation(w.name, start, start + limit, used)
+            self._floor[key] = start
+        return None
+
+    def _nodes(self, w: Workload, cq: ClusterQueue | None) -> frozenset[int] | None:
+        if cq is None or not self.profile.quota:
+            return None
+        found = self.snap.flavor_assignments(cq, tuple(w.total))
+        if isinstance(found, str) or not found:
+            return None
+        return self.snap.flavor_nodes(frozenset(found[0].values()))
+
+    def _would_delay(self, w: Workload, cq: ClusterQueue | None, rng: Rng) -> Status | None:
+        """If ``w`` fits now only on reserved nodes, names the reservation it would delay."""
+        _, stmt = stage_workload(self.snap.state, w, self._nodes(w, cq), self.profile, rng)
+        if stmt is None:
+            return None
+        used = {s.node for s in stmt.staged}
+        stmt.rollback()
+        end = self.now + self.timeline.limit(w)
+        for r in self.timeline.overlapping(self.now, end):
+            if r.nodes & used:
+                return unschedulable(
+                    NAME, f"would delay the reservation of {r.workload} (from t={r.start:g})"
+                )
+        return None

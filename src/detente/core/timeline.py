@@ -1,0 +1,164 @@
+"""The availability profile: when running work releases its nodes, and what is reserved.
+
+Slurm's backfill plans with *time limits*, not run times: a running workload ends,
+for planning, at ``start + time limit``. The future is kept as a few checkpoint
+states — copies of the cluster with every release up to that time applied — plus
+a list of reservations, which (as in Slurm) hold **whole nodes** for an interval.
+
+Worked example (4 nodes, ``n1``–``n2`` busy until t=3600, now t=0): the checkpoint
+at 3600 has all four nodes free. A 4-node head job cannot start now; at 3600 it
+fits, so it reserves ``n0``–``n3`` for [3600, 3600 + its limit). A 1-node job with a
+30-minute limit may start now on ``n0``: its interval [0, 1800) does not overlap the
+reservation. A 2-hour one would run past 3600 on a reserved node, so it may not.
+
+The state "at time s" is the latest checkpoint at or before s: it assumes no more
+releases than certain, so a reservation is never promised too early.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from detente.core.snapshot import Snapshot
+from detente.core.state import ClusterState
+from detente.core.workload import Admission, Workload
+
+INF = math.inf
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """Whole ``nodes`` held for ``workload`` over [start, end)."""
+
+    workload: str
+    start: float
+    end: float
+    nodes: frozenset[int]
+
+
+def planned_end(adm: Admission, default_limit: float | None) -> float:
+    limit = adm.workload.time_limit or default_limit
+    return adm.start_time + limit if limit else INF
+
+
+@contextmanager
+def cordoned(state: ClusterState, nodes: set[int] | frozenset[int]) -> Iterator[None]:
+    """Makes ``nodes`` unschedulable inside the block, restoring exactly after it."""
+    changed = [n for n in nodes if state.schedulable[n]]
+    for n in changed:
+        state.set_schedulable(n, False)
+    try:
+        yield
+    finally:
+        for n in changed:
+            state.set_schedulable(n, True)
+
+
+class Timeline:
+    """The cycle's view of the future. Contract: only grows more pessimistic during a cycle
+    (reservations and admissions are added, never removed), so "did not fit by time t"
+    stays true for the rest of the cycle."""
+
+    def __init__(
+        self,
+        snap: Snapshot,
+        now: float,
+        window: float,
+        default_limit: float | None = None,
+        max_points: int = 32,
+    ) -> None:
+        self.snap, self.now, self.window = snap, now, window
+        self.default_limit = default_limit
+        self.max_points = max_points
+        self.reservations: list[Reservation] = []  # sorted by start
+        self._starts: list[float] = []
+        self.version = 0
+        self._points: list[tuple[float, ClusterState]] | None = None
+
+    def limit(self, w: Workload) -> float:
+        return w.time_limit or self.default_limit or INF
+
+    # -- reservations ------------------------------------------------------------------
+
+    def add(self, r: Reservation) -> None:
+        i = bisect.bisect_right(self._starts, r.start)
+        self._starts.insert(i, r.start)
+        self.reservations.insert(i, r)
+        self.version += 1
+
+    def blocking_now(self, w: Workload) -> tuple[tuple[int, int], set[int]]:
+        """Nodes reserved during [now, now + limit), with a key that names that set."""
+        k = bisect.bisect_left(self._starts, self.now + self.limit(w))
+        nodes: set[int] = set()
+        for r in self.reservations[:k]:
+            nodes |= r.nodes
+        return (self.version, k), nodes
+
+    def overlapping(self, start: float, end: float) -> list[Reservation]:
+        return [r for r in self.reservations if r.start < end and r.end > start]
+
+    # -- checkpoints -------------------------------------------------------------------
+
+    def note_admission(self, adm: Admission) -> None:
+        """Charges a workload started now to every checkpoint before its planned end."""
+        if self._points is None:
+            return
+        end = planned_end(adm, self.default_limit)
+        requests = {ps.name: ps.request for ps in adm.workload.pod_sets}
+        for t, st in self._points:
+            if t < end:
+                for p in adm.placements:
+                    st.charge(p.node, requests[p.pod_set], p.devices, adm.workload.exclusive)
+
+    def candidates(self, after: float) -> list[tuple[float, ClusterState]]:
+        """(start time, state at that time) for every start worth trying after ``after``."""
+        points = self.points()
+        times = {t for t, _ in points} | {
+            r.end for r in self.reservations if r.end <= self.now + self.window
+        }
+        out = []
+        for s in sorted(t for t in times if t > after):
+            i = bisect.bisect_right(points, s, key=lambda p: p[0]) - 1
+            out.append((s, points[i][1] if i >= 0 else self.snap.state))
+        return out
+
+    def points(self) -> list[tuple[float, ClusterState]]:
+        if self._points is None:
+            self._points = self._build()
+        return self._points
+
+    def _build(self) -> list[tuple[float, ClusterState]]:
+        horizon = self.now + self.window
+        releases = sorted(
+            (end, name)
+            for name, adm in self.snap.running.items()
+            if adm.complete and (end := planned_end(adm, self.default_limit)) <= horizon
+        )
+        times = sorted({end for end, _ in releases})
+        if len(times) > self.max_points:
+            step = len(times) / self.max_points
+            times = sorted(
+                {
+                    times[min(len(times) - 1, int((i + 1) * step) - 1)]
+                    for i in range(self.max_points)
+                }
+            )
+        ws = self.snap.state.clone()
+        out: list[tuple[float, ClusterState]] = []
+        i = 0
+        for t in times:
+            while i < len(releases) and releases[i][0] <= t:
+                self._release(ws, self.snap.running[releases[i][1]])
+                i += 1
+            out.append((max(t, self.now), ws.clone()))
+        return out
+
+    @staticmethod
+    def _release(st: ClusterState, adm: Admission) -> None:
+        requests = {ps.name: ps.request for ps in adm.workload.pod_sets}
+        for p in reversed(adm.placements):
+            st.release(p.node, requests[p.pod_set], p.devices, adm.workload.exclusive)

@@ -1,0 +1,166 @@
+"""Reservations and backfill, named after the behaviour (Slurm's sched/backfill)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import admitted, nodes_of, settle
+from detente.core.cycle import run_cycle
+from detente.core.profiles import build
+from detente.core.queue_manager import QueueManager
+from detente.core.snapshot import Snapshot
+from detente.core.workload import Admission, PodPlacement, Workload
+from detente.sim.driver import Simulation
+from detente.testing import RACK, World, a_job, racks
+
+H = 3600.0
+
+
+def limited(w: Workload, seconds: float) -> Workload:
+    return replace(w, time_limit=seconds)
+
+
+def with_running(snap: Snapshot, w: Workload, nodes: list[str], start: float = 0.0) -> None:
+    ps = w.pod_sets[0]
+    pl = [PodPlacement(ps.name, i, snap.cluster.index[n]) for i, n in enumerate(nodes)]
+    snap.admit(Admission(w, "cq", {}, pl, start))
+
+
+def four_nodes_two_busy_for_an_hour() -> Snapshot:
+    snap = World(racks({"r0": 4})).snapshot()
+    busy = limited(a_job("running").nodes(2).exclusive().seq(-1).build(), H)
+    with_running(snap, busy, ["r0-n0", "r0-n1"])
+    return snap
+
+
+def test_backfill_never_delays_reservation() -> None:
+    snap = four_nodes_two_busy_for_an_hour()
+    head = limited(a_job("head").nodes(4).exclusive().seq(1).build(), H)
+    short = limited(a_job("short").nodes(1).exclusive().seq(2).build(), H / 2)
+    long = limited(a_job("long").nodes(1).exclusive().seq(3).build(), 2 * H)
+    res = settle(snap, [head, short, long], "slurm")
+    assert admitted(snap) == {"running", "short"}
+    reserved = {r.workload: r for r in res.reservations}
+    assert reserved["head"].start == H and len(reserved["head"].nodes) == 4
+    assert "would delay the reservation of head (from t=3600)" in str(res.pending["long"])
+
+
+def test_job_without_time_limit_is_never_backfilled_onto_reserved_nodes() -> None:
+    snap = four_nodes_two_busy_for_an_hour()
+    head = limited(a_job("head").nodes(4).exclusive().seq(1).build(), H)
+    forever = a_job("forever").nodes(1).exclusive().seq(2).build()
+    settle(snap, [head, forever], "slurm")
+    assert "forever" not in admitted(snap)
+
+
+def easy_vs_conservative_jobs() -> list[Workload]:
+    return [
+        limited(a_job("h1").nodes(3).exclusive().seq(1).build(), H),
+        limited(a_job("h2").nodes(4).exclusive().seq(2).build(), H),
+        limited(a_job("x").nodes(1).exclusive().seq(3).build(), 3 * H),
+    ]
+
+
+MODES = {
+    "conservative reserves for every blocked job, so x would delay h2": ("slurm", set(), 3),
+    "easy reserves only for the first, so x starts now": ("slurm-easy", {"x"}, 1),
+}
+
+
+@pytest.mark.parametrize("profile,started,reservations", MODES.values(), ids=MODES.keys())
+def test_easy_and_conservative_modes(profile: str, started: set[str], reservations: int) -> None:
+    snap = four_nodes_two_busy_for_an_hour()
+    res = settle(snap, easy_vs_conservative_jobs(), profile)
+    assert admitted(snap) - {"running"} == started
+    assert len(res.reservations) == reservations
+
+
+def test_bf_max_job_test_bounds_reservations() -> None:
+    snap = four_nodes_two_busy_for_an_hour()
+    prof = replace(build("slurm"), bf_max_job_test=1)
+    res = settle(snap, easy_vs_conservative_jobs(), prof)
+    assert [r.workload for r in res.reservations] == ["h1"]
+
+
+def test_reservation_outside_the_window_is_not_made() -> None:
+    snap = four_nodes_two_busy_for_an_hour()
+    prof = replace(build("slurm"), bf_window=H / 2)
+    res = settle(snap, [limited(a_job("head").nodes(4).exclusive().build(), H)], prof)
+    assert res.reservations == []
+
+
+def test_gang_reservation_honours_required_topology() -> None:
+    snap = World(racks({"r1": 2, "r2": 3})).snapshot()
+    filler = limited(a_job("filler").nodes(2).exclusive().seq(-1).build(), H)
+    with_running(snap, filler, ["r2-n0", "r2-n1"])
+    gang = limited(a_job("gang").nodes(3).requires(RACK).exclusive().seq(1).build(), H)
+    res = settle(snap, [gang], "slurm")
+    (r,) = res.reservations
+    assert r.start == H
+    assert {snap.cluster.nodes[n].labels[RACK] for n in r.nodes} == {"r2"}
+
+
+def test_running_admissions_in_the_same_cycle_enter_the_future() -> None:
+    snap = World(racks({"r0": 2})).snapshot()
+    first = limited(a_job("first").nodes(2).exclusive().seq(1).build(), H)
+    second = limited(a_job("second").nodes(2).exclusive().seq(2).build(), H)
+    prof = build("slurm")
+    res = run_cycle(snap, QueueManager(prof.queue_sort, [first, second]), prof, 0.0)
+    assert [a.workload.name for a in res.admissions] == ["first"]
+    assert [(r.workload, r.start) for r in res.reservations] == [("second", H)]
+
+
+@st.composite
+def small_runs(draw: st.DrawFn) -> tuple[dict[str, int], list[tuple[Workload, float]]]:
+    shape = {f"r{i}": draw(st.integers(1, 3)) for i in range(draw(st.integers(1, 2)))}
+    total = sum(shape.values())
+    jobs = []
+    for i in range(draw(st.integers(2, 9))):
+        nodes = draw(st.integers(1, total))
+        limit = float(draw(st.sampled_from([60, 120, 300, 600])))
+        b = (
+            a_job(f"j{i}")
+            .nodes(nodes)
+            .exclusive()
+            .submitted(float(draw(st.integers(0, 120))), seq=i)
+        )
+        jobs.append((limited(b.build(), limit), limit))
+    return shape, jobs
+
+
+def simulate(shape: dict[str, int], jobs: list[tuple[Workload, float]], profile: str) -> Simulation:
+    sim = Simulation(World(racks(shape)).snapshot(), build(profile))
+    for w, run in jobs:
+        sim.submit(w, run)
+    sim.run()
+    return sim
+
+
+@settings(max_examples=80, deadline=None)
+@given(small_runs())
+def test_no_backfilled_workload_delays_a_reserved_one(
+    case: tuple[dict[str, int], list[tuple[Workload, float]]],
+) -> None:
+    """Run times equal time limits, so plans are exact. Every workload that got a
+    reservation starts no later than that reservation, and no later than it would
+    without backfill."""
+    shape, jobs = case
+    with_bf = simulate(shape, jobs, "slurm").jobs
+    without = simulate(shape, jobs, "slurm-builtin").jobs
+    for name, rec in with_bf.items():
+        assert rec.start is not None
+        if rec.reserved_at:
+            assert rec.start <= rec.reserved_at[0], name
+            assert rec.start <= without[name].start, name  # type: ignore[operator]
+
+
+def test_nodes_of_backfilled_short_job() -> None:
+    snap = four_nodes_two_busy_for_an_hour()
+    head = limited(a_job("head").nodes(4).exclusive().seq(1).build(), H)
+    short = limited(a_job("short").nodes(1).exclusive().seq(2).build(), H / 2)
+    settle(snap, [head, short], "detente")
+    assert nodes_of(snap, "short") == ["r0-n2"]
