@@ -81,3 +81,17 @@ def test_unknown_profile_is_a_usage_error() -> None:
     out = detente("plan", *file_args(FILES), "--profile", "nope")
     assert out.returncode == 2
     assert "unknown profile" in out.stderr
+
+
+def test_plan_backfill_example() -> None:
+    """4 nodes, a 2-node job with 1 h left: the 4-node head reserves at +1 h, a 30-min job
+    starts now, a 2-h job waits and its reason names the reservation it would delay."""
+    out = detente("plan", "-f", str(EXAMPLES / "backfill.yaml"), "-o", "json")
+    assert out.returncode == 0, out.stderr
+    wl = {w["name"]: w for w in json.loads(out.stdout)["workloads"]}
+    assert wl["head"]["state"] == "Pending"
+    assert wl["head"]["reservation"]["start"] == 3600.0
+    assert len(wl["head"]["reservation"]["nodes"]) == 4
+    assert wl["short"]["state"] == "Admitted" and wl["short"]["start"] == 0.0
+    assert wl["long"]["state"] == "Pending"
+    assert "would delay the reservation of head (from t=3600)" in wl["long"]["reason"]
