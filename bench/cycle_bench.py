@@ -45,13 +45,15 @@ PHILLY = Path(__file__).resolve().parents[2] / "shared" / "traces" / "philly_pol
 KUEUE_BASELINE_PER_S = 43.0
 
 
-def philly_sizes() -> tuple[list[int], str]:
-    """GPU counts of the Philly jobs, or a histogram copied from the trace README."""
+def philly_jobs() -> tuple[list[tuple[int, float]], str]:
+    """(GPUs, duration s) of the Philly jobs, or a histogram of GPU counts from the trace
+    README with its median duration (1,144 s) when the trace folder is absent."""
     if PHILLY.exists():
         with PHILLY.open() as f:
-            return [int(r["num_gpus"]) for r in csv.DictReader(f)], str(PHILLY)
+            rows = [(int(r["num_gpus"]), float(r["duration"])) for r in csv.DictReader(f)]
+        return rows, str(PHILLY)
     hist = {1: 76627, 2: 1818, 4: 1870, 8: 1643, 16: 199, 32: 67, 64: 6, 128: 3, 12: 7, 24: 7}
-    return [g for g, n in hist.items() for _ in range(n)], "histogram (trace folder absent)"
+    return [(g, 1144.0) for g, n in hist.items() for _ in range(n)], "histogram (no trace)"
 
 
 def cluster(nodes: int, blocks: int = 4, racks_per_block: int = 8) -> Cluster:
@@ -67,18 +69,22 @@ def cluster(nodes: int, blocks: int = 4, racks_per_block: int = 8) -> Cluster:
 
 
 def jobs(n: int, seed: int) -> list[Workload]:
-    sizes, _ = philly_sizes()
+    sample, _ = philly_jobs()
     rng = random.Random(seed)
     out = []
     for i in range(n):
-        g = rng.choice(sizes)
+        g, duration = rng.choice(sample)
         pods = max(1, -(-g // 8))
         per = g // pods
         req = Resources({GPU: per * 1000, CPU: 4000 * per, MEMORY: (32 << 30) * per})
         ps = PodSet("main", pods, req, one_per_node=pods > 1)
         topo = TopologyRequest(TopologyMode.PREFERRED, RACK) if pods > 1 else None
+        limit = max(60.0, 2 * duration)  # users over-ask: twice the real run time
         out.append(
-            Workload(f"j{i}", "default/q", (ps,), seq=i, submit_time=i * 0.01, topology=topo)
+            Workload(
+                f"j{i}", "default/q", (ps,), seq=i, submit_time=i * 0.01, topology=topo,
+                time_limit=limit,
+            )  # fmt: skip
         )
     return out
 
@@ -172,7 +178,7 @@ def main() -> None:
             results.append({"scenario": "huge", **isolated(prof, 10_000, 100_000, 3, 80)})
     print(
         json.dumps(
-            {"trace": philly_sizes()[1], "python": sys.version.split()[0], "results": results},
+            {"trace": philly_jobs()[1], "python": sys.version.split()[0], "results": results},
             indent=2,
         )
     )

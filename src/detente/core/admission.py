@@ -22,7 +22,29 @@ from detente.core.workload import Admission, PodPlacement, Workload
 QUOTA = "QuotaFit"
 FIT = "NodeFit"
 
-ShapeCache = dict[Hashable, Status]
+
+class ShapeCache:
+    """Shapes that failed in this cycle, with the shortest time limit they failed at.
+
+    Capacity only shrinks during a cycle, and with backfill a longer time limit meets
+    more reservations, so a failure at limit L stands for every limit ≥ L for the rest
+    of the cycle. Without backfill every limit is 0.
+    """
+
+    __slots__ = ("_d",)
+
+    def __init__(self) -> None:
+        self._d: dict[Hashable, tuple[float, Status]] = {}
+
+    def get(self, key: Hashable, limit: float = 0.0) -> Status | None:
+        e = self._d.get(key)
+        return e[1] if e is not None and limit >= e[0] else None
+
+    def put(self, key: Hashable, limit: float, status: Status) -> Status:
+        e = self._d.get(key)
+        if e is None or limit < e[0]:
+            self._d[key] = (limit, status)
+        return status
 
 
 def quota_fit(
@@ -67,6 +89,7 @@ def place_workload(
     profile: Profile,
     failed: ShapeCache,
     rng: Rng,
+    limit: float = 0.0,
 ) -> tuple[Status, list[PodPlacement]]:
     """Stages every pod set on ``snap.state``; keeps them on success, else discards all.
 
@@ -74,20 +97,19 @@ def place_workload(
     during a cycle, so they cannot fit later in it.
     """
     key = shape(w, nodes)
-    if key in failed:
-        return failed[key], []
+    hit = failed.get(key, limit)
+    if hit is not None:
+        return hit, []
     st = snap.state
     need = w.total.gpu_milli
     if need > st.free_milli[0] and w.topology is None:
         status = _never_or(snap, w) or unschedulable(
             FIT, f"needs {need / MILLI:g} GPUs; {st.free_milli[0] / MILLI:g} free in the cluster"
         )
-        failed[key] = status
-        return status, []
+        return failed.put(key, limit, status), []
     status, stmt = stage_workload(st, w, nodes, profile, rng)
     if stmt is None:
-        failed[key] = _never_or(snap, w) or status
-        return failed[key], []
+        return failed.put(key, limit, _never_or(snap, w) or status), []
     counters: dict[str, int] = {}
     out = []
     for s in stmt.staged:
@@ -151,6 +173,26 @@ def _quota(
     return status
 
 
+def cached_failure(
+    snap: Snapshot, w: Workload, cq: ClusterQueue | None, failed: ShapeCache, limit: float
+) -> Status | None:
+    """The cached failure of ``w``'s shape under every flavor it could take, if all failed."""
+    if cq is None:
+        flavor_sets: list[frozenset[str]] = [frozenset()]
+    else:
+        found = snap.flavor_assignments(cq, tuple(w.total))
+        if isinstance(found, str):
+            return None
+        flavor_sets = [frozenset(f.values()) for f in found]
+    first: Status | None = None
+    for fs in flavor_sets:
+        hit = failed.get(shape(w, snap.flavor_nodes(fs)), limit)
+        if hit is None:
+            return None
+        first = first or hit
+    return first
+
+
 def try_admit(
     snap: Snapshot,
     w: Workload,
@@ -159,6 +201,7 @@ def try_admit(
     failed: ShapeCache,
     rng: Rng,
     now: float,
+    limit: float = 0.0,
 ) -> tuple[Status, Admission | None]:
     """Quota then placement for each flavor assignment in order; first fit wins.
 
@@ -174,9 +217,11 @@ def try_admit(
     first: Status | None = None
     for flavors in assignments:
         nodes = snap.flavor_nodes(frozenset(flavors.values()))
-        status = failed.get(shape(w, nodes)) or _quota(snap, cq, w, flavors, profile.borrowing)
+        status = failed.get(shape(w, nodes), limit) or _quota(
+            snap, cq, w, flavors, profile.borrowing
+        )
         if status.ok:
-            status, placements = place_workload(snap, w, nodes, profile, failed, rng)
+            status, placements = place_workload(snap, w, nodes, profile, failed, rng, limit)
             if status.ok:
                 if cq is not None:
                     snap.quota.add(cq.name, quota_charge(w, flavors))

@@ -20,13 +20,20 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
-from detente.core.admission import QUOTA, ShapeCache, shape, stage_workload, try_admit
+from detente.core.admission import (
+    QUOTA,
+    ShapeCache,
+    cached_failure,
+    shape,
+    stage_workload,
+    try_admit,
+)
 from detente.core.framework import Rng
 from detente.core.profiles import BackfillMode, Profile
 from detente.core.queues import ClusterQueue
 from detente.core.snapshot import Snapshot
 from detente.core.status import Code, Status, unschedulable
-from detente.core.timeline import Reservation, Timeline, cordoned
+from detente.core.timeline import Reservation, Timeline
 from detente.core.workload import Admission, Workload
 
 NAME = "Backfill"
@@ -39,7 +46,7 @@ class Backfill:
         self.snap, self.profile, self.now = snap, profile, now
         self.timeline = Timeline(snap, now, profile.bf_window, profile.default_time_limit)
         self.reservations: list[Reservation] = []
-        self._caches: dict[Hashable, ShapeCache] = {}
+        self.failed = ShapeCache()
         self._floor: dict[Hashable, float] = {}
         self.tested = 0
 
@@ -47,15 +54,26 @@ class Backfill:
         self, w: Workload, cq: ClusterQueue | None, rng: Rng
     ) -> tuple[Status, Admission | None]:
         """Admits ``w`` now if it fits around the reservations; else says which it would delay."""
-        key, blocked = self.timeline.blocking_now(w)
-        cache = self._caches.setdefault(key if blocked else None, {})
-        with cordoned(self.snap.state, blocked):
-            status, adm = try_admit(self.snap, w, cq, self.profile, cache, rng, self.now)
+        tl, limit = self.timeline, self.timeline.limit(w)
+        hit = cached_failure(self.snap, w, cq, self.failed, limit)
+        if hit is not None:
+            return hit, None
+        blocked = tl.blocking_now(limit)
+        tl.cordon(self.snap.state).ensure(blocked)
+        status, adm = try_admit(self.snap, w, cq, self.profile, self.failed, rng, self.now, limit)
         if adm is not None:
-            self.timeline.note_admission(adm)
+            tl.note_admission(adm)
         elif blocked and status.code == Code.UNSCHEDULABLE and status.plugin != QUOTA:
-            status = self._would_delay(w, cq, rng) or status
+            delayed = self._would_delay(w, cq, rng)
+            if delayed is not None:
+                status = delayed
+                for flavors in self._flavor_sets(w, cq):
+                    self.failed.put(shape(w, self.snap.flavor_nodes(flavors)), limit, status)
         return status, adm
+
+    def finish(self) -> None:
+        """Restores every state the cycle cordoned; call once at the end of the cycle."""
+        self.timeline.restore()
 
     def may_reserve(self, status: Status) -> bool:
         p = self.profile
@@ -78,22 +96,25 @@ class Backfill:
 
     def earliest(self, w: Workload, nodes: frozenset[int] | None, rng: Rng) -> Reservation | None:
         """The first checkpoint at which ``w`` fits beside every overlapping reservation."""
-        limit = self.timeline.limit(w)
+        tl, limit = self.timeline, self.timeline.limit(w)
         key = (shape(w, nodes), limit)
         need = w.total.gpu_milli
-        for start, st in self.timeline.candidates(self._floor.get(key, self.now)):
+        for start, st in tl.candidates(self._floor.get(key, self.now)):
+            tl.cordon(st).ensure(tl.held(start, start + limit))
             if st.free_milli[0] >= need:
-                held: set[int] = set()
-                for r in self.timeline.overlapping(start, start + limit):
-                    held |= r.nodes
-                with cordoned(st, held):
-                    _, stmt = stage_workload(st, w, nodes, self.profile, rng)
-                    if stmt is not None:
-                        used = frozenset(s.node for s in stmt.staged)
-                        stmt.rollback()
-                        return Reservation(w.name, start, start + limit, used)
+                _, stmt = stage_workload(st, w, nodes, self.profile, rng)
+                if stmt is not None:
+                    used = frozenset(s.node for s in stmt.staged)
+                    stmt.rollback()
+                    return Reservation(w.name, start, start + limit, used)
             self._floor[key] = start
         return None
+
+    def _flavor_sets(self, w: Workload, cq: ClusterQueue | None) -> list[frozenset[str]]:
+        if cq is None:
+            return [frozenset()]
+        found = self.snap.flavor_assignments(cq, tuple(w.total))
+        return [] if isinstance(found, str) else [frozenset(f.values()) for f in found]
 
     def _nodes(self, w: Workload, cq: ClusterQueue | None) -> frozenset[int] | None:
         if cq is None or not self.profile.quota:
@@ -105,6 +126,7 @@ class Backfill:
 
     def _would_delay(self, w: Workload, cq: ClusterQueue | None, rng: Rng) -> Status | None:
         """If ``w`` fits now only on reserved nodes, names the reservation it would delay."""
+        self.timeline.cordon(self.snap.state).ensure(frozenset())
         _, stmt = stage_workload(self.snap.state, w, self._nodes(w, cq), self.profile, rng)
         if stmt is None:
             return None

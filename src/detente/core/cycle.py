@@ -65,7 +65,7 @@ def _gang_cycle(
     snap: Snapshot, queues: QueueManager, profile: Profile, now: float, rng: Rng
 ) -> CycleResult:
     res = CycleResult()
-    failed: ShapeCache = {}
+    failed = ShapeCache()
     bf = Backfill(snap, profile, now) if profile.backfill != BackfillMode.NONE else None
     blocked: dict[str, str] = {}
     tried: dict[str, int] = {}
@@ -101,6 +101,7 @@ def _gang_cycle(
         ):
             blocked[key] = w.name
     if bf is not None:
+        bf.finish()
         res.reservations = bf.reservations
     return res
 

@@ -45,6 +45,29 @@ def planned_end(adm: Admission, default_limit: float | None) -> float:
     return adm.start_time + limit if limit else INF
 
 
+class Cordon:
+    """Keeps a set of nodes unschedulable on one state, changing only the difference.
+
+    Contract: `ensure` (frozenset()) restores every node this object cordoned.
+    """
+
+    __slots__ = ("applied", "state")
+
+    def __init__(self, state: ClusterState) -> None:
+        self.state = state
+        self.applied: set[int] = set()
+
+    def ensure(self, nodes: set[int] | frozenset[int]) -> None:
+        st = self.state
+        for n in self.applied - nodes:
+            st.set_schedulable(n, True)
+        self.applied &= nodes
+        for n in nodes:
+            if n not in self.applied and st.schedulable[n]:
+                st.set_schedulable(n, False)
+                self.applied.add(n)
+
+
 @contextmanager
 def cordoned(state: ClusterState, nodes: set[int] | frozenset[int]) -> Iterator[None]:
     """Makes ``nodes`` unschedulable inside the block, restoring exactly after it."""
@@ -78,6 +101,8 @@ class Timeline:
         self._starts: list[float] = []
         self.version = 0
         self._points: list[tuple[float, ClusterState]] | None = None
+        self._unions: dict[tuple[int, int, float], frozenset[int]] = {}
+        self.cordons: dict[int, Cordon] = {}
 
     def limit(self, w: Workload) -> float:
         return w.time_limit or self.default_limit or INF
@@ -90,16 +115,33 @@ class Timeline:
         self.reservations.insert(i, r)
         self.version += 1
 
-    def blocking_now(self, w: Workload) -> tuple[tuple[int, int], set[int]]:
-        """Nodes reserved during [now, now + limit), with a key that names that set."""
-        k = bisect.bisect_left(self._starts, self.now + self.limit(w))
-        nodes: set[int] = set()
-        for r in self.reservations[:k]:
-            nodes |= r.nodes
-        return (self.version, k), nodes
+    def blocking_now(self, limit: float) -> frozenset[int]:
+        """Nodes reserved at any time during [now, now + limit) (memoized per version)."""
+        return self.held(self.now, self.now + limit)
+
+    def held(self, start: float, end: float) -> frozenset[int]:
+        """Nodes of every reservation overlapping [start, end) (memoized per version)."""
+        k = bisect.bisect_left(self._starts, end)
+        key = (self.version, k, start)
+        got = self._unions.get(key)
+        if got is None:
+            got = frozenset().union(*(r.nodes for r in self.reservations[:k] if r.end > start))
+            self._unions[key] = got
+        return got
 
     def overlapping(self, start: float, end: float) -> list[Reservation]:
         return [r for r in self.reservations if r.start < end and r.end > start]
+
+    def cordon(self, st: ClusterState) -> Cordon:
+        c = self.cordons.get(id(st))
+        if c is None:
+            c = self.cordons[id(st)] = Cordon(st)
+        return c
+
+    def restore(self) -> None:
+        """Uncordons every state this timeline cordoned."""
+        for c in self.cordons.values():
+            c.ensure(frozenset())
 
     # -- checkpoints -------------------------------------------------------------------
 
@@ -110,7 +152,7 @@ class Timeline:
         end = planned_end(adm, self.default_limit)
         requests = {ps.name: ps.request for ps in adm.workload.pod_sets}
         for t, st in self._points:
-            if t < end:
+            if t < end:  # the "now" point (t == now) always gets it
                 for p in adm.placements:
                     st.charge(p.node, requests[p.pod_set], p.devices, adm.workload.exclusive)
 
@@ -147,8 +189,10 @@ class Timeline:
                     for i in range(self.max_points)
                 }
             )
+        self.cordon(self.snap.state).ensure(frozenset())
         ws = self.snap.state.clone()
-        out: list[tuple[float, ClusterState]] = []
+        # The first point is "now" on its own copy, so planning never cordons the live state.
+        out: list[tuple[float, ClusterState]] = [(self.now, ws.clone())]
         i = 0
         for t in times:
             while i < len(releases) and releases[i][0] <= t:
