@@ -101,6 +101,9 @@ class Timeline:
         self._starts: list[float] = []
         self.version = 0
         self._points: list[tuple[float, ClusterState]] | None = None
+        self._point_times: list[float] = []
+        self._cand_times: list[float] = []
+        self._cand_states: list[ClusterState] = []
         self._unions: dict[tuple[int, int, float], frozenset[int]] = {}
         self.cordons: dict[int, Cordon] = {}
 
@@ -114,6 +117,8 @@ class Timeline:
         self._starts.insert(i, r.start)
         self.reservations.insert(i, r)
         self.version += 1
+        if self._points is not None:
+            self._add_candidate(r.end)
 
     def blocking_now(self, limit: float) -> frozenset[int]:
         """Nodes reserved at any time during [now, now + limit) (memoized per version)."""
@@ -156,21 +161,35 @@ class Timeline:
                 for p in adm.placements:
                     st.charge(p.node, requests[p.pod_set], p.devices, adm.workload.exclusive)
 
-    def candidates(self, after: float) -> list[tuple[float, ClusterState]]:
-        """(start time, state at that time) for every start worth trying after ``after``."""
-        points = self.points()
-        times = {t for t, _ in points} | {
-            r.end for r in self.reservations if r.end <= self.now + self.window
-        }
-        out = []
-        for s in sorted(t for t in times if t > after):
-            i = bisect.bisect_right(points, s, key=lambda p: p[0]) - 1
-            out.append((s, points[i][1] if i >= 0 else self.snap.state))
-        return out
+    def candidates(self, after: float) -> Iterator[tuple[float, ClusterState]]:
+        """(start time, state at that time) for every start worth trying after ``after``:
+        checkpoints and reservation ends, in time order."""
+        self.points()
+        i = bisect.bisect_right(self._cand_times, after)
+        while i < len(self._cand_times):
+            yield self._cand_times[i], self._cand_states[i]
+            i += 1
+
+    def _add_candidate(self, t: float) -> None:
+        if t > self.now + self.window:
+            return
+        i = bisect.bisect_left(self._cand_times, t)
+        if i < len(self._cand_times) and self._cand_times[i] == t:
+            return
+        assert self._points is not None
+        j = bisect.bisect_right(self._point_times, t) - 1
+        self._cand_times.insert(i, t)
+        self._cand_states.insert(i, self._points[max(j, 0)][1])
 
     def points(self) -> list[tuple[float, ClusterState]]:
         if self._points is None:
             self._points = self._build()
+            self._point_times = [t for t, _ in self._points]
+            self._cand_times, self._cand_states = [], []
+            for t, _ in self._points[1:]:
+                self._add_candidate(t)
+            for r in self.reservations:
+                self._add_candidate(r.end)
         return self._points
 
     def _build(self) -> list[tuple[float, ClusterState]]:
