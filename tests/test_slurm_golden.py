@@ -9,6 +9,8 @@ sched/backfill started A C E F B D; sched/builtin A B C D E F.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from detente.core.profiles import build
@@ -33,12 +35,8 @@ def workloads() -> list[tuple[Workload, float]]:
         b = a_job(name).nodes(nodes, gpus=gpus).submitted(round(0.3 * i, 1), seq=i)
         b = b.exclusive() if excl else b
         w = b.build()
-        out.append((type(w)(**{**_fields(w), "time_limit": float(limit)}), float(run)))
+        out.append((replace(w, time_limit=float(limit)), float(run)))
     return out
-
-
-def _fields(w: Workload) -> dict[str, object]:
-    return {f: getattr(w, f) for f in w.__dataclass_fields__ if f != "total"}
 
 
 def start_order(profile: str) -> list[str]:

@@ -78,8 +78,7 @@ def quota_fit(
 
 def shape(w: Workload, nodes: frozenset[int] | None) -> Hashable:
     """Workloads with equal shapes fit or fail alike within a cycle."""
-    sets = tuple((ps.count, ps.request, ps.one_per_node) for ps in w.pod_sets)
-    return (sets, w.exclusive, w.topology, nodes)
+    return (w.shape, nodes)
 
 
 def place_workload(

@@ -19,6 +19,7 @@ One fit function, three questions (Slurm's ``select`` modes):
 from __future__ import annotations
 
 from collections.abc import Hashable
+from dataclasses import replace
 
 from detente.core.admission import (
     QUOTA,
@@ -47,7 +48,8 @@ class Backfill:
         self.timeline = Timeline(snap, now, profile.bf_window, profile.default_time_limit)
         self.reservations: list[Reservation] = []
         self.failed = ShapeCache()
-        self._floor: dict[Hashable, float] = {}
+        self._unscored = replace(profile, scores=())
+        self._floor: dict[Hashable, list[tuple[float, float]]] = {}
         self.tested = 0
 
     def admit_now(
@@ -97,18 +99,24 @@ class Backfill:
     def earliest(self, w: Workload, nodes: frozenset[int] | None, rng: Rng) -> Reservation | None:
         """The first checkpoint at which ``w`` fits beside every overlapping reservation."""
         tl, limit = self.timeline, self.timeline.limit(w)
-        key = (shape(w, nodes), limit)
+        key = shape(w, nodes)
         need = w.total.gpu_milli
-        for start, st in tl.candidates(self._floor.get(key, self.now)):
+        for start, st in tl.candidates(self._floor_of(key, limit)):
             tl.cordon(st).ensure(tl.held(start, start + limit))
             if st.free_milli[0] >= need:
-                _, stmt = stage_workload(st, w, nodes, self.profile, rng)
+                # Reservations hold whole nodes, so node scores would only cost time.
+                _, stmt = stage_workload(st, w, nodes, self._unscored, rng)
                 if stmt is not None:
                     used = frozenset(s.node for s in stmt.staged)
                     stmt.rollback()
                     return Reservation(w.name, start, start + limit, used)
-            self._floor[key] = start
+            self._floor.setdefault(key, []).append((limit, start))
         return None
+
+    def _floor_of(self, key: Hashable, limit: float) -> float:
+        """The latest start known not to fit: a shape that failed from ``start`` with some
+        limit fails there with any longer one (it overlaps more reservations)."""
+        return max((s for lim, s in self._floor.get(key, ()) if lim <= limit), default=self.now)
 
     def _flavor_sets(self, w: Workload, cq: ClusterQueue | None) -> list[frozenset[str]]:
         if cq is None:

@@ -104,6 +104,9 @@ def _detente(seed: int) -> Profile:
         scores=(WeightedScore(GpuBinpack(), 1),),
         seed=seed,
         backfill=BackfillMode.CONSERVATIVE,
+        # Slurm's own default_queue_depth: reservations deeper than this rarely move a
+        # start, and each costs a placement per cycle.
+        bf_max_job_test=100,
     )
 
 

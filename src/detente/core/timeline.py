@@ -12,7 +12,9 @@ fits, so it reserves ``n0``–``n3`` for [3600, 3600 + its limit). A 1-node job 
 reservation. A 2-hour one would run past 3600 on a reserved node, so it may not.
 
 The state "at time s" is the latest checkpoint at or before s: it assumes no more
-releases than certain, so a reservation is never promised too early.
+releases than certain, so a reservation is never promised too early. Checkpoints
+are built on first use, in time order, so a cycle whose reservations all fall soon
+releases only the running work that ends before them.
 """
 
 from __future__ import annotations
@@ -51,13 +53,17 @@ class Cordon:
     Contract: `ensure` (frozenset()) restores every node this object cordoned.
     """
 
-    __slots__ = ("applied", "state")
+    __slots__ = ("applied", "last", "state")
 
     def __init__(self, state: ClusterState) -> None:
         self.state = state
         self.applied: set[int] = set()
+        self.last: frozenset[int] | set[int] | None = None
 
     def ensure(self, nodes: set[int] | frozenset[int]) -> None:
+        if nodes is self.last:
+            return  # memoized sets: the same object means the same cordon
+        self.last = nodes
         st = self.state
         for n in self.applied - nodes:
             st.set_schedulable(n, True)
@@ -100,10 +106,14 @@ class Timeline:
         self.reservations: list[Reservation] = []  # sorted by start
         self._starts: list[float] = []
         self.version = 0
-        self._points: list[tuple[float, ClusterState]] | None = None
+        self._ws: ClusterState | None = None  # the state being advanced through time
+        self._ws_time = now
+        self._ri = 0
+        self._releases: list[tuple[float, str]] = []
         self._point_times: list[float] = []
+        self._states: list[ClusterState] = []
         self._cand_times: list[float] = []
-        self._cand_states: list[ClusterState] = []
+        self._cand_points: list[int] = []
         self._unions: dict[tuple[int, int, float], frozenset[int]] = {}
         self.cordons: dict[int, Cordon] = {}
 
@@ -117,7 +127,7 @@ class Timeline:
         self._starts.insert(i, r.start)
         self.reservations.insert(i, r)
         self.version += 1
-        if self._points is not None:
+        if self._ws is not None:
             self._add_candidate(r.end)
 
     def blocking_now(self, limit: float) -> frozenset[int]:
@@ -148,26 +158,30 @@ class Timeline:
         for c in self.cordons.values():
             c.ensure(frozenset())
 
-    # -- checkpoints -------------------------------------------------------------------
+    # -- checkpoints, built lazily in time order ----------------------------------------
 
     def note_admission(self, adm: Admission) -> None:
         """Charges a workload started now to every checkpoint before its planned end."""
-        if self._points is None:
+        if self._ws is None:
             return
         end = planned_end(adm, self.default_limit)
         requests = {ps.name: ps.request for ps in adm.workload.pod_sets}
-        for t, st in self._points:
-            if t < end:  # the "now" point (t == now) always gets it
-                for p in adm.placements:
-                    st.charge(p.node, requests[p.pod_set], p.devices, adm.workload.exclusive)
+        charged = [st for t, st in zip(self._point_times, self._states, strict=False) if t < end]
+        if self._ws_time < end:
+            charged.append(self._ws)
+            if end <= self.now + self.window:
+                bisect.insort(self._releases, (end, adm.workload.name))
+        for st in charged:
+            for p in adm.placements:
+                st.charge(p.node, requests[p.pod_set], p.devices, adm.workload.exclusive)
 
     def candidates(self, after: float) -> Iterator[tuple[float, ClusterState]]:
         """(start time, state at that time) for every start worth trying after ``after``:
         checkpoints and reservation ends, in time order."""
-        self.points()
+        self._init()
         i = bisect.bisect_right(self._cand_times, after)
         while i < len(self._cand_times):
-            yield self._cand_times[i], self._cand_states[i]
+            yield self._cand_times[i], self._state(self._cand_points[i])
             i += 1
 
     def _add_candidate(self, t: float) -> None:
@@ -176,49 +190,48 @@ class Timeline:
         i = bisect.bisect_left(self._cand_times, t)
         if i < len(self._cand_times) and self._cand_times[i] == t:
             return
-        assert self._points is not None
         j = bisect.bisect_right(self._point_times, t) - 1
         self._cand_times.insert(i, t)
-        self._cand_states.insert(i, self._points[max(j, 0)][1])
+        self._cand_points.insert(i, max(j, 0))
 
-    def points(self) -> list[tuple[float, ClusterState]]:
-        if self._points is None:
-            self._points = self._build()
-            self._point_times = [t for t, _ in self._points]
-            self._cand_times, self._cand_states = [], []
-            for t, _ in self._points[1:]:
-                self._add_candidate(t)
-            for r in self.reservations:
-                self._add_candidate(r.end)
-        return self._points
-
-    def _build(self) -> list[tuple[float, ClusterState]]:
+    def _init(self) -> None:
+        if self._ws is not None:
+            return
         horizon = self.now + self.window
-        releases = sorted(
+        self._releases = sorted(
             (end, name)
             for name, adm in self.snap.running.items()
             if adm.complete and (end := planned_end(adm, self.default_limit)) <= horizon
         )
-        times = sorted({end for end, _ in releases})
+        times = sorted({end for end, _ in self._releases})
         if len(times) > self.max_points:
             step = len(times) / self.max_points
-            times = sorted(
-                {
-                    times[min(len(times) - 1, int((i + 1) * step) - 1)]
-                    for i in range(self.max_points)
-                }
-            )
+            picks = {
+                times[min(len(times) - 1, int((i + 1) * step) - 1)] for i in range(self.max_points)
+            }
+            times = sorted(picks)
+        self._point_times = [self.now, *(max(t, self.now) for t in times)]
         self.cordon(self.snap.state).ensure(frozenset())
-        ws = self.snap.state.clone()
-        # The first point is "now" on its own copy, so planning never cordons the live state.
-        out: list[tuple[float, ClusterState]] = [(self.now, ws.clone())]
-        i = 0
-        for t in times:
-            while i < len(releases) and releases[i][0] <= t:
-                self._release(ws, self.snap.running[releases[i][1]])
-                i += 1
-            out.append((max(t, self.now), ws.clone()))
-        return out
+        # Point 0 is "now" on its own copy, so planning never cordons the live state.
+        self._ws = self.snap.state.clone()
+        self._ws_time = self.now
+        self._states = [self._ws.clone()]
+        for t in self._point_times[1:]:
+            self._add_candidate(t)
+        for r in self.reservations:
+            self._add_candidate(r.end)
+
+    def _state(self, j: int) -> ClusterState:
+        """The state at checkpoint ``j``, applying releases up to it on first use."""
+        assert self._ws is not None
+        while len(self._states) <= j:
+            t = self._point_times[len(self._states)]
+            while self._ri < len(self._releases) and self._releases[self._ri][0] <= t:
+                self._release(self._ws, self.snap.running[self._releases[self._ri][1]])
+                self._ri += 1
+            self._ws_time = t
+            self._states.append(self._ws.clone())
+        return self._states[j]
 
     @staticmethod
     def _release(st: ClusterState, adm: Admission) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -69,12 +69,16 @@ class Workload:
     labels: tuple[tuple[str, str], ...] = ()
     #: Summed requests of every pod of every pod set (what quota is charged).
     total: Resources = field(init=False, repr=False, compare=False)
+    #: Equal for workloads that fit or fail alike (pod sets, exclusivity, topology).
+    shape: Hashable = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         out = Resources()
         for ps in self.pod_sets:
             out = out + ps.total
         object.__setattr__(self, "total", out)
+        sets = tuple((ps.count, ps.request, ps.one_per_node) for ps in self.pod_sets)
+        object.__setattr__(self, "shape", (sets, self.exclusive, self.topology))
 
     @property
     def pod_count(self) -> int:

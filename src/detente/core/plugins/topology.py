@@ -146,7 +146,7 @@ def fill_nodes(
         best = max(cand, key=lambda i: (ctx.node_score(i, req), -i)) if ctx.scores else cand[0]
         stmt.stage(ps.name, best, req, excl)
         placed += 1
-        if not st.fits(best, req, excl):
+        if placed < k and not st.fits(best, req, excl):
             cand.remove(best)
     return placed
 
