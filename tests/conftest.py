@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 from detente.core.cycle import CycleResult, run_cycle
+from detente.core.priority import reprioritize
 from detente.core.profiles import Profile, build
 from detente.core.queue_manager import QueueManager
 from detente.core.snapshot import Snapshot
@@ -17,6 +18,7 @@ def settle(
     """Runs cycles until one admits nothing; returns the last result (its pending reasons)."""
     prof = build(profile) if isinstance(profile, str) else profile
     queues = QueueManager(prof.queue_sort, jobs)
+    reprioritize(snap, queues, prof.half_life, now)
     rng = random.Random(prof.seed)
     for _ in range(1000):
         res = run_cycle(snap, queues, prof, now, rng)

@@ -153,8 +153,13 @@ class CohortDoc(Loose):
     spec: CohortSpec = CohortSpec()
 
 
+class FairSharing(Loose):
+    weight: Annotated[float, Field(ge=0)] = 1.0
+
+
 class LocalQueueSpec(Loose):
     clusterQueue: str
+    fairSharing: FairSharing | None = None
 
 
 class LocalQueueDoc(Loose):

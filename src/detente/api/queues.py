@@ -50,7 +50,12 @@ class QueueBuilder:
         cqs = [self._cq(s, d) for s, d in self._of(m.ClusterQueueDoc)]  # type: ignore[arg-type]
         cohorts = [self._cohort(s, d) for s, d in self._of(m.CohortDoc)]  # type: ignore[arg-type]
         lqs = [
-            LocalQueue(d.metadata.name, d.spec.clusterQueue, d.metadata.namespace)  # type: ignore[attr-defined]
+            LocalQueue(
+                d.metadata.name,  # type: ignore[attr-defined]
+                d.spec.clusterQueue,  # type: ignore[attr-defined]
+                d.metadata.namespace,  # type: ignore[attr-defined]
+                d.spec.fairSharing.weight if d.spec.fairSharing else 1.0,  # type: ignore[attr-defined]
+            )
             for _, d in self._of(m.LocalQueueDoc)
         ]
         pcs = [

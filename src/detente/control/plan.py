@@ -8,10 +8,11 @@ or Pending (with the reason from the check that rejected it).
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from detente.api.loader import JobEntry, ManifestError, Manifests
 from detente.core.cycle import run_cycle
+from detente.core.priority import reprioritize
 from detente.core.profiles import Profile
 from detente.core.queue_manager import QueueManager
 from detente.core.snapshot import Snapshot
@@ -32,6 +33,15 @@ class Decision:
     cluster_queue: str
     #: For a pending workload holding a reservation: when, and on which nodes.
     reservation: dict[str, object] | None = None
+    #: For a pending workload: its weighted priority terms and their sum (like sprio).
+    priority: dict[str, object] | None = None
+
+    def with_priority(self, terms: dict[str, float] | None) -> Decision:
+        if terms is None or self.state != "Pending":
+            return self
+        total = round(sum(terms.values()), 3)
+        rounded = {k: round(v, 3) for k, v in terms.items()}
+        return replace(self, priority={"total": total, "factors": rounded})
 
     def as_json(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -43,6 +53,8 @@ class Decision:
         }
         if self.reservation is not None:
             out["reservation"] = self.reservation
+        if self.priority is not None:
+            out["priority"] = self.priority
         return out
 
 
@@ -86,6 +98,8 @@ def _running_admission(snap: Snapshot, job: JobEntry) -> Admission:
 def plan(man: Manifests, profile: Profile, now: float = 0.0) -> list[Decision]:
     snap = build_snapshot(man)
     queues = QueueManager(profile.queue_sort, [j.workload for j in man.jobs if not j.running_nodes])
+    reprioritize(snap, queues, profile.half_life, now)
+    explained = {w.name: queues.explain(w) for w in queues.ordered()}
     pending: dict[str, Status] = {}
     reserved: dict[str, Reservation] = {}
     rng = random.Random(profile.seed)
@@ -99,7 +113,9 @@ def plan(man: Manifests, profile: Profile, now: float = 0.0) -> list[Decision]:
         if not result.admissions:
             break
     return [
-        _decision(snap, j, pending.get(j.workload.name), reserved.get(j.workload.name))
+        _decision(
+            snap, j, pending.get(j.workload.name), reserved.get(j.workload.name)
+        ).with_priority(explained.get(j.workload.name))
         for j in man.jobs
     ]
 

@@ -84,7 +84,10 @@ class Cluster:
                 for d in self.node_domains[i]:
                     h = self.capacity_hist[d]
                     h[node.gpu_devices] = h.get(node.gpu_devices, 0) + 1
-        self.total_gpu_milli = sum(n.capacity.gpu_milli for n in self.nodes)
+        self.capacity = Resources()
+        for n in self.nodes:
+            self.capacity = self.capacity + n.capacity
+        self.total_gpu_milli = self.capacity.gpu_milli
         self.total_gpus = self.total_gpu_milli // MILLI
         self.max_node_gpus = max((n.gpu_devices for n in self.nodes), default=0)
 

@@ -112,7 +112,7 @@ def _pod_entries(
     """One entry per unbound pod; pods of equally ranked workloads interleave by index."""
     entries: list[tuple[Hashable, Workload, PodSet]] = []
     for w in queues.ordered():
-        key = profile.queue_sort.sort_key(w)
+        key = profile.queue_sort.sort_key(w, queues.ctx)
         have = snap.running.get(w.name)
         for ps in w.pod_sets:
             done = sum(1 for p in have.placements if p.pod_set == ps.name) if have else 0

@@ -10,8 +10,8 @@ mutate anything but the statement they are given.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from detente.core.cluster import Cluster
@@ -45,11 +45,28 @@ class FirstChoice:
         return seq[0]
 
 
+@dataclass(frozen=True, slots=True)
+class PriorityContext:
+    """What the factors are computed from; built by the caller once per calc period."""
+
+    now: float = 0.0
+    total_nodes: int = 1
+    total_gpus: float = 1.0
+    max_class_value: int = 0
+    fairshare: Mapping[str, float] = field(default_factory=dict)
+    #: Dominant share of current allocation per LocalQueue (Volcano's DRF order).
+    allocation_share: Mapping[str, float] = field(default_factory=dict)
+
+
 class QueueSort(Protocol):
     name: str
 
-    def sort_key(self, w: Workload) -> tuple[Hashable, ...]:
+    def sort_key(self, w: Workload, ctx: PriorityContext) -> tuple[Hashable, ...]:
         """Smaller keys go first; must end in ``w.seq`` so keys are unique."""
+        ...
+
+    def explain(self, w: Workload, ctx: PriorityContext) -> dict[str, float]:
+        """The named terms behind the order, for users (like Slurm's sprio)."""
         ...
 
 

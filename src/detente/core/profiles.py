@@ -17,8 +17,9 @@ from detente.core.plugins.binpack import GpuBinpack, GpuSpread
 from detente.core.plugins.fgd import FragmentationGradient
 from detente.core.plugins.k8s_resources import BalancedAllocation, LeastAllocated
 from detente.core.plugins.podwise import PodByPod
-from detente.core.plugins.priority_sort import FifoSort, PrioritySort
+from detente.core.plugins.priority_sort import DrfSort, FifoSort, PrioritySort
 from detente.core.plugins.topology import TopologyBestFit
+from detente.core.priority import MultifactorSort, Weights
 
 
 class BackfillMode(StrEnum):
@@ -62,10 +63,19 @@ class Profile:
     strict_priority: bool = False
     #: Quota may be borrowed from the cohort (False: nominal quota is a hard cap).
     borrowing: bool = True
+    #: Fair-share usage half-life, seconds (Slurm's PriorityDecayHalfLife, 7 days).
+    half_life: float = 7 * 86_400.0
+    #: How often drivers recompute priorities, seconds (Slurm's PriorityCalcPeriod).
+    calc_period: float = 300.0
 
 
 SORTS: Mapping[str, Callable[[], QueueSort]] = MappingProxyType(
-    {"PrioritySort": PrioritySort, "FifoSort": FifoSort}
+    {
+        "PrioritySort": PrioritySort,
+        "FifoSort": FifoSort,
+        "DrfSort": DrfSort,
+        "Multifactor": MultifactorSort,
+    }
 )
 SCORES: Mapping[str, Callable[[], Score]] = MappingProxyType(
     {
@@ -99,7 +109,8 @@ def _k8s(seed: int) -> Profile:
 def _detente(seed: int) -> Profile:
     return Profile(
         name="detente",
-        queue_sort=PrioritySort(),
+        # Class first, then decayed fair share, then age: factors a user can read back.
+        queue_sort=MultifactorSort(Weights(qos=10_000, fairshare=5_000, age=1_000, size=100)),
         placement=TopologyBestFit(compact=True),
         scores=(WeightedScore(GpuBinpack(), 1),),
         seed=seed,
@@ -116,7 +127,8 @@ def _slurm(seed: int, backfill: BackfillMode = BackfillMode.CONSERVATIVE) -> Pro
     preemption (PreemptType=preempt/none). Priority weights default to 0 → FIFO."""
     return Profile(
         name="slurm" if backfill == BackfillMode.CONSERVATIVE else f"slurm-{backfill}",
-        queue_sort=FifoSort(),
+        # Every PriorityWeight* defaults to 0: the order is submit time, then job id.
+        queue_sort=MultifactorSort(Weights()),
         placement=TopologyBestFit(compact=True),
         scores=(WeightedScore(GpuBinpack(), 1),),
         seed=seed,

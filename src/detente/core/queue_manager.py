@@ -11,13 +11,20 @@ from __future__ import annotations
 import bisect
 from collections.abc import Hashable, Iterable
 
-from detente.core.framework import QueueSort
+from detente.core.framework import PriorityContext, QueueSort
 from detente.core.workload import Workload
 
 
 class QueueManager:
-    def __init__(self, sort: QueueSort, workloads: Iterable[Workload] = ()) -> None:
+    def __init__(
+        self,
+        sort: QueueSort,
+        workloads: Iterable[Workload] = (),
+        ctx: PriorityContext | None = None,
+    ) -> None:
         self.sort = sort
+        #: What priorities were last computed from (see `resort`).
+        self.ctx = ctx or PriorityContext()
         self._by_name: dict[str, Workload] = {}
         self._order: list[tuple[tuple[Hashable, ...], Workload]] = []
         self._stale = 0
@@ -38,7 +45,7 @@ class QueueManager:
         if w.name in self._by_name:
             self.remove(w.name)
         self._by_name[w.name] = w
-        bisect.insort(self._order, (self.sort.sort_key(w), w), key=lambda e: e[0])
+        bisect.insort(self._order, (self.sort.sort_key(w, self.ctx), w), key=lambda e: e[0])
 
     def remove(self, name: str) -> Workload | None:
         w = self._by_name.pop(name, None)
@@ -54,9 +61,15 @@ class QueueManager:
             self._stale = 0
         return [w for _, w in self._order]
 
-    def resort(self, sort: QueueSort | None = None) -> None:
+    def resort(self, ctx: PriorityContext | None = None, sort: QueueSort | None = None) -> None:
+        """Recomputes every key (Slurm recomputes priorities each PriorityCalcPeriod)."""
         self.sort = sort or self.sort
+        self.ctx = ctx or self.ctx
         self._order = sorted(
-            ((self.sort.sort_key(w), w) for w in self._by_name.values()), key=lambda e: e[0]
+            ((self.sort.sort_key(w, self.ctx), w) for w in self._by_name.values()),
+            key=lambda e: e[0],
         )
         self._stale = 0
+
+    def explain(self, w: Workload) -> dict[str, float]:
+        return self.sort.explain(w, self.ctx)

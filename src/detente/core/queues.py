@@ -66,6 +66,8 @@ class LocalQueue:
     name: str
     cluster_queue: str
     namespace: str = "default"
+    #: Fair-share weight (Kueue's LocalQueue ``spec.fairSharing.weight``).
+    weight: float = 1.0
 
     @property
     def key(self) -> str:

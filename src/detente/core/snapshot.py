@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from detente.core.cluster import Cluster
+from detente.core.fairshare import Usage
 from detente.core.queues import ClusterQueue, QueueConfig
 from detente.core.quota import FR, QuotaState
 from detente.core.state import ClusterState
@@ -23,7 +24,16 @@ def quota_charge(w: Workload, flavors: Mapping[str, str]) -> dict[FR, int]:
 
 
 class Snapshot:
-    __slots__ = ("_assignments", "_flavor_nodes", "cluster", "config", "quota", "running", "state")
+    __slots__ = (
+        "_assignments",
+        "_flavor_nodes",
+        "cluster",
+        "config",
+        "quota",
+        "running",
+        "state",
+        "usage",
+    )
 
     def __init__(self, cluster: Cluster, config: QueueConfig) -> None:
         self.cluster = cluster
@@ -32,6 +42,8 @@ class Snapshot:
         self.quota = QuotaState(config.tree)
         #: Admitted workloads (and, for pod-by-pod profiles, partly placed ones) by name.
         self.running: dict[str, Admission] = {}
+        #: Decayed fair-share usage per LocalQueue (see `detente.core.fairshare`).
+        self.usage = Usage()
         self._flavor_nodes: dict[frozenset[str], frozenset[int] | None] = {}
         self._assignments: dict[tuple[str, tuple[str, ...]], list[dict[str, str]] | str] = {}
 
@@ -41,6 +53,7 @@ class Snapshot:
         c.state = self.state.clone()
         c.quota = self.quota.clone()
         c.running = dict(self.running)
+        c.usage = self.usage
         c._flavor_nodes = self._flavor_nodes  # pure functions of immutable inputs
         c._assignments = self._assignments
         return c

@@ -13,6 +13,7 @@ import random
 from dataclasses import dataclass, field
 
 from detente.core.cycle import CycleResult, run_cycle
+from detente.core.priority import reprioritize
 from detente.core.profiles import Profile
 from detente.core.queue_manager import QueueManager
 from detente.core.snapshot import Snapshot
@@ -40,6 +41,7 @@ class Simulation:
         self.jobs: dict[str, JobRecord] = {}
         self.cycles = 0
         self._cycle_pending = False
+        self._last_prio: float | None = None
 
     def submit(self, w: Workload, runtime: float) -> None:
         """Schedules ``w`` to arrive at its submit time and run ``runtime`` seconds."""
@@ -63,6 +65,9 @@ class Simulation:
     def _cycle(self, t: float) -> None:
         self._cycle_pending = False
         self.cycles += 1
+        if self._last_prio is None or t - self._last_prio >= self.profile.calc_period:
+            reprioritize(self.snap, self.queues, self.profile.half_life, t)
+            self._last_prio = t
         result = run_cycle(self.snap, self.queues, self.profile, t, self.rng)
         self._apply(result, t)
 
