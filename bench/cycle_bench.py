@@ -29,6 +29,7 @@ import resource
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 
@@ -82,12 +83,8 @@ def jobs(n: int, seed: int) -> list[Workload]:
         ps = PodSet("main", pods, req, one_per_node=pods > 1)
         topo = TopologyRequest(TopologyMode.PREFERRED, RACK) if pods > 1 else None
         limit = max(60.0, 2 * duration)  # users over-ask: twice the real run time
-        out.append(
-            Workload(
-                f"j{i}", "default/q", (ps,), seq=i, submit_time=i * 0.01, topology=topo,
-                time_limit=limit,
-            )  # fmt: skip
-        )
+        w = Workload(f"j{i}", "default/q", (ps,), seq=i, submit_time=i * 0.01, topology=topo)
+        out.append(replace(w, time_limit=limit))
     return out
 
 
