@@ -8,9 +8,11 @@ Gang profiles (Kueue/Slurm/Volcano shape), in steps:
 3. Nominate and admit in order: quota fit and placement fit for the first flavor
    assignment that passes both; placements are staged as one transaction. With
    backfill, only on nodes no reservation holds during the workload's time limit.
-4. With backfill, give a workload that cannot start now a reservation at its
+4. With preemption, evict the fewest lower-priority (or borrowing) workloads that
+   let it fit (`detente.core.preemption`); it waits for their checkpoint grace.
+5. With backfill, give a workload that cannot start now a reservation at its
    earliest start (`detente.core.backfill`).
-5. Record, for each workload left pending, the `Status` that rejected it.
+6. Record, for each workload left pending, the `Status` that rejected it.
 
 Pod-by-pod profiles (the Kubernetes default scheduler) interleave the pods of all
 pending workloads in queue order and bind each pod that fits, so a workload may hold
@@ -28,6 +30,8 @@ from dataclasses import dataclass, field
 from detente.core.admission import ShapeCache, try_admit
 from detente.core.backfill import Backfill
 from detente.core.framework import FirstChoice, PlaceContext, Rng
+from detente.core.preemption import NAME as PREEMPTION
+from detente.core.preemption import Preemption, Preemptor
 from detente.core.profiles import BackfillMode, Profile
 from detente.core.queue_manager import QueueManager
 from detente.core.queues import QueueingStrategy
@@ -45,6 +49,7 @@ class CycleResult:
     admissions: list[Admission] = field(default_factory=list)
     pending: dict[str, Status] = field(default_factory=dict)
     reservations: list[Reservation] = field(default_factory=list)
+    preemptions: list[Preemption] = field(default_factory=list)
 
 
 def run_cycle(
@@ -67,6 +72,7 @@ def _gang_cycle(
     res = CycleResult()
     failed = ShapeCache()
     bf = Backfill(snap, profile, now) if profile.backfill != BackfillMode.NONE else None
+    pre = Preemptor(snap, profile) if profile.preempts else None
     blocked: dict[str, str] = {}
     tried: dict[str, int] = {}
     for w in queues.ordered():  # step 1
@@ -92,9 +98,21 @@ def _gang_cycle(
             snap.running[w.name] = adm
             res.admissions.append(adm)
             continue
-        if bf is not None and bf.may_reserve(status):  # step 4
+        if (
+            pre is not None
+            and cq is not None
+            and status.code == Code.UNSCHEDULABLE
+            and pre.worth_trying(w, cq)
+        ):  # step 4
+            outcome, victims = pre.run(w, cq, rng, now)
+            if outcome.plugin == PREEMPTION and outcome.reason.startswith("waiting"):
+                res.preemptions += victims
+                reason = f"{status.reason}; {outcome.reason}"
+                res.pending[w.name] = Status(outcome.code, reason, outcome.plugin)
+                continue
+        if bf is not None and bf.may_reserve(status):  # step 5
             status = bf.reserve(w, cq, rng, status)
-        res.pending[w.name] = status  # step 5
+        res.pending[w.name] = status  # step 6
         strict = cq is not None and cq.strategy == QueueingStrategy.STRICT_FIFO
         if strict or (
             profile.strict_priority and status.code != Code.UNSCHEDULABLE_AND_UNRESOLVABLE

@@ -8,7 +8,7 @@ get a profile by name; `REGISTRY` maps plugin names to factories for custom ones
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 
@@ -20,6 +20,7 @@ from detente.core.plugins.podwise import PodByPod
 from detente.core.plugins.priority_sort import DrfSort, FifoSort, PrioritySort
 from detente.core.plugins.topology import TopologyBestFit
 from detente.core.priority import MultifactorSort, Weights
+from detente.core.queues import PreemptionPolicy, ReclaimWithinCohort, WithinClusterQueue
 
 
 class BackfillMode(StrEnum):
@@ -67,6 +68,12 @@ class Profile:
     half_life: float = 7 * 86_400.0
     #: How often drivers recompute priorities, seconds (Slurm's PriorityCalcPeriod).
     calc_period: float = 300.0
+    #: Preempt at all (False: Slurm's preempt/none, Volcano without preempt/reclaim).
+    preempts: bool = False
+    #: Policy for ClusterQueues that set none (Kueue's defaults: Never, Never).
+    preemption: PreemptionPolicy = field(default_factory=PreemptionPolicy)
+    #: Only workloads marked preemptible may be victims.
+    preemptible_only: bool = False
 
 
 SORTS: Mapping[str, Callable[[], QueueSort]] = MappingProxyType(
@@ -118,6 +125,9 @@ def _detente(seed: int) -> Profile:
         # Slurm's own default_queue_depth: reservations deeper than this rarely move a
         # start, and each costs a placement per cycle.
         bf_max_job_test=100,
+        preempts=True,
+        preemption=PreemptionPolicy(WithinClusterQueue.LOWER_PRIORITY, ReclaimWithinCohort.ANY),
+        preemptible_only=True,
     )
 
 

@@ -43,6 +43,26 @@ class ResourceGroup:
     flavors: tuple[str, ...]
 
 
+class WithinClusterQueue(StrEnum):
+    NEVER = "Never"
+    LOWER_PRIORITY = "LowerPriority"
+    LOWER_OR_NEWER_EQUAL_PRIORITY = "LowerOrNewerEqualPriority"
+
+
+class ReclaimWithinCohort(StrEnum):
+    NEVER = "Never"
+    LOWER_PRIORITY = "LowerPriority"
+    ANY = "Any"
+
+
+@dataclass(frozen=True, slots=True)
+class PreemptionPolicy:
+    """Kueue's ClusterQueue ``spec.preemption``; Kueue's defaults are Never and Never."""
+
+    within_cluster_queue: WithinClusterQueue = WithinClusterQueue.NEVER
+    reclaim_within_cohort: ReclaimWithinCohort = ReclaimWithinCohort.NEVER
+
+
 @dataclass(frozen=True, slots=True)
 class ClusterQueue:
     name: str
@@ -50,6 +70,8 @@ class ClusterQueue:
     quotas: Mapping[FR, Quota] = field(default_factory=dict)
     cohort: str | None = None
     strategy: QueueingStrategy = QueueingStrategy.BEST_EFFORT_FIFO
+    #: None: the profile's default policy applies.
+    preemption: PreemptionPolicy | None = None
 
 
 @dataclass(frozen=True, slots=True)

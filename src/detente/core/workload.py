@@ -113,6 +113,8 @@ class Admission:
     flavors: Mapping[str, str]
     placements: list[PodPlacement] = field(default_factory=list)
     start_time: float = 0.0
+    #: Set when preempted: the workload keeps its pods until this time (its checkpoint grace).
+    evicting_until: float | None = None
 
     @property
     def complete(self) -> bool:

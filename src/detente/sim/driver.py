@@ -30,6 +30,10 @@ class JobRecord:
     nodes: list[int] = field(default_factory=list)
     #: Reservation start times this job was given, in cycle order.
     reserved_at: list[float] = field(default_factory=list)
+    #: Times it was preempted (stopped at the end of its checkpoint grace).
+    preempted_at: list[float] = field(default_factory=list)
+    #: Increases with every start, so a finish event of an earlier run is ignored.
+    run: int = 0
 
 
 class Simulation:
@@ -74,17 +78,36 @@ class Simulation:
     def _apply(self, result: CycleResult, t: float) -> None:
         for r in result.reservations:
             self.jobs[r.workload].reserved_at.append(r.start)
+        for p in result.preemptions:
+            run = self.jobs[p.victim].run
+            self.engine.at(p.deadline, lambda t2, n=p.victim, r=run: self._evict(n, r, t2))
         for adm in result.admissions:
             if not adm.complete:
                 continue
             rec = self.jobs[adm.workload.name]
             self.queues.remove(adm.workload.name)
             rec.start, rec.nodes = t, [p.node for p in adm.placements]
+            rec.run += 1
             limit = adm.workload.time_limit
             run = rec.runtime if limit is None else min(rec.runtime, limit)
-            self.engine.at(t + run, lambda t2, n=adm.workload.name: self._finish(n, t2))
+            self.engine.at(
+                t + run, lambda t2, n=adm.workload.name, r=rec.run: self._finish(n, r, t2)
+            )
 
-    def _finish(self, name: str, t: float) -> None:
+    def _finish(self, name: str, run: int, t: float) -> None:
+        if self.jobs[name].run != run or name not in self.snap.running:
+            return  # this run was preempted; the finish belongs to it, not the current one
         self.snap.release(name)
         self.jobs[name].end = t
+        self._want_cycle(t)
+
+    def _evict(self, name: str, run: int, t: float) -> None:
+        """Ends a preempted run at its grace deadline and requeues it, keeping its submit time."""
+        rec = self.jobs[name]
+        if rec.run != run or name not in self.snap.running:
+            return  # finished on its own before the deadline
+        self.snap.release(name)
+        rec.preempted_at.append(t)
+        rec.start = None
+        self.queues.add(rec.workload)
         self._want_cycle(t)
