@@ -172,6 +172,25 @@ def _quota(
     return status
 
 
+def reserve_quota(
+    snap: Snapshot, w: Workload, cq: ClusterQueue | None, now: float
+) -> tuple[Status, Admission | None]:
+    """Kueue without TAS: admit on quota alone, placing nothing (pods bind later)."""
+    if cq is None:
+        return OK, Admission(w, "", {}, [], now)
+    found = snap.flavor_assignments(cq, tuple(w.total))
+    if isinstance(found, str):
+        return unresolvable(QUOTA, f"ClusterQueue {cq.name} has no quota for {found}"), None
+    first: Status | None = None
+    for flavors in found:
+        status = quota_fit(snap.quota, cq, w, flavors)
+        if status.ok:
+            snap.quota.add(cq.name, quota_charge(w, flavors))
+            return OK, Admission(w, cq.name, dict(flavors), [], now)
+        first = first or status
+    return first or OK, None
+
+
 def cached_failure(
     snap: Snapshot, w: Workload, cq: ClusterQueue | None, failed: ShapeCache, limit: float
 ) -> Status | None:

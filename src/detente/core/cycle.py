@@ -16,7 +16,8 @@ Gang profiles (Kueue/Slurm/Volcano shape), in steps:
 
 Pod-by-pod profiles (the Kubernetes default scheduler) interleave the pods of all
 pending workloads in queue order and bind each pod that fits, so a workload may hold
-some pods and wait for the rest.
+some pods and wait for the rest (`detente.core.podcycle`). Kueue without TAS
+admits on quota alone and then binds pods the same way.
 
 Contract: ``snapshot`` is the cycle's own copy and is changed to include the
 admissions; ``queues`` is read only. Same inputs → same result.
@@ -24,22 +25,21 @@ admissions; ``queues`` is read only. Same inputs → same result.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
 from dataclasses import dataclass, field
 
-from detente.core.admission import ShapeCache, try_admit
+from detente.core.admission import ShapeCache, reserve_quota, try_admit
 from detente.core.backfill import Backfill
-from detente.core.framework import FirstChoice, PlaceContext, Rng
+from detente.core.framework import FirstChoice, Rng
+from detente.core.podcycle import bind_pods
 from detente.core.preemption import NAME as PREEMPTION
 from detente.core.preemption import Preemption, Preemptor
 from detente.core.profiles import BackfillMode, Profile
 from detente.core.queue_manager import QueueManager
 from detente.core.queues import QueueingStrategy
 from detente.core.snapshot import Snapshot
-from detente.core.statement import Statement
 from detente.core.status import Code, Status, unresolvable, unschedulable
 from detente.core.timeline import Reservation
-from detente.core.workload import Admission, PodPlacement, PodSet, Workload
+from detente.core.workload import Admission
 
 
 @dataclass(slots=True)
@@ -61,9 +61,20 @@ def run_cycle(
 ) -> CycleResult:
     """``rng`` serves profiles that break ties at random; pass one seeded per run."""
     rng = rng or FirstChoice()
-    if profile.gang:
-        return _gang_cycle(snapshot, queues, profile, now, rng)
-    return _pod_cycle(snapshot, queues, profile, now, rng)
+    if not profile.gang:
+        res = CycleResult()
+        bind_pods(snapshot, queues.ordered(), queues, profile, now, rng, res)
+        return res
+    res = _gang_cycle(snapshot, queues, profile, now, rng)
+    if not profile.placement_at_admission:  # Kueue without TAS: kube-scheduler binds pods
+        reserved = [w for w in queues.ordered() if _quota_only(snapshot, w.name)]
+        bind_pods(snapshot, reserved, queues, profile, now, rng, res)
+    return res
+
+
+def _quota_only(snap: Snapshot, name: str) -> bool:
+    adm = snap.running.get(name)
+    return adm is not None and not adm.complete
 
 
 def _gang_cycle(
@@ -76,6 +87,8 @@ def _gang_cycle(
     blocked: dict[str, str] = {}
     tried: dict[str, int] = {}
     for w in queues.ordered():  # step 1
+        if w.name in snap.running:
+            continue  # quota already reserved; its pods are being bound
         cq = snap.config.cluster_queue_of(w.queue) if profile.quota else None
         if profile.quota and cq is None:  # step 2
             why = f"LocalQueue {w.queue!r} does not exist"
@@ -90,7 +103,9 @@ def _gang_cycle(
             res.pending[w.name] = unschedulable("QueueHeads", why)
             continue
         tried[key] = tried.get(key, 0) + 1
-        if bf is None:  # step 3
+        if not profile.placement_at_admission:  # step 3
+            status, adm = reserve_quota(snap, w, cq, now)
+        elif bf is None:
             status, adm = try_admit(snap, w, cq, profile, failed, rng, now)
         else:
             status, adm = bf.admit_now(w, cq, rng)
@@ -121,66 +136,4 @@ def _gang_cycle(
     if bf is not None:
         bf.finish()
         res.reservations = bf.reservations
-    return res
-
-
-def _pod_entries(
-    snap: Snapshot, queues: QueueManager, profile: Profile
-) -> list[tuple[Hashable, Workload, PodSet]]:
-    """One entry per unbound pod; pods of equally ranked workloads interleave by index."""
-    entries: list[tuple[Hashable, Workload, PodSet]] = []
-    for w in queues.ordered():
-        key = profile.queue_sort.sort_key(w, queues.ctx)
-        have = snap.running.get(w.name)
-        for ps in w.pod_sets:
-            done = sum(1 for p in have.placements if p.pod_set == ps.name) if have else 0
-            for i in range(done, ps.count):
-                entries.append(((*key[:-1], i, key[-1], ps.name), w, ps))
-    entries.sort(key=lambda e: e[0])  # type: ignore[arg-type, return-value]
-    return entries
-
-
-def _pod_cycle(
-    snap: Snapshot, queues: QueueManager, profile: Profile, now: float, rng: Rng
-) -> CycleResult:
-    res = CycleResult()
-    grown: dict[str, Admission] = {}
-    failed: dict[Hashable, Status] = {}
-    for _, w, ps in _pod_entries(snap, queues, profile):
-        adm = grown.get(w.name) or snap.running.get(w.name)
-        if adm is None:
-            adm = Admission(w, "", {}, [], now)
-        taken = frozenset(p.node for p in adm.placements)
-        shape = (ps.request, w.exclusive)
-        if shape in failed and (not taken or not ps.one_per_node):
-            res.pending.setdefault(w.name, failed[shape])
-            continue
-        stmt = Statement(snap.state)
-        ctx = PlaceContext(snap.state, w, None, profile.scores, rng, taken)
-        status = profile.placement.place(ctx, ps, 1, stmt)
-        if not status.ok:
-            if not taken or not ps.one_per_node:
-                failed[shape] = status
-            res.pending.setdefault(w.name, status)
-            continue
-        s = stmt.staged[0]
-        idx = sum(1 for p in adm.placements if p.pod_set == ps.name)
-        adm = Admission(
-            w,
-            "",
-            {},
-            [*adm.placements, PodPlacement(ps.name, idx, s.node, s.devices)],
-            adm.start_time,
-        )
-        grown[w.name] = adm
-    for name, adm in grown.items():
-        snap.running[name] = adm
-        res.admissions.append(adm)
-        if adm.complete:
-            res.pending.pop(name, None)
-    for name, why in res.pending.items():
-        held = snap.running.get(name)
-        if held is not None:
-            bound = f"{len(held.placements)}/{held.workload.pod_count} pods bound"
-            res.pending[name] = Status(why.code, f"{bound}; {why.reason}", why.plugin)
     return res

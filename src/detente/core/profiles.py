@@ -15,7 +15,7 @@ from types import MappingProxyType
 from detente.core.framework import Placement, QueueSort, Score, WeightedScore
 from detente.core.plugins.binpack import GpuBinpack, GpuSpread
 from detente.core.plugins.fgd import FragmentationGradient
-from detente.core.plugins.k8s_resources import BalancedAllocation, LeastAllocated
+from detente.core.plugins.k8s_resources import BalancedAllocation, CpuMemBinpack, LeastAllocated
 from detente.core.plugins.podwise import PodByPod
 from detente.core.plugins.priority_sort import DrfSort, FifoSort, PrioritySort
 from detente.core.plugins.topology import TopologyBestFit
@@ -62,6 +62,9 @@ class Profile:
     default_time_limit: float | None = None
     #: A blocked workload stops every later one in its ClusterQueue (Slurm sched/builtin).
     strict_priority: bool = False
+    #: Admission checks placement too (False: Kueue without TAS — quota only, then
+    #: pods bind one by one and may never all fit).
+    placement_at_admission: bool = True
     #: Quota may be borrowed from the cohort (False: nominal quota is a hard cap).
     borrowing: bool = True
     #: Fair-share usage half-life, seconds (Slurm's PriorityDecayHalfLife, 7 days).
@@ -91,6 +94,7 @@ SCORES: Mapping[str, Callable[[], Score]] = MappingProxyType(
         "FGD": FragmentationGradient,
         "NodeResourcesFit": LeastAllocated,
         "NodeResourcesBalancedAllocation": BalancedAllocation,
+        "VolcanoBinpack": CpuMemBinpack,
     }
 )
 PLACEMENTS: Mapping[str, Callable[[], Placement]] = MappingProxyType(
@@ -151,9 +155,44 @@ def _slurm(seed: int, backfill: BackfillMode = BackfillMode.CONSERVATIVE) -> Pro
     )
 
 
+def _kueue(seed: int, tas: bool = False) -> Profile:
+    """ClusterQueue quota with cohorts, BestEffortFIFO, one head per ClusterQueue per
+    cycle, all-or-nothing quota reservation; preemption as each ClusterQueue says
+    (Kueue's defaults: Never). Without TAS, admission checks quota only and
+    kube-scheduler then binds pods one by one; with TAS, placement is checked at
+    admission with topology BestFit."""
+    k8s = _k8s(seed)
+    return Profile(
+        name="kueue-tas" if tas else "kueue",
+        queue_sort=PrioritySort(),
+        placement=TopologyBestFit(compact=False) if tas else k8s.placement,
+        scores=() if tas else k8s.scores,
+        heads_per_queue=1,
+        seed=seed,
+        preempts=True,
+        placement_at_admission=tas,
+    )
+
+
+def _volcano(seed: int) -> Profile:
+    """Helm defaults: gang (commit only when minMember tasks place), DRF queue order,
+    proportion queues (nominal quota as deserved, capability by borrowing), binpack on
+    cpu and memory, predicates; preempt and reclaim not enabled; no reservations."""
+    return Profile(
+        name="volcano",
+        queue_sort=DrfSort(),
+        placement=PodByPod(),
+        scores=(WeightedScore(CpuMemBinpack(), 1), WeightedScore(LeastAllocated(), 1)),
+        seed=seed,
+    )
+
+
 PROFILES: Mapping[str, Callable[[int], Profile]] = MappingProxyType(
     {
         "k8s": _k8s,
+        "kueue": _kueue,
+        "kueue-tas": lambda seed: _kueue(seed, tas=True),
+        "volcano": _volcano,
         "detente": _detente,
         "slurm": _slurm,
         "slurm-easy": lambda seed: _slurm(seed, BackfillMode.EASY),

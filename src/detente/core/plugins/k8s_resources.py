@@ -37,5 +37,17 @@ class BalancedAllocation:
         return float(int((1 - std) * 100))
 
 
+class CpuMemBinpack:
+    """Volcano's binpack with its default weights: cpu and memory 1 each, GPUs not at all
+    (``plugins/binpack/binpack.go``): Σ w_r (used_r + request_r) / allocatable_r / Σ w_r."""
+
+    name = "VolcanoBinpack"
+
+    def score(self, state: ClusterState, node: int, request: Resources) -> float:
+        f = [min(u / a, 1.0) if a else 0.0 for u, a in _fractions(state, node, request)]
+        return 100.0 * sum(f) / 2
+
+
 _: Score = LeastAllocated()
 __: Score = BalancedAllocation()
+___: Score = CpuMemBinpack()

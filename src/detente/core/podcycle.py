@@ -1,0 +1,89 @@
+"""Pod-by-pod binding, as the Kubernetes default scheduler does it.
+
+Every unbound pod of the given workloads becomes one queue entry, ordered by its
+workload's key with the pod index before the sequence number, so pods of equally
+ranked workloads interleave (as a Job controller creates them in parallel). Each
+pod that fits is bound at once; nothing is all-or-nothing, so two jobs can each
+hold half of what they need and wait for ever.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from detente.core.framework import PlaceContext, Rng
+from detente.core.profiles import Profile
+from detente.core.queue_manager import QueueManager
+from detente.core.snapshot import Snapshot
+from detente.core.statement import Statement
+from detente.core.status import Status
+from detente.core.workload import Admission, PodPlacement, PodSet, Workload
+
+if TYPE_CHECKING:
+    from detente.core.cycle import CycleResult
+
+
+def _pod_entries(
+    snap: Snapshot, workloads: list[Workload], queues: QueueManager, profile: Profile
+) -> list[tuple[Hashable, Workload, PodSet]]:
+    """One entry per unbound pod; pods of equally ranked workloads interleave by index."""
+    entries: list[tuple[Hashable, Workload, PodSet]] = []
+    for w in workloads:
+        key = profile.queue_sort.sort_key(w, queues.ctx)
+        have = snap.running.get(w.name)
+        for ps in w.pod_sets:
+            done = sum(1 for p in have.placements if p.pod_set == ps.name) if have else 0
+            for i in range(done, ps.count):
+                entries.append(((*key[:-1], i, key[-1], ps.name), w, ps))
+    entries.sort(key=lambda e: e[0])  # type: ignore[arg-type, return-value]
+    return entries
+
+
+def bind_pods(
+    snap: Snapshot,
+    workloads: list[Workload],
+    queues: QueueManager,
+    profile: Profile,
+    now: float,
+    rng: Rng,
+    res: CycleResult,
+) -> None:
+    """Binds unbound pods of ``workloads`` one at a time, in queue order, into ``res``."""
+    grown: dict[str, Admission] = {}
+    failed: dict[Hashable, Status] = {}
+    for _, w, ps in _pod_entries(snap, workloads, queues, profile):
+        adm = grown.get(w.name) or snap.running.get(w.name)
+        if adm is None:
+            adm = Admission(w, "", {}, [], now)  # plain Kubernetes: no queue, no quota
+        taken = frozenset(p.node for p in adm.placements)
+        shape = (ps.request, w.exclusive)
+        if shape in failed and (not taken or not ps.one_per_node):
+            res.pending.setdefault(w.name, failed[shape])
+            continue
+        stmt = Statement(snap.state)
+        ctx = PlaceContext(snap.state, w, None, profile.scores, rng, taken)
+        status = profile.placement.place(ctx, ps, 1, stmt)
+        if not status.ok:
+            if not taken or not ps.one_per_node:
+                failed[shape] = status
+            res.pending.setdefault(w.name, status)
+            continue
+        s = stmt.staged[0]
+        idx = sum(1 for p in adm.placements if p.pod_set == ps.name)
+        placed = [*adm.placements, PodPlacement(ps.name, idx, s.node, s.devices)]
+        adm = replace(adm, placements=placed)
+        grown[w.name] = adm
+    for name, adm in grown.items():
+        snap.running[name] = adm
+        res.admissions.append(adm)
+        if adm.complete:
+            res.pending.pop(name, None)
+    for w in workloads:
+        held, why = snap.running.get(w.name), res.pending.get(w.name)
+        if held is not None and why is not None and not held.complete:
+            bound = f"{len(held.placements)}/{held.workload.pod_count} pods bound"
+            if held.flavors:
+                bound = f"quota reserved in {held.cluster_queue}; {bound}"
+            res.pending[w.name] = Status(why.code, f"{bound}; {why.reason}", why.plugin)
