@@ -105,3 +105,22 @@ def test_plan_json_shows_priority_factors_of_pending_work() -> None:
     assert prio["factors"]["age"] > 0  # a day of waiting counts
     assert prio["total"] == round(sum(prio["factors"].values()), 3)
     assert "priority" not in wl["pretrain-a"]  # running work has no pending priority
+
+
+def test_plan_preemption_example() -> None:
+    out = detente("plan", "-f", str(EXAMPLES / "preemption.yaml"), "-o", "json")
+    assert out.returncode == 0, out.stderr
+    wl = {w["name"]: w for w in json.loads(out.stdout)["workloads"]}
+    assert wl["deadline"]["state"] == "Admitted"
+    assert wl["deadline"]["start"] == 120.0  # after the victim's 2-minute checkpoint grace
+    assert wl["scavenger"]["state"] == "Pending"
+    assert "preempted by deadline" in wl["scavenger"]["reason"]
+
+
+def test_plan_kueue_profile_admits_on_quota_what_cannot_be_placed() -> None:
+    """kueue#4329: without TAS, quota admits a gang whose pods then cannot all bind."""
+    out = detente("plan", *file_args(FILES), "--profile", "kueue", "-o", "json")
+    wl = {w["name"]: w for w in json.loads(out.stdout)["workloads"]}
+    c = wl["pretrain-c"]
+    assert c["state"] == "Pending" and c["nodes"]  # holds some nodes, not all
+    assert "quota reserved in training" in c["reason"]

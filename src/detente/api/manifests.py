@@ -124,11 +124,17 @@ class ResourceGroupDoc(Loose):
     flavors: Annotated[list[FlavorQuotas], Field(min_length=1)]
 
 
+class PreemptionDoc(Loose):
+    withinClusterQueue: Literal["Never", "LowerPriority", "LowerOrNewerEqualPriority"] = "Never"
+    reclaimWithinCohort: Literal["Never", "LowerPriority", "Any"] = "Never"
+
+
 class ClusterQueueSpec(Loose):
     cohort: str | None = None  # v1beta1
     cohortName: str | None = None  # v1beta2
     queueingStrategy: Literal["StrictFIFO", "BestEffortFIFO"] = "BestEffortFIFO"
     resourceGroups: list[ResourceGroupDoc] = []
+    preemption: PreemptionDoc | None = None
 
 
 class ClusterQueueDoc(Loose):

@@ -17,11 +17,14 @@ from detente.core.queues import (
     ClusterQueue,
     Cohort,
     LocalQueue,
+    PreemptionPolicy,
     PriorityClass,
     QueueConfig,
     QueueingStrategy,
+    ReclaimWithinCohort,
     ResourceFlavor,
     ResourceGroup,
+    WithinClusterQueue,
 )
 from detente.core.quota import FR, Quota
 
@@ -126,9 +129,17 @@ class QueueBuilder:
     def _cq(self, src: Source, d: m.ClusterQueueDoc) -> ClusterQueue:
         groups, quotas = self._quotas(src, d.spec.resourceGroups)
         cohort = d.spec.cohortName or d.spec.cohort
-        return ClusterQueue(
-            d.metadata.name, groups, quotas, cohort, QueueingStrategy(d.spec.queueingStrategy)
+        pre = d.spec.preemption
+        policy = (
+            PreemptionPolicy(
+                WithinClusterQueue(pre.withinClusterQueue),
+                ReclaimWithinCohort(pre.reclaimWithinCohort),
+            )
+            if pre is not None
+            else None
         )
+        strategy = QueueingStrategy(d.spec.queueingStrategy)
+        return ClusterQueue(d.metadata.name, groups, quotas, cohort, strategy, policy)
 
     def _cohort(self, src: Source, d: m.CohortDoc) -> Cohort:
         _, quotas = self._quotas(src, d.spec.resourceGroups)

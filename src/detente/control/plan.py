@@ -36,6 +36,11 @@ class Decision:
     #: For a pending workload: its weighted priority terms and their sum (like sprio).
     priority: dict[str, object] | None = None
 
+    def starting_no_earlier(self, t: float | None) -> Decision:
+        if t is None or self.start is None:
+            return self
+        return replace(self, start=max(self.start, t))
+
     def with_priority(self, terms: dict[str, float] | None) -> Decision:
         if terms is None or self.state != "Pending":
             return self
@@ -103,6 +108,8 @@ def plan(man: Manifests, profile: Profile, now: float = 0.0) -> list[Decision]:
     pending: dict[str, Status] = {}
     reserved: dict[str, Reservation] = {}
     rng = random.Random(profile.seed)
+    preempted: dict[str, str] = {}
+    ready: dict[str, float] = {}  # a preemptor starts when its victims' grace ends
     for _ in range(MAX_CYCLES):
         result = run_cycle(snap, queues, profile, now, rng)
         pending = result.pending
@@ -110,14 +117,21 @@ def plan(man: Manifests, profile: Profile, now: float = 0.0) -> list[Decision]:
         for adm in result.admissions:
             if adm.complete:
                 queues.remove(adm.workload.name)
-        if not result.admissions:
+        for p in result.preemptions:  # planning looks past the checkpoint grace at once
+            queues.add(snap.release(p.victim).workload)
+            preempted[p.victim] = p.reason
+            ready[p.preemptor] = max(ready.get(p.preemptor, now), p.deadline)
+        if not result.admissions and not result.preemptions:
             break
-    return [
-        _decision(
-            snap, j, pending.get(j.workload.name), reserved.get(j.workload.name)
-        ).with_priority(explained.get(j.workload.name))
-        for j in man.jobs
-    ]
+    for name, why in preempted.items():
+        if name in pending:
+            pending[name] = replace(pending[name], reason=f"{why}; {pending[name].reason}")
+    out = []
+    for j in man.jobs:
+        name = j.workload.name
+        d = _decision(snap, j, pending.get(name), reserved.get(name))
+        out.append(d.with_priority(explained.get(name)).starting_no_earlier(ready.get(name)))
+    return out
 
 
 def _decision(snap: Snapshot, job: JobEntry, why: Status | None, r: Reservation | None) -> Decision:
