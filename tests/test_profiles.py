@@ -80,3 +80,22 @@ def test_every_profile_is_deterministic(name: str) -> None:
         return {n: nodes_of(snap, n) for n in snap.running}
 
     assert run() == run()
+
+
+def test_k8s_default_preemption_takes_single_pods_of_lower_priority() -> None:
+    from dataclasses import replace as _replace
+
+    from detente.core.workload import Admission, PodPlacement
+
+    snap = World(racks({"r1": 2})).snapshot()
+    low = a_job("low").nodes(2, gpus=8).priority(1).build()
+    pl = [PodPlacement("main", i, i) for i in range(2)]
+    snap.admit(Admission(low, "", {}, pl, 0.0))
+    high = _replace(a_job("high").replicas(1, gpus=8).priority(9).seq(5).build())
+    prof = build("k8s")
+    res = run_cycle(snap, QueueManager(prof.queue_sort, [high]), prof, 10.0)
+    (p,) = res.preemptions
+    assert p.victim == "low" and len(p.pods) == 1 and p.deadline == 40.0  # 30 s default grace
+    assert "preempting pods of low" in str(res.pending["high"])
+    again = run_cycle(snap, QueueManager(prof.queue_sort, [high]), prof, 11.0)
+    assert again.preemptions == []  # waits for the leaving pod instead of preempting more

@@ -118,7 +118,12 @@ def plan(man: Manifests, profile: Profile, now: float = 0.0) -> list[Decision]:
             if adm.complete:
                 queues.remove(adm.workload.name)
         for p in result.preemptions:  # planning looks past the checkpoint grace at once
-            queues.add(snap.release(p.victim).workload)
+            if p.pods:
+                w = snap.release_pods(p.victim, set(p.pods)).workload
+            else:
+                w = snap.release(p.victim).workload
+            if p.victim not in queues:
+                queues.add(w)
             preempted[p.victim] = p.reason
             ready[p.preemptor] = max(ready.get(p.preemptor, now), p.deadline)
         if not result.admissions and not result.preemptions:

@@ -51,6 +51,8 @@ class Preemption:
     reason: str
     #: When the victim must be gone: now + its checkpoint grace.
     deadline: float
+    #: (pod set, index) of the pods to stop; empty means the whole workload.
+    pods: tuple[tuple[str, int], ...] = ()
 
 
 def policy_for(cq: ClusterQueue, profile: Profile) -> PreemptionPolicy:

@@ -77,6 +77,10 @@ class Profile:
     preemption: PreemptionPolicy = field(default_factory=PreemptionPolicy)
     #: Only workloads marked preemptible may be victims.
     preemptible_only: bool = False
+    #: Pod-by-pod binding preempts single lower-priority pods (kube's DefaultPreemption).
+    pod_preemption: bool = False
+    #: Grace for victims that declare none (kube's terminationGracePeriodSeconds, 30 s).
+    default_grace: float = 0.0
 
 
 SORTS: Mapping[str, Callable[[], QueueSort]] = MappingProxyType(
@@ -114,6 +118,8 @@ def _k8s(seed: int) -> Profile:
         gang=False,
         quota=False,
         seed=seed,
+        pod_preemption=True,
+        default_grace=30.0,
     )
 
 

@@ -9,6 +9,7 @@ the control plane and the simulator use the same two calls.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 from detente.core.cluster import Cluster
 from detente.core.fairshare import Usage
@@ -92,6 +93,22 @@ class Snapshot:
         adm.placements = placed
         self.quota.add(adm.cluster_queue, quota_charge(w, adm.flavors))
         self.running[name] = adm
+
+    def release_pods(self, name: str, pods: set[tuple[str, int]]) -> Admission:
+        """Frees some pods of a running workload (pod-level preemption); it stays admitted
+        with the rest. Returns the admission as it is now."""
+        adm = self.running[name]
+        w = adm.workload
+        requests = {ps.name: ps.request for ps in w.pod_sets}
+        keep = []
+        for p in adm.placements:
+            if (p.pod_set, p.index) in pods:
+                self.state.release(p.node, requests[p.pod_set], p.devices, w.exclusive)
+            else:
+                keep.append(p)
+        adm = replace(adm, placements=keep)
+        self.running[name] = adm
+        return adm
 
     def release(self, name: str) -> Admission:
         """Frees a running workload's nodes and quota; returns its admission."""

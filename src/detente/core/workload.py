@@ -97,6 +97,8 @@ class PodPlacement:
     index: int
     node: int
     devices: tuple[int, ...] = ()
+    #: Set when this pod alone was preempted (pod-by-pod profiles): gone by this time.
+    evicting_until: float | None = None
 
 
 @dataclass(slots=True)

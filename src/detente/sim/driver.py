@@ -80,7 +80,10 @@ class Simulation:
             self.jobs[r.workload].reserved_at.append(r.start)
         for p in result.preemptions:
             run = self.jobs[p.victim].run
-            self.engine.at(p.deadline, lambda t2, n=p.victim, r=run: self._evict(n, r, t2))
+            pods = frozenset(p.pods)
+            self.engine.at(
+                p.deadline, lambda t2, n=p.victim, r=run, ps=pods: self._evict(n, r, t2, ps)
+            )
         for adm in result.admissions:
             if not adm.complete:
                 continue
@@ -101,13 +104,21 @@ class Simulation:
         self.jobs[name].end = t
         self._want_cycle(t)
 
-    def _evict(self, name: str, run: int, t: float) -> None:
-        """Ends a preempted run at its grace deadline and requeues it, keeping its submit time."""
+    def _evict(self, name: str, run: int, t: float, pods: frozenset[tuple[str, int]]) -> None:
+        """Ends a preempted run at its grace deadline and requeues it, keeping its submit time.
+
+        Losing some pods (pod-level preemption) also ends the run: a distributed job
+        cannot go on without part of its world, so it starts over once whole again."""
         rec = self.jobs[name]
         if rec.run != run or name not in self.snap.running:
             return  # finished on its own before the deadline
-        self.snap.release(name)
+        if pods:
+            self.snap.release_pods(name, set(pods))
+        else:
+            self.snap.release(name)
+        rec.run += 1
         rec.preempted_at.append(t)
         rec.start = None
-        self.queues.add(rec.workload)
+        if name not in self.queues:
+            self.queues.add(rec.workload)
         self._want_cycle(t)
