@@ -55,6 +55,111 @@ def plan_cmd(
     _table(decisions)
 
 
+@app.command("simulate")
+def simulate_cmd(
+    trace: str = typer.Option(
+        "philly-sample", "--trace", help="philly, philly-sample, synthetic[:N] or a trace file."
+    ),
+    trace_format: str | None = typer.Option(
+        None, "--trace-format", help="philly, itp or openb (else detected)."
+    ),
+    cluster: str = typer.Option(
+        "16x8", "--cluster", help="NxG (e.g. 128x8), openb, lingjun, or a manifest file."
+    ),
+    profile: str = typer.Option(
+        "slurm,k8s,kueue,volcano,detente", "--profile", help="Comma-separated profiles."
+    ),
+    out: Path = typer.Option(Path("detente-report"), "--out", help="Report folder."),
+    limit: int | None = typer.Option(None, "--limit", help="Only the first N jobs."),
+    seed: int = typer.Option(0, "--seed"),
+    load_scale: float = typer.Option(1.0, "--load-scale", help="Divide inter-arrival times by X."),
+    over_estimate: float = typer.Option(2.0, "--over-estimate", help="Time limit = run time × F."),
+    mtbf_hours: float | None = typer.Option(None, "--mtbf-hours", help="Inject node failures."),
+    workers: int | None = typer.Option(
+        None, "--workers", help="Parallel processes (default: cores)."
+    ),
+) -> None:
+    """Replay a real GPU-cluster trace through each profile and write a report."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from detente.core.profiles import PROFILES
+    from detente.sim import report, traces
+    from detente.sim.clusters import ClusterError
+    from detente.sim.run import SimConfig, simulate_all
+
+    names = [p.strip() for p in profile.split(",") if p.strip()]
+    unknown = [p for p in names if p not in PROFILES]
+    if unknown or not names:
+        known = ", ".join(sorted(PROFILES))
+        raise typer.BadParameter(
+            f"unknown profile {unknown}; known: {known}", param_hint="--profile"
+        )
+    if load_scale <= 0 or over_estimate < 1:
+        raise typer.BadParameter("--load-scale must be > 0 and --over-estimate ≥ 1")
+    cfg = SimConfig(
+        trace, trace_format, cluster, seed, limit, load_scale, over_estimate, mtbf_hours
+    )
+    console = Console(stderr=True)
+    try:
+        total = len(traces.load(trace, trace_format, seed, limit))
+    except (traces.TraceError, OSError) as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
+    columns = (
+        TextColumn("{task.description:>10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    try:
+        with Progress(*columns, console=console, transient=True) as bar:
+            tasks = {p: bar.add_task(p, total=total) for p in names}
+            results = simulate_all(
+                names, cfg, lambda p, d: bar.update(tasks[p], completed=d), workers
+            )
+    except ClusterError as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
+    meta = {
+        "trace": trace, "jobs": total, "cluster": cluster, "seed": seed,
+        "load_scale": load_scale, "over_estimate": over_estimate, "limit": limit,
+    }  # fmt: skip
+    files = report.write(out, results, meta)
+    _sim_table(results)
+    Console().print(f"report: {files[1]} ({len(files)} files in {out})")
+
+
+def _sim_table(results: dict) -> None:  # type: ignore[type-arg]
+    from rich.console import Console
+    from rich.table import Table
+
+    keys = [
+        "jct_avg",
+        "jct_p50",
+        "wait_avg",
+        "wait_p50",
+        "gpu_util",
+        "jain_fairness",
+        "unfinished",
+        "wall_seconds",
+    ]
+    t = Table(box=None)
+    t.add_column("PROFILE")
+    for k in keys:
+        t.add_column(k.upper(), justify="right")
+    for p, r in results.items():
+        m = r["metrics"]
+        t.add_row(
+            p,
+            *(
+                f"{m[k]:,.3f}" if isinstance(m[k], float) and abs(m[k]) < 10 else f"{m[k]:,.0f}"
+                for k in keys
+            ),
+        )
+    Console(width=140).print(t)
+
+
 def _table(decisions: list) -> None:  # type: ignore[type-arg]
     from rich.console import Console
     from rich.table import Table

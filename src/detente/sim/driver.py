@@ -1,21 +1,26 @@
 """A simulated cluster: workloads arrive, cycles admit them, they run and finish.
 
-The driver plays the control plane's part: after every batch of events at one
-instant it runs one cycle on the current snapshot (event-triggered scheduling, as
-Slurm's scheduler runs on submit and on job end), then applies the result: admitted
-workloads start and finish after their run time (or are killed at their time
-limit), and pending ones wait for the next event.
+The driver plays the control plane's part with the same core calls: after every
+batch of events at one instant it runs one cycle on the live snapshot (event-
+triggered scheduling, as Slurm's scheduler runs on submit and on job end), then
+applies the result. Admitted workloads run for their run time, or are killed at
+their time limit (TIMEOUT); preempted ones stop at the end of their checkpoint
+grace and requeue keeping their submit time; a failed node kills what runs on it
+(requeued, as Slurm's JobRequeue) until it is repaired. Priorities are recomputed
+every profile calc period. The engine is the only clock.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from detente.core.cycle import CycleResult, run_cycle
 from detente.core.priority import reprioritize
 from detente.core.profiles import Profile
 from detente.core.queue_manager import QueueManager
+from detente.core.resources import MILLI
 from detente.core.snapshot import Snapshot
 from detente.core.workload import Workload
 from detente.sim.engine import Engine
@@ -26,35 +31,85 @@ class JobRecord:
     workload: Workload
     runtime: float
     start: float | None = None
+    first_start: float | None = None
     end: float | None = None
+    timed_out: bool = False
     nodes: list[int] = field(default_factory=list)
     #: Reservation start times this job was given, in cycle order.
     reserved_at: list[float] = field(default_factory=list)
-    #: Times it was preempted (stopped at the end of its checkpoint grace).
+    #: Times it was preempted or killed by a node failure.
     preempted_at: list[float] = field(default_factory=list)
+    #: GPU-seconds of work thrown away by preemptions and failures.
+    lost_gpu_seconds: float = 0.0
     #: Increases with every start, so a finish event of an earlier run is ignored.
     run: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Sample:
+    time: float
+    allocated_gpus: float
+    running_gpus: float
+    fragmented_gpus: float
+    pending: int
+
+
+@dataclass(frozen=True, slots=True)
+class Failures:
+    """Node failures: each node fails after Exp(mtbf) seconds, is repaired after ``repair``."""
+
+    mtbf: float
+    repair: float = 3600.0
+
+
 class Simulation:
-    def __init__(self, snap: Snapshot, profile: Profile, seed: int = 0) -> None:
+    def __init__(
+        self,
+        snap: Snapshot,
+        profile: Profile,
+        seed: int = 0,
+        sample_every: float = 600.0,
+        failures: Failures | None = None,
+    ) -> None:
         self.snap, self.profile = snap, profile
         self.queues = QueueManager(profile.queue_sort)
         self.engine = Engine()
         self.rng = random.Random(seed)
+        self.fail_rng = random.Random(seed + 7919)
         self.jobs: dict[str, JobRecord] = {}
+        self.samples: list[Sample] = []
         self.cycles = 0
+        self.sample_every = sample_every
+        self.failures = failures
         self._cycle_pending = False
         self._last_prio: float | None = None
+        self._last_sample: float | None = None
+        self._open = 0  # jobs submitted and not yet finished
 
     def submit(self, w: Workload, runtime: float) -> None:
         """Schedules ``w`` to arrive at its submit time and run ``runtime`` seconds."""
         self.jobs[w.name] = JobRecord(w, runtime)
+        self._open += 1
         self.engine.at(w.submit_time, lambda t, w=w: self._arrive(w, t))
 
-    def run(self, until: float | None = None) -> dict[str, JobRecord]:
-        self.engine.run(until)
+    def run(
+        self, until: float | None = None, progress: Callable[[int], None] | None = None
+    ) -> dict[str, JobRecord]:
+        """Runs to the end (or ``until``); ``progress`` gets the count of finished jobs."""
+        if self.failures is not None:
+            for node in range(len(self.snap.cluster.nodes)):
+                self._schedule_failure(node, 0.0)
+        done = -1
+        while len(self.engine) and (until is None or (self.engine.peek() or 0) <= until):
+            if self._open == 0 and self.failures is not None:
+                break  # only failure events are left
+            self.engine.step()
+            if progress is not None and (finished := len(self.jobs) - self._open) != done:
+                done = finished
+                progress(done)
         return self.jobs
+
+    # -- events ----------------------------------------------------------------------
 
     def _arrive(self, w: Workload, t: float) -> None:
         self.queues.add(w)
@@ -74,6 +129,12 @@ class Simulation:
             self._last_prio = t
         result = run_cycle(self.snap, self.queues, self.profile, t, self.rng)
         self._apply(result, t)
+        if result.admissions and len(self.queues):
+            # Cycles run back to back while they admit (Kueue pops one head per queue per
+            # cycle); the simulated clock does not move meanwhile.
+            self._want_cycle(t)
+        if self._last_sample is None or t - self._last_sample >= self.sample_every:
+            self._sample(t)
 
     def _apply(self, result: CycleResult, t: float) -> None:
         for r in result.reservations:
@@ -85,23 +146,26 @@ class Simulation:
                 p.deadline, lambda t2, n=p.victim, r=run, ps=pods: self._evict(n, r, t2, ps)
             )
         for adm in result.admissions:
-            if not adm.complete:
-                continue
-            rec = self.jobs[adm.workload.name]
-            self.queues.remove(adm.workload.name)
-            rec.start, rec.nodes = t, [p.node for p in adm.placements]
-            rec.run += 1
-            limit = adm.workload.time_limit
-            run = rec.runtime if limit is None else min(rec.runtime, limit)
-            self.engine.at(
-                t + run, lambda t2, n=adm.workload.name, r=rec.run: self._finish(n, r, t2)
-            )
+            if adm.complete and self.jobs[adm.workload.name].start is None:
+                self._start(adm.workload, [p.node for p in adm.placements], t)
+
+    def _start(self, w: Workload, nodes: list[int], t: float) -> None:
+        rec = self.jobs[w.name]
+        self.queues.remove(w.name)
+        rec.start, rec.nodes = t, nodes
+        rec.first_start = t if rec.first_start is None else rec.first_start
+        rec.run += 1
+        run = rec.runtime
+        if w.time_limit is not None and run > w.time_limit:
+            run, rec.timed_out = w.time_limit, True
+        self.engine.at(t + run, lambda t2, n=w.name, r=rec.run: self._finish(n, r, t2))
 
     def _finish(self, name: str, run: int, t: float) -> None:
         if self.jobs[name].run != run or name not in self.snap.running:
             return  # this run was preempted; the finish belongs to it, not the current one
         self.snap.release(name)
         self.jobs[name].end = t
+        self._open -= 1
         self._want_cycle(t)
 
     def _evict(self, name: str, run: int, t: float, pods: frozenset[tuple[str, int]]) -> None:
@@ -116,9 +180,50 @@ class Simulation:
             self.snap.release_pods(name, set(pods))
         else:
             self.snap.release(name)
+        self._requeue(rec, t)
+
+    def _requeue(self, rec: JobRecord, t: float) -> None:
+        if rec.start is not None:
+            rec.lost_gpu_seconds += (t - rec.start) * rec.workload.gpus
         rec.run += 1
         rec.preempted_at.append(t)
         rec.start = None
-        if name not in self.queues:
+        if rec.workload.name not in self.queues:
             self.queues.add(rec.workload)
         self._want_cycle(t)
+
+    # -- node failures -----------------------------------------------------------------
+
+    def _schedule_failure(self, node: int, now: float) -> None:
+        assert self.failures is not None
+        when = now + self.fail_rng.expovariate(1 / self.failures.mtbf)
+        self.engine.at(when, lambda t, n=node: self._fail(n, t))
+
+    def _fail(self, node: int, t: float) -> None:
+        assert self.failures is not None
+        self.snap.state.set_schedulable(node, False)
+        for name in [
+            n for n, a in self.snap.running.items() if any(p.node == node for p in a.placements)
+        ]:
+            self.snap.release(name)
+            self._requeue(self.jobs[name], t)
+        self.engine.at(t + self.failures.repair, lambda t2, n=node: self._repair(n, t2))
+
+    def _repair(self, node: int, t: float) -> None:
+        self.snap.state.set_schedulable(node, True)
+        self._schedule_failure(node, t)
+        self._want_cycle(t)
+
+    # -- sampling ----------------------------------------------------------------------
+
+    def _sample(self, t: float) -> None:
+        self._last_sample = t
+        st, cl = self.snap.state, self.snap.cluster
+        running = sum(a.workload.gpus for a in self.snap.running.values() if a.complete)
+        frag = 0
+        for i, node in enumerate(cl.nodes):
+            free = sum(st.devices[i])
+            if st.schedulable[i] and 0 < free < node.capacity.gpu_milli:
+                frag += free
+        allocated = (cl.total_gpu_milli - st.free_milli[0]) / MILLI
+        self.samples.append(Sample(t, allocated, running, frag / MILLI, len(self.queues)))

@@ -1,0 +1,1 @@
+"""Bundled data: the Philly trace (CC-BY-4.0), openb node list, Lingjun topology."""
