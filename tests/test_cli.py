@@ -117,10 +117,39 @@ def test_plan_preemption_example() -> None:
     assert "preempted by deadline" in wl["scavenger"]["reason"]
 
 
-def test_plan_kueue_profile_admits_on_quota_what_cannot_be_placed() -> None:
-    """kueue#4329: without TAS, quota admits a gang whose pods then cannot all bind."""
-    out = detente("plan", *file_args(FILES), "--profile", "kueue", "-o", "json")
-    wl = {w["name"]: w for w in json.loads(out.stdout)["workloads"]}
-    c = wl["pretrain-c"]
-    assert c["state"] == "Pending" and c["nodes"]  # holds some nodes, not all
-    assert "quota reserved in training" in c["reason"]
+QUOTA_NOT_PLACEMENT = """\
+apiVersion: detente.dev/v1
+kind: NodePool
+metadata: {name: n}
+spec: {count: 2, namePattern: "n{i}", capacity: {nvidia.com/gpu: 8, cpu: 64, memory: 512Gi}}
+---
+apiVersion: detente.dev/v1
+kind: Job
+metadata: {name: half-a}
+spec: {replicas: 1, resources: {nvidia.com/gpu: 4}}
+status: {nodes: [n0], startTime: 0}
+---
+apiVersion: detente.dev/v1
+kind: Job
+metadata: {name: half-b}
+spec: {replicas: 1, resources: {nvidia.com/gpu: 4}}
+status: {nodes: [n1], startTime: 0}
+---
+apiVersion: detente.dev/v1
+kind: Job
+metadata: {name: whole}
+spec: {replicas: 1, resources: {nvidia.com/gpu: 8}}
+"""
+
+
+def test_plan_kueue_profile_admits_on_quota_what_cannot_be_placed(tmp_path: Path) -> None:
+    """kueue#4329: 8 GPUs free as 4 + 4 admit an 8-GPU pod on quota; it never binds.
+    detente checks placement at admission and keeps it pending with the reason."""
+    f = tmp_path / "m.yaml"
+    f.write_text(QUOTA_NOT_PLACEMENT)
+    kueue = json.loads(detente("plan", "-f", str(f), "--profile", "kueue", "-o", "json").stdout)
+    ours = json.loads(detente("plan", "-f", str(f), "-o", "json").stdout)
+    k = {w["name"]: w for w in kueue["workloads"]}["whole"]
+    d = {w["name"]: w for w in ours["workloads"]}["whole"]
+    assert k["state"] == "Pending" and "quota reserved in default" in k["reason"]
+    assert d["state"] == "Pending" and "quota reserved" not in d["reason"]

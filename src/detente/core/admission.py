@@ -162,13 +162,21 @@ def _quota(
     w: Workload,
     flavors: Mapping[str, str],
     borrowing: bool,
+    failed: ShapeCache,
 ) -> Status:
     if cq is None:
         return OK
+    # Quota only shrinks during a cycle too: a request that failed fails again.
+    key = ("quota", cq.name, tuple(sorted(flavors.items())), w.total)
+    hit = failed.get(key)
+    if hit is not None:
+        return hit
     status = quota_fit(snap.quota, cq, w, flavors, borrowing)
     if status.code == Code.UNSCHEDULABLE:
         # A shape that can never be placed says so, rather than blaming quota.
-        return _never_or(snap, w) or status
+        status = _never_or(snap, w) or status
+    if not status.ok:
+        failed.put(key, 0.0, status)
     return status
 
 
@@ -236,7 +244,7 @@ def try_admit(
     for flavors in assignments:
         nodes = snap.flavor_nodes(frozenset(flavors.values()))
         status = failed.get(shape(w, nodes), limit) or _quota(
-            snap, cq, w, flavors, profile.borrowing
+            snap, cq, w, flavors, profile.borrowing, failed
         )
         if status.ok:
             status, placements = place_workload(snap, w, nodes, profile, failed, rng, limit)

@@ -77,6 +77,13 @@ class Backfill:
         """Restores every state the cycle cordoned; call once at the end of the cycle."""
         self.timeline.restore()
 
+    def can_reserve(self) -> bool:
+        """Could another reservation still be made in this cycle?"""
+        p = self.profile
+        if self.tested >= p.bf_max_job_test:
+            return False
+        return p.reserve_limit is None or len(self.reservations) < p.reserve_limit
+
     def may_reserve(self, status: Status) -> bool:
         p = self.profile
         if p.backfill == BackfillMode.NONE or status.code != Code.UNSCHEDULABLE:

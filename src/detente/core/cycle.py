@@ -2,7 +2,8 @@
 
 Gang profiles (Kueue/Slurm/Volcano shape), in steps:
 
-1. Order pending workloads by the profile's queue sort.
+1. Order pending workloads by the profile's queue sort; those that would borrow
+   quota from their cohort go after those that fit within nominal (Kueue).
 2. Resolve each one's LocalQueue to its ClusterQueue; honour StrictFIFO blocking and
    the per-queue head limit.
 3. Nominate and admit in order: quota fit and placement fit for the first flavor
@@ -25,6 +26,7 @@ admissions; ``queues`` is read only. Same inputs → same result.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from detente.core.admission import ShapeCache, reserve_quota, try_admit
@@ -35,11 +37,11 @@ from detente.core.preemption import NAME as PREEMPTION
 from detente.core.preemption import Preemption, Preemptor
 from detente.core.profiles import BackfillMode, Profile
 from detente.core.queue_manager import QueueManager
-from detente.core.queues import QueueingStrategy
-from detente.core.snapshot import Snapshot
+from detente.core.queues import ClusterQueue, QueueingStrategy
+from detente.core.snapshot import Snapshot, quota_charge
 from detente.core.status import Code, Status, unresolvable, unschedulable
 from detente.core.timeline import Reservation
-from detente.core.workload import Admission
+from detente.core.workload import Admission, Workload
 
 
 @dataclass(slots=True)
@@ -77,6 +79,29 @@ def _quota_only(snap: Snapshot, name: str) -> bool:
     return adm is not None and not adm.complete
 
 
+def _in_order(snap: Snapshot, queues: QueueManager, profile: Profile) -> Iterator[Workload]:
+    """Queue order, except that workloads which would borrow go after those that fit
+    within their nominal quota (Kueue's classic order). So a queue reclaiming its quota
+    is served before the borrower it evicted, which cannot slip back in first."""
+    deferred = []
+    for w in queues.ordered():
+        if profile.quota and profile.borrowing and _would_borrow(snap, w):
+            deferred.append(w)
+        else:
+            yield w
+    yield from deferred
+
+
+def _would_borrow(snap: Snapshot, w: Workload) -> bool:
+    cq = snap.config.cluster_queue_of(w.queue)
+    if cq is None or cq.cohort is None:
+        return False
+    found = snap.flavor_assignments(cq, tuple(w.total))
+    if isinstance(found, str) or not found:
+        return False
+    return snap.quota.borrowing(cq.name, quota_charge(w, found[0]))
+
+
 def _gang_cycle(
     snap: Snapshot, queues: QueueManager, profile: Profile, now: float, rng: Rng
 ) -> CycleResult:
@@ -86,7 +111,8 @@ def _gang_cycle(
     pre = Preemptor(snap, profile) if profile.preempts else None
     blocked: dict[str, str] = {}
     tried: dict[str, int] = {}
-    for w in queues.ordered():  # step 1
+    free_left = snap.state.free_milli[0]  # GPUs free before any cordon of this cycle
+    for w in _in_order(snap, queues, profile):  # step 1
         if w.name in snap.running:
             continue  # quota already reserved; its pods are being bound
         cq = snap.config.cluster_queue_of(w.queue) if profile.quota else None
@@ -103,6 +129,19 @@ def _gang_cycle(
             res.pending[w.name] = unschedulable("QueueHeads", why)
             continue
         tried[key] = tried.get(key, 0) + 1
+        need = w.total.gpu_milli
+        if (
+            need > free_left
+            and profile.placement_at_admission
+            and (bf is None or not bf.can_reserve())
+            and (pre is None or cq is None or not pre.worth_trying(w, cq))
+        ):
+            # Fast path: more GPUs than are free anywhere, and nothing else to try.
+            why = f"needs {need / 1000:g} GPUs; {free_left / 1000:g} free in the cluster"
+            res.pending[w.name] = unschedulable("NodeFit", why)
+            if strict_blocks(cq, profile, Code.UNSCHEDULABLE):
+                blocked[key] = w.name
+            continue
         if not profile.placement_at_admission:  # step 3
             status, adm = reserve_quota(snap, w, cq, now)
         elif bf is None:
@@ -112,6 +151,7 @@ def _gang_cycle(
         if adm is not None:
             snap.running[w.name] = adm
             res.admissions.append(adm)
+            free_left -= need
             continue
         if (
             pre is not None
@@ -128,12 +168,16 @@ def _gang_cycle(
         if bf is not None and bf.may_reserve(status):  # step 5
             status = bf.reserve(w, cq, rng, status)
         res.pending[w.name] = status  # step 6
-        strict = cq is not None and cq.strategy == QueueingStrategy.STRICT_FIFO
-        if strict or (
-            profile.strict_priority and status.code != Code.UNSCHEDULABLE_AND_UNRESOLVABLE
-        ):
+        if strict_blocks(cq, profile, status.code):
             blocked[key] = w.name
     if bf is not None:
         bf.finish()
         res.reservations = bf.reservations
     return res
+
+
+def strict_blocks(cq: ClusterQueue | None, profile: Profile, code: Code) -> bool:
+    """Does a workload left pending with ``code`` block the rest of its ClusterQueue?"""
+    if cq is not None and cq.strategy == QueueingStrategy.STRICT_FIFO:
+        return True
+    return profile.strict_priority and code != Code.UNSCHEDULABLE_AND_UNRESOLVABLE

@@ -174,6 +174,8 @@ class Preemptor:
         self.lowest: dict[str, int] = {}
         self.borrowing: set[str] = set()
         for a in snap.running.values():
+            if profile.preemptible_only and not a.workload.preemptible:
+                continue  # never a victim within its queue
             q = a.cluster_queue
             self.lowest[q] = min(self.lowest.get(q, a.workload.priority), a.workload.priority)
         for name in snap.config.cluster_queues:
@@ -185,8 +187,14 @@ class Preemptor:
         if self.budget <= 0:
             return False
         pol = policy_for(cq, self.profile)
-        within = pol.within_cluster_queue != WithinClusterQueue.NEVER
-        if within and self.lowest.get(cq.name, w.priority + 1) <= w.priority:
+        lowest = self.lowest.get(cq.name)
+        if lowest is not None and (
+            (pol.within_cluster_queue == WithinClusterQueue.LOWER_PRIORITY and lowest < w.priority)
+            or (
+                pol.within_cluster_queue == WithinClusterQueue.LOWER_OR_NEWER_EQUAL_PRIORITY
+                and lowest <= w.priority
+            )
+        ):
             return True
         if pol.reclaim_within_cohort != ReclaimWithinCohort.NEVER and cq.cohort is not None:
             cqs = self.snap.config.cluster_queues

@@ -71,6 +71,7 @@ class Workload:
     total: Resources = field(init=False, repr=False, compare=False)
     #: Equal for workloads that fit or fail alike (pod sets, exclusivity, topology).
     shape: Hashable = field(init=False, repr=False, compare=False)
+    pod_count: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         out = Resources()
@@ -79,10 +80,7 @@ class Workload:
         object.__setattr__(self, "total", out)
         sets = tuple((ps.count, ps.request, ps.one_per_node) for ps in self.pod_sets)
         object.__setattr__(self, "shape", (sets, self.exclusive, self.topology))
-
-    @property
-    def pod_count(self) -> int:
-        return sum(ps.count for ps in self.pod_sets)
+        object.__setattr__(self, "pod_count", sum(ps.count for ps in self.pod_sets))
 
     @property
     def gpus(self) -> float:
