@@ -43,14 +43,19 @@ NAME = "Backfill"
 class Backfill:
     """Per-cycle backfill state. Contract: used for one cycle on one snapshot."""
 
-    def __init__(self, snap: Snapshot, profile: Profile, now: float) -> None:
+    def __init__(
+        self, snap: Snapshot, profile: Profile, now: float, kept: list[Reservation] | None = None
+    ) -> None:
+        """``kept``: reservations of earlier cycles that still stand (incremental cycles)."""
         self.snap, self.profile, self.now = snap, profile, now
         self.timeline = Timeline(snap, now, profile.bf_window, profile.default_time_limit)
-        self.reservations: list[Reservation] = []
+        self.reservations: list[Reservation] = list(kept or [])
+        for r in self.reservations:
+            self.timeline.add(r)
         self.failed = ShapeCache()
         self._unscored = replace(profile, scores=())
         self._floor: dict[Hashable, list[tuple[float, float]]] = {}
-        self.tested = 0
+        self.tested = len(self.reservations)
 
     def admit_now(
         self, w: Workload, cq: ClusterQueue | None, rng: Rng

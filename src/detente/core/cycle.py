@@ -65,7 +65,7 @@ def run_cycle(
     rng = rng or FirstChoice()
     if not profile.gang:
         res = CycleResult()
-        bind_pods(snapshot, queues.ordered(), queues, profile, now, rng, res)
+        bind_pods(snapshot, queues.active(), queues, profile, now, rng, res)
         return res
     res = _gang_cycle(snapshot, queues, profile, now, rng)
     if not profile.placement_at_admission:  # Kueue without TAS: kube-scheduler binds pods
@@ -84,7 +84,7 @@ def _in_order(snap: Snapshot, queues: QueueManager, profile: Profile) -> Iterato
     within their nominal quota (Kueue's classic order). So a queue reclaiming its quota
     is served before the borrower it evicted, which cannot slip back in first."""
     deferred = []
-    for w in queues.ordered():
+    for w in queues.active():
         if profile.quota and profile.borrowing and _would_borrow(snap, w):
             deferred.append(w)
         else:
@@ -107,9 +107,13 @@ def _gang_cycle(
 ) -> CycleResult:
     res = CycleResult()
     failed = ShapeCache()
-    bf = Backfill(snap, profile, now) if profile.backfill != BackfillMode.NONE else None
+    bf = None
+    if profile.backfill != BackfillMode.NONE:
+        # With parked workloads this is an incremental cycle: their reservations stand.
+        kept = [r for r in snap.plan if r.workload in queues.parked] if queues.parked else []
+        bf = Backfill(snap, profile, now, kept)
     pre = Preemptor(snap, profile) if profile.preempts else None
-    blocked: dict[str, str] = {}
+    blocked = _parked_blockers(snap, queues, profile)
     tried: dict[str, int] = {}
     free_left = snap.state.free_milli[0]  # GPUs free before any cordon of this cycle
     for w in _in_order(snap, queues, profile):  # step 1
@@ -173,7 +177,20 @@ def _gang_cycle(
     if bf is not None:
         bf.finish()
         res.reservations = bf.reservations
+        snap.plan = list(bf.reservations)
     return res
+
+
+def _parked_blockers(snap: Snapshot, queues: QueueManager, profile: Profile) -> dict[str, str]:
+    """ClusterQueues whose parked head blocks everything behind it (StrictFIFO, sched/builtin)."""
+    out: dict[str, str] = {}
+    for w in queues.ordered() if queues.parked else ():
+        if w.name in queues.parked:
+            cq = snap.config.cluster_queue_of(w.queue) if profile.quota else None
+            key = cq.name if cq else ""
+            if key not in out and strict_blocks(cq, profile, Code.UNSCHEDULABLE):
+                out[key] = w.name
+    return out
 
 
 def strict_blocks(cq: ClusterQueue | None, profile: Profile, code: Code) -> bool:

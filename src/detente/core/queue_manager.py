@@ -28,6 +28,9 @@ class QueueManager:
         self._by_name: dict[str, Workload] = {}
         self._order: list[tuple[tuple[Hashable, ...], Workload]] = []
         self._stale = 0
+        #: Inadmissible workloads (Kueue's inadmissible set, kube's unschedulable queue):
+        #: left out of `active` until an event frees capacity (`unpark_all`).
+        self._parked: set[str] = set()
         for w in workloads:
             self.add(w)
 
@@ -41,7 +44,7 @@ class QueueManager:
         return self._by_name.get(name)
 
     def add(self, w: Workload) -> None:
-        """Queues ``w``; re-adding a name replaces the old entry."""
+        """Queues ``w`` (active); re-adding a name replaces the old entry."""
         if w.name in self._by_name:
             self.remove(w.name)
         self._by_name[w.name] = w
@@ -51,7 +54,25 @@ class QueueManager:
         w = self._by_name.pop(name, None)
         if w is not None:
             self._stale += 1
+            self._parked.discard(name)
         return w
+
+    def park(self, names: Iterable[str]) -> None:
+        """Sets workloads aside until capacity frees up: a cycle then skips them."""
+        self._parked.update(n for n in names if n in self._by_name)
+
+    def unpark_all(self) -> None:
+        self._parked.clear()
+
+    @property
+    def parked(self) -> set[str]:
+        return self._parked
+
+    def active(self) -> list[Workload]:
+        """Pending workloads not parked, first to be considered first."""
+        if not self._parked:
+            return self.ordered()
+        return [w for w in self.ordered() if w.name not in self._parked]
 
     def ordered(self) -> list[Workload]:
         """Pending workloads, first to be considered first."""

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from detente.core.cluster import Cluster
 from detente.core.fairshare import Usage
 from detente.core.queues import ClusterQueue, QueueConfig
 from detente.core.quota import FR, QuotaState
 from detente.core.state import ClusterState
+
+if TYPE_CHECKING:
+    from detente.core.timeline import Reservation
 from detente.core.workload import Admission, Workload
 
 
@@ -30,6 +34,7 @@ class Snapshot:
         "_flavor_nodes",
         "cluster",
         "config",
+        "plan",
         "quota",
         "running",
         "state",
@@ -45,6 +50,8 @@ class Snapshot:
         self.running: dict[str, Admission] = {}
         #: Decayed fair-share usage per LocalQueue (see `detente.core.fairshare`).
         self.usage = Usage()
+        #: Reservations of the last cycle, kept while their workloads stay parked.
+        self.plan: list[Reservation] = []
         self._flavor_nodes: dict[frozenset[str], frozenset[int] | None] = {}
         self._assignments: dict[tuple[str, tuple[str, ...]], list[dict[str, str]] | str] = {}
 
@@ -55,6 +62,7 @@ class Snapshot:
         c.quota = self.quota.clone()
         c.running = dict(self.running)
         c.usage = self.usage
+        c.plan = list(self.plan)
         c._flavor_nodes = self._flavor_nodes  # pure functions of immutable inputs
         c._assignments = self._assignments
         return c

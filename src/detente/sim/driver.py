@@ -126,9 +126,12 @@ class Simulation:
         self.cycles += 1
         if self._last_prio is None or t - self._last_prio >= self.profile.calc_period:
             reprioritize(self.snap, self.queues, self.profile.half_life, t)
+            self.queues.unpark_all()  # new priorities: look at everything again
             self._last_prio = t
         result = run_cycle(self.snap, self.queues, self.profile, t, self.rng)
         self._apply(result, t)
+        # What did not fit waits until capacity frees (Kueue's inadmissible set).
+        self.queues.park(result.pending)
         if result.admissions and len(self.queues):
             # Cycles run back to back while they admit (Kueue pops one head per queue per
             # cycle); the simulated clock does not move meanwhile.
@@ -166,7 +169,7 @@ class Simulation:
         self.snap.release(name)
         self.jobs[name].end = t
         self._open -= 1
-        self._want_cycle(t)
+        self._freed(t)
 
     def _evict(self, name: str, run: int, t: float, pods: frozenset[tuple[str, int]]) -> None:
         """Ends a preempted run at its grace deadline and requeues it, keeping its submit time.
@@ -190,6 +193,11 @@ class Simulation:
         rec.start = None
         if rec.workload.name not in self.queues:
             self.queues.add(rec.workload)
+        self._freed(t)
+
+    def _freed(self, t: float) -> None:
+        """Capacity came back: every parked workload gets another look."""
+        self.queues.unpark_all()
         self._want_cycle(t)
 
     # -- node failures -----------------------------------------------------------------
@@ -212,7 +220,7 @@ class Simulation:
     def _repair(self, node: int, t: float) -> None:
         self.snap.state.set_schedulable(node, True)
         self._schedule_failure(node, t)
-        self._want_cycle(t)
+        self._freed(t)
 
     # -- sampling ----------------------------------------------------------------------
 
