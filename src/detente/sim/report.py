@@ -71,9 +71,20 @@ def _html(results: dict[str, dict[str, Any]], meta: dict[str, Any], plots: list[
         for row in _rows(results)
     )
     imgs = "".join(f'<figure><img src="{p.name}" alt="{p.stem}"></figure>' for p in plots)
-    title = f"detente simulate — {html.escape(str(meta['trace']))} on {html.escape(str(meta['cluster']))}"
-    style = "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}img{max-width:48%;float:left}"
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{style}</style></head><body><h1>{title}</h1><table><tr>{head}</tr>{body}</table>{imgs}</body></html>"
+    trace, where = html.escape(str(meta["trace"])), html.escape(str(meta["cluster"]))
+    title = f"detente simulate — {trace} on {where}"
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>{title}</title><style>{_STYLE}</style></head><body><h1>{title}</h1>"
+        f"<table><tr>{head}</tr>{body}</table>{imgs}</body></html>"
+    )
+
+
+_STYLE = (
+    "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+    "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+    "img{max-width:48%;float:left}"
+)
 
 
 def _plots(out: Path, results: dict[str, dict[str, Any]]) -> list[Path]:
