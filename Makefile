@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/detente plan -f examples/cluster.yaml -f examples/queues.yaml -f examples/jobs.yaml
+	$(BIN)/detente simulate
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

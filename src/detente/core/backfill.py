@@ -53,7 +53,7 @@ class Backfill:
         for r in self.reservations:
             self.timeline.add(r)
         self.failed = ShapeCache()
-        self._unscored = replace(profile, scores=())
+        self._unscored: Profile | None = None
         self._floor: dict[Hashable, list[tuple[float, float]]] = {}
         self.tested = len(self.reservations)
 
@@ -117,6 +117,8 @@ class Backfill:
             tl.cordon(st).ensure(tl.held(start, start + limit))
             if st.free_milli[0] >= need:
                 # Reservations hold whole nodes, so node scores would only cost time.
+                if self._unscored is None:
+                    self._unscored = replace(self.profile, scores=())
                 _, stmt = stage_workload(st, w, nodes, self._unscored, rng)
                 if stmt is not None:
                     used = frozenset(s.node for s in stmt.staged)

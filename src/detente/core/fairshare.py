@@ -52,6 +52,7 @@ def accrue(usage: Usage, running: Iterable[Admission], now: float, half_life: fl
     out: dict[str, dict[str, float]] = {
         q: dict(u) for q, u in decay(usage, now, half_life).by_queue.items()
     }
+    rates: dict[Resources, dict[str, float]] = {}  # many workloads share a request
     for adm in running:
         if not adm.complete:
             continue
@@ -60,7 +61,11 @@ def accrue(usage: Usage, running: Iterable[Admission], now: float, half_life: fl
         if dt <= 0:
             continue
         q = out.setdefault(adm.workload.queue, {})
-        for r, v in _rate(adm.workload.total).items():
+        total = adm.workload.total
+        rate = rates.get(total)
+        if rate is None:
+            rate = rates[total] = _rate(total)
+        for r, v in rate.items():
             q[r] = q.get(r, 0.0) + v * dt
     return Usage(now, out)
 

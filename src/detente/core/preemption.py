@@ -173,6 +173,12 @@ class Preemptor:
         self.snap, self.profile, self.budget = snap, profile, budget
         self.lowest: dict[str, int] = {}
         self.borrowing: set[str] = set()
+        self._ready = False
+
+    def _index(self) -> None:
+        """Built on first use: most cycles never ask."""
+        self._ready = True
+        snap, profile = self.snap, self.profile
         for a in snap.running.values():
             if profile.preemptible_only and not a.workload.preemptible:
                 continue  # never a victim within its queue
@@ -186,6 +192,8 @@ class Preemptor:
     def worth_trying(self, w: Workload, cq: ClusterQueue) -> bool:
         if self.budget <= 0:
             return False
+        if not self._ready:
+            self._index()
         pol = policy_for(cq, self.profile)
         lowest = self.lowest.get(cq.name)
         if lowest is not None and (

@@ -113,7 +113,6 @@ class Timeline:
         self._point_times: list[float] = []
         self._states: list[ClusterState] = []
         self._cand_times: list[float] = []
-        self._cand_points: list[int] = []
         self._unions: dict[tuple[int, int, float], frozenset[int]] = {}
         self.cordons: dict[int, Cordon] = {}
 
@@ -161,7 +160,8 @@ class Timeline:
     # -- checkpoints, built lazily in time order ----------------------------------------
 
     def note_admission(self, adm: Admission) -> None:
-        """Charges a workload started now to every checkpoint before its planned end."""
+        """Charges a workload started now to every checkpoint before its planned end, and
+        makes its end a checkpoint and a candidate start of its own."""
         if self._ws is None:
             return
         end = planned_end(adm, self.default_limit)
@@ -169,11 +169,35 @@ class Timeline:
         charged = [st for t, st in zip(self._point_times, self._states, strict=False) if t < end]
         if self._ws_time < end:
             charged.append(self._ws)
-            if end <= self.now + self.window:
-                bisect.insort(self._releases, (end, adm.workload.name))
         for st in charged:
             for p in adm.placements:
                 st.charge(p.node, requests[p.pod_set], p.devices, adm.workload.exclusive)
+        if end > self.now + self.window:
+            return
+        if self._ws_time < end:
+            bisect.insort(self._releases, (end, adm.workload.name))
+            i = bisect.bisect_left(self._point_times, end)
+            if i == len(self._point_times) or self._point_times[i] != end:
+                self._point_times.insert(i, end)
+        else:
+            self._insert_built_point(end, adm)
+        self._add_candidate(end)
+
+    def _insert_built_point(self, end: float, adm: Admission) -> None:
+        """A checkpoint at ``end`` among those already built: the one before it, plus every
+        release up to ``end``, with this admission gone again."""
+        k = bisect.bisect_right(self._point_times, end) - 1
+        if self._point_times[k] == end:
+            return
+        self.cordon(self._states[k]).ensure(frozenset())
+        st = self._states[k].clone()
+        lo = bisect.bisect_right(self._releases, (self._point_times[k], "\uffff"))
+        hi = bisect.bisect_right(self._releases, (end, "\uffff"))
+        for _, name in self._releases[lo:hi]:
+            self._release(st, self.snap.running[name])
+        self._release(st, adm)
+        self._point_times.insert(k + 1, end)
+        self._states.insert(k + 1, st)
 
     def candidates(self, after: float) -> Iterator[tuple[float, ClusterState]]:
         """(start time, state at that time) for every start worth trying after ``after``:
@@ -181,7 +205,9 @@ class Timeline:
         self._init()
         i = bisect.bisect_right(self._cand_times, after)
         while i < len(self._cand_times):
-            yield self._cand_times[i], self._state(self._cand_points[i])
+            t = self._cand_times[i]
+            j = bisect.bisect_right(self._point_times, t) - 1
+            yield t, self._state(max(j, 0))
             i += 1
 
     def _add_candidate(self, t: float) -> None:
@@ -190,9 +216,7 @@ class Timeline:
         i = bisect.bisect_left(self._cand_times, t)
         if i < len(self._cand_times) and self._cand_times[i] == t:
             return
-        j = bisect.bisect_right(self._point_times, t) - 1
         self._cand_times.insert(i, t)
-        self._cand_points.insert(i, max(j, 0))
 
     def _init(self) -> None:
         if self._ws is not None:

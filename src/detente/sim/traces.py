@@ -125,7 +125,7 @@ def _philly(
         if window and not (window[0] <= ts < window[1]):
             continue
         try:
-            t = datetime.strptime(ts, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC).timestamp()
+            t = datetime.fromisoformat(ts).replace(tzinfo=UTC).timestamp()
         except ValueError:
             raise TraceError(f"{path}:{i}: column 'timestamp': bad time {ts!r}") from None
         gpus = _num(path, i, row, "num_gpus")
