@@ -101,7 +101,7 @@ def test_plan_json_shows_priority_factors_of_pending_work() -> None:
     out = detente("plan", *file_args(FILES), "-o", "json", "--now", "86400")
     wl = {w["name"]: w for w in json.loads(out.stdout)["workloads"]}
     prio = wl["too-wide"]["priority"]
-    assert set(prio["factors"]) == {"age", "size", "fairshare", "qos"}
+    assert set(prio["factors"]) == {"age", "size", "fairshare", "qos", "work"}
     assert prio["factors"]["age"] > 0  # a day of waiting counts
     assert prio["total"] == round(sum(prio["factors"].values()), 3)
     assert "priority" not in wl["pretrain-a"]  # running work has no pending priority

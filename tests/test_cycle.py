@@ -50,7 +50,7 @@ def test_strict_fifo_blocks_behind_the_head() -> None:
     w.queue("q", a_cluster_queue("cq", strategy=QueueingStrategy.STRICT_FIFO))
     snap = w.snapshot()
     jobs = [
-        a_job("big").nodes(3).queue("q").seq(0).build(),
+        a_job("big").nodes(3).queue("q").priority(1).seq(0).build(),
         a_job("small").nodes(1).queue("q").seq(1).build(),
     ]
     res = settle(snap, jobs)

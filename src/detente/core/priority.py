@@ -6,7 +6,11 @@
 * ``size``: (nodes / cluster nodes + GPUs / cluster GPUs) / 2 — large jobs first, as
   Slurm's default; ``favor_small`` inverts it;
 * ``fairshare``: the workload's LocalQueue's decayed fair-share factor;
-* ``qos``: its priority class value / the largest class value (Slurm's QOS factor).
+* ``qos``: its priority class value / the largest class value (Slurm's QOS factor);
+* ``work``: small requested work first — ``1 − log10(1 + GPU-hours asked) / 4``, from
+  GPUs × time limit (1 for nothing, 0 from 10,000 GPU-hours). Like Slurm's
+  ``PriorityFavorSmall`` with ``SMALL_RELATIVE_TO_TIME``, it approximates shortest job
+  first from what users declare.
 
 `explain` gives each weighted term, as ``sprio`` prints them. Weights of 0 leave
 the order to submit time and sequence (Slurm's defaults).
@@ -14,6 +18,7 @@ the order to submit time and sequence (Slurm's defaults).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable
 from dataclasses import dataclass
 
@@ -32,6 +37,7 @@ class Weights:
     size: float = 0.0
     fairshare: float = 0.0
     qos: float = 0.0
+    work: float = 0.0
     max_age: float = 7 * DAY
     favor_small: bool = False
 
@@ -49,22 +55,27 @@ class MultifactorSort:
         size = (nodes / max(ctx.total_nodes, 1) + w.gpus / max(ctx.total_gpus, 1e-9)) / 2
         size = min(size, 1.0)
         top = ctx.max_class_value
+        hours = w.gpus * (w.time_limit or wt.max_age) / 3600
         return {
             "age": age,
             "size": 1.0 - size if wt.favor_small else size,
             "fairshare": ctx.fairshare.get(w.queue, 1.0),
             "qos": max(w.priority, 0) / top if top > 0 else 0.0,
+            "work": max(0.0, 1.0 - math.log10(1 + hours) / 4),
         }
 
     def explain(self, w: Workload, ctx: PriorityContext) -> dict[str, float]:
         wt = self.weights
         f = self.factors(w, ctx)
-        return {
+        terms = {
             "age": wt.age * f["age"],
             "size": wt.size * f["size"],
             "fairshare": wt.fairshare * f["fairshare"],
             "qos": wt.qos * f["qos"],
         }
+        if wt.work:
+            terms["work"] = wt.work * f["work"]
+        return terms
 
     def sort_key(self, w: Workload, ctx: PriorityContext) -> tuple[Hashable, ...]:
         return (-round(sum(self.explain(w, ctx).values()), 6), w.submit_time, w.seq)

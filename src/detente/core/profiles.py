@@ -126,8 +126,10 @@ def _k8s(seed: int) -> Profile:
 def _detente(seed: int) -> Profile:
     return Profile(
         name="detente",
-        # Class first, then decayed fair share, then age: factors a user can read back.
-        queue_sort=MultifactorSort(Weights(qos=10_000, fairshare=5_000, age=1_000, size=100)),
+        # Class first; then small declared work (GPUs × time limit: shortest job first
+        # from what users declare), decayed fair share and age; each term visible in plan.
+        # Reservations keep the large jobs this order puts last from starving.
+        queue_sort=MultifactorSort(Weights(qos=10_000, work=8_000, fairshare=2_000, age=2_000)),
         placement=TopologyBestFit(compact=True),
         scores=(WeightedScore(GpuBinpack(), 1),),
         seed=seed,
