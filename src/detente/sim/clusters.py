@@ -109,11 +109,26 @@ def build(spec: str) -> SimCluster:
     return SimCluster(man.cluster(), man.config if has_queues else None, spec)
 
 
-def queues_for(cluster: Cluster, trace_queues: Iterable[str]) -> QueueConfig:
-    """One ClusterQueue holding the whole cluster; a LocalQueue per trace queue."""
+def queues_for(
+    cluster: Cluster, trace_queues: Iterable[str], vc_shares: dict[str, float] | None = None
+) -> QueueConfig:
+    """One ClusterQueue holding the whole cluster and a LocalQueue per trace queue; or,
+    with ``vc_shares``, one ClusterQueue per queue (VC) with that share of the GPUs as
+    nominal quota and no cohort: Philly's virtual clusters, which could not borrow."""
     cap = cluster.capacity
     res = (GPU, CPU, MEMORY)
-    quotas = {("default", r): Quota(max(cap[r], 1)) for r in res}
-    cq = ClusterQueue("cluster", (ResourceGroup(res, ("default",)),), quotas)
-    lqs = [LocalQueue(q, "cluster") for q in sorted(set(trace_queues))]
-    return QueueConfig(flavors=[ResourceFlavor("default")], cluster_queues=[cq], local_queues=lqs)
+    group = (ResourceGroup(res, ("default",)),)
+    names = sorted(set(trace_queues))
+    if vc_shares is None:
+        quotas = {("default", r): Quota(max(cap[r], 1)) for r in res}
+        cqs = [ClusterQueue("cluster", group, quotas)]
+        lqs = [LocalQueue(q, "cluster") for q in names]
+    else:
+        cqs, lqs = [], []
+        for q in names:
+            gpus = max(1000, round(cap[GPU] * vc_shares.get(q, 0.0) / 1000) * 1000)
+            quotas = {("default", GPU): Quota(gpus)}
+            quotas.update({("default", r): Quota(max(cap[r], 1)) for r in (CPU, MEMORY)})
+            cqs.append(ClusterQueue(f"vc-{q}", group, quotas))
+            lqs.append(LocalQueue(q, f"vc-{q}"))
+    return QueueConfig(flavors=[ResourceFlavor("default")], cluster_queues=cqs, local_queues=lqs)

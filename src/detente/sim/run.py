@@ -35,6 +35,8 @@ class SimConfig:
     load_scale: float = 1.0
     over_estimate: float = 2.0
     mtbf_hours: float | None = None
+    #: Split the GPUs into one ClusterQueue per trace queue (VC) by its share of GPU-time.
+    vc_quotas: bool = False
 
 
 def workloads(
@@ -66,7 +68,13 @@ def simulate(
     t0 = time.perf_counter()
     jobs = traces.load(cfg.trace, cfg.trace_format, cfg.seed, cfg.limit)
     sc = clusters.build(cfg.cluster)
-    config = sc.config or clusters.queues_for(sc.cluster, (j.queue for j in jobs))
+    shares = None
+    if cfg.vc_quotas:
+        total = sum(j.gpus * j.duration for j in jobs) or 1.0
+        shares = {}
+        for j in jobs:
+            shares[j.queue] = shares.get(j.queue, 0.0) + j.gpus * j.duration / total
+    config = sc.config or clusters.queues_for(sc.cluster, (j.queue for j in jobs), shares)
     work, dropped = workloads(jobs, sc.cluster, cfg)
     prof = build_profile(profile, cfg.seed)
     fails = Failures(cfg.mtbf_hours * 3600) if cfg.mtbf_hours else None
