@@ -55,7 +55,9 @@ def run(policy: str, pods: list[Pod], seed: int, demand: float = 1.3) -> dict[in
     cap = cluster.total_gpu_milli
     rng = random.Random(seed)
     models = [n.labels.get("gpu-model", "") for n in cluster.nodes]
-    shapes = Counter(p[0] for p in pods if p[0].gpu_milli)
+    # Task types by GPU request (as FGD's workload model); CPU and memory vary too much to
+    # enumerate and would cost a pass per type per node.
+    shapes = Counter(Resources({GPU: p[0].gpu_milli}) for p in pods if p[0].gpu_milli)
     fgd = FragmentationGradient([(r, float(c)) for r, c in shapes.items()])
     score: Callable[[int, Resources], float] = {
         "BestFit": lambda n, r: _best_fit(st, n, r),
