@@ -134,9 +134,10 @@ def _detente(seed: int) -> Profile:
         scores=(WeightedScore(GpuBinpack(), 1),),
         seed=seed,
         backfill=BackfillMode.CONSERVATIVE,
-        # Slurm's own default_queue_depth: reservations deeper than this rarely move a
-        # start, and each costs a placement per cycle.
-        bf_max_job_test=100,
+        # Reservations are whole nodes (as Slurm's): past the first few dozen blocked
+        # workloads they mostly hold nodes for small jobs far ahead, and each costs a
+        # placement per cycle. Age still lifts everyone into this window.
+        bf_max_job_test=32,
         preempts=True,
         preemption=PreemptionPolicy(WithinClusterQueue.LOWER_PRIORITY, ReclaimWithinCohort.ANY),
         preemptible_only=True,
