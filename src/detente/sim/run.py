@@ -29,7 +29,7 @@ from detente.sim.driver import Failures, Simulation
 class SimConfig:
     trace: str = "philly-sample"
     trace_format: str | None = None
-    cluster: str = "24x8"
+    cluster: str = "16x8"
     seed: int = 0
     limit: int | None = None
     load_scale: float = 1.0
