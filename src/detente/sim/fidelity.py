@@ -48,17 +48,26 @@ def _best_fit(st: ClusterState, node: int, req: Resources) -> float:
     return -(cpu_left + gpu_left)
 
 
-def run(policy: str, pods: list[Pod], seed: int, demand: float = 1.3) -> dict[int, float]:
+def task_types(pods: list[Pod], with_cpu: bool, top: int = 24) -> list[tuple[Resources, float]]:
+    """The workload's task types and their frequencies: by GPU request, or by (CPU, GPU)
+    request keeping the ``top`` most frequent."""
+    if not with_cpu:
+        c = Counter(Resources({GPU: p[0].gpu_milli}) for p in pods if p[0].gpu_milli)
+        return [(r, float(n)) for r, n in c.items()]
+    c = Counter(Resources({GPU: p[0].gpu_milli, CPU: p[0][CPU]}) for p in pods if p[0].gpu_milli)
+    return [(r, float(n)) for r, n in c.most_common(top)]
+
+
+def run(
+    policy: str, pods: list[Pod], seed: int, demand: float = 1.3, with_cpu: bool = False
+) -> dict[int, float]:
     """Allocation ratio (%) at each whole percent of arrived demand, up to ``demand``."""
     cluster: Cluster = openb()
     st = ClusterState(cluster)
     cap = cluster.total_gpu_milli
     rng = random.Random(seed)
     models = [n.labels.get("gpu-model", "") for n in cluster.nodes]
-    # Task types by GPU request (as FGD's workload model); CPU and memory vary too much to
-    # enumerate and would cost a pass per type per node.
-    shapes = Counter(Resources({GPU: p[0].gpu_milli}) for p in pods if p[0].gpu_milli)
-    fgd = FragmentationGradient([(r, float(c)) for r, c in shapes.items()])
+    fgd = FragmentationGradient(task_types(pods, with_cpu))
     score: Callable[[int, Resources], float] = {
         "BestFit": lambda n, r: _best_fit(st, n, r),
         "FGD": lambda n, r: fgd.score(st, n, r),
