@@ -9,7 +9,11 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="detente: one scheduler for one GPU pool. Plan decisions; simulate real traces.",
+)
 
 
 class Output(StrEnum):
