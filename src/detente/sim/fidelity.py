@@ -59,7 +59,7 @@ def task_types(pods: list[Pod], with_cpu: bool, top: int = 24) -> list[tuple[Res
 
 
 def run(
-    policy: str, pods: list[Pod], seed: int, demand: float = 1.3, with_cpu: bool = False
+    policy: str, pods: list[Pod], seed: int, demand: float = 1.3, with_cpu: bool = True
 ) -> dict[int, float]:
     """Allocation ratio (%) at each whole percent of arrived demand, up to ``demand``."""
     cluster: Cluster = openb()
