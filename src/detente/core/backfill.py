@@ -141,10 +141,8 @@ class Backfill:
     def _nodes(self, w: Workload, cq: ClusterQueue | None) -> frozenset[int] | None:
         if cq is None or not self.profile.quota:
             return None
-        found = self.snap.flavor_assignments(cq, tuple(w.total))
-        if isinstance(found, str) or not found:
-            return None
-        return self.snap.flavor_nodes(frozenset(found[0].values()))
+        flavors = self.snap.first_flavors(cq, w)
+        return None if flavors is None else self.snap.flavor_nodes(frozenset(flavors.values()))
 
     def _would_delay(self, w: Workload, cq: ClusterQueue | None, rng: Rng) -> Status | None:
         """If ``w`` fits now only on reserved nodes, names the reservation it would delay."""

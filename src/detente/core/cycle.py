@@ -96,10 +96,8 @@ def _would_borrow(snap: Snapshot, w: Workload) -> bool:
     cq = snap.config.cluster_queue_of(w.queue)
     if cq is None or cq.cohort is None:
         return False
-    found = snap.flavor_assignments(cq, tuple(w.total))
-    if isinstance(found, str) or not found:
-        return False
-    return snap.quota.borrowing(cq.name, quota_charge(w, found[0]))
+    flavors = snap.first_flavors(cq, w)
+    return flavors is not None and snap.quota.borrowing(cq.name, quota_charge(w, flavors))
 
 
 def _gang_cycle(

@@ -83,6 +83,11 @@ class Snapshot:
             self._assignments[key] = found if isinstance(found, str) else list(found)
         return self._assignments[key]
 
+    def first_flavors(self, cq: ClusterQueue, w: Workload) -> dict[str, str] | None:
+        """The preferred flavor assignment of ``w`` in ``cq``, if it has one."""
+        found = self.flavor_assignments(cq, tuple(w.total))
+        return None if isinstance(found, str) or not found else found[0]
+
     def admit(self, adm: Admission) -> None:
         """Charges an admission's pods to nodes and its quota to its ClusterQueue.
 

@@ -141,45 +141,35 @@ class ClusterState:
         self, node: int, request: Resources, devices: tuple[int, ...], exclusive: bool = False
     ) -> None:
         """Charges one pod on exactly ``devices`` (they must be free), as `allocate` chose."""
-        self._account(node, -1)
-        devs = list(self.devices[node])
-        g = request.gpu_milli
-        if exclusive:
-            devs = [0] * len(devs)
-        elif g >= MILLI:
-            for i in devices:
-                devs[i] = 0
-        elif g:
-            devs[devices[0]] -= g
-        self._set_devices(node, devs)
-        if exclusive:
-            self.whole[node] = -1  # marks "held whole" so nothing else fits
-        self.free_cpu[node] -= request[CPU]
-        self.free_mem[node] -= request[MEMORY]
-        self._charge_extra(node, request, -1)
-        self.pods[node] += 1
-        self._account(node, +1)
+        self._apply(node, request, devices, exclusive, -1)
 
     def release(
         self, node: int, request: Resources, devices: tuple[int, ...], exclusive: bool = False
     ) -> None:
         """The exact inverse of `allocate` with the same arguments and its result."""
+        self._apply(node, request, devices, exclusive, +1)
+
+    def _apply(
+        self, node: int, request: Resources, devices: tuple[int, ...], exclusive: bool, sign: int
+    ) -> None:
+        """Frees (``sign`` +1) or takes (−1) one pod's resources; each undoes the other."""
         self._account(node, -1)
         devs = list(self.devices[node])
         g = request.gpu_milli
-        if exclusive:
-            devs = [MILLI] * len(devs)
-            # Devices an earlier non-exclusive holder had cannot exist: exclusive needs idle.
+        if exclusive:  # an exclusive pod holds every device; it needed an idle node
+            devs = [MILLI if sign > 0 else 0] * len(devs)
         elif g >= MILLI:
             for i in devices:
-                devs[i] = MILLI
+                devs[i] = MILLI if sign > 0 else 0
         elif g:
-            devs[devices[0]] += g
+            devs[devices[0]] += sign * g
         self._set_devices(node, devs)
-        self.free_cpu[node] += request[CPU]
-        self.free_mem[node] += request[MEMORY]
-        self._charge_extra(node, request, +1)
-        self.pods[node] -= 1
+        if exclusive and sign < 0:
+            self.whole[node] = -1  # marks "held whole" so nothing else fits
+        self.free_cpu[node] += sign * request[CPU]
+        self.free_mem[node] += sign * request[MEMORY]
+        self._charge_extra(node, request, sign)
+        self.pods[node] -= sign
         self._account(node, +1)
 
     def set_schedulable(self, node: int, value: bool) -> None:
