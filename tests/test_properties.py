@@ -141,3 +141,20 @@ def test_rollback_restores_state_exactly(steps: list[tuple[int, float, bool]]) -
             stmt.stage("p", node, req, excl)
     stmt.rollback()
     assert state_tuple(state) == before
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.sampled_from(SHARES), st.booleans()), max_size=12))
+def test_release_many_equals_releasing_one_by_one(steps: list[tuple[int, float, bool]]) -> None:
+    nodes = [a_node(f"n{i}").gpus(8).in_rack("r1").build() for i in range(4)]
+    state = ClusterState(World(nodes).snapshot().cluster)
+    pods = []
+    for node, gpus, excl in steps:
+        req = Resources.of(gpus=gpus, cpu_milli=1000)
+        if state.fits(node, req, excl):
+            pods.append((node, req, state.allocate(node, req, excl), excl))
+    one, many = state.clone(), state.clone()
+    for node, req, devs, excl in reversed(pods):
+        one.release(node, req, devs, excl)
+    many.release_many(pods)
+    assert state_tuple(one) == state_tuple(many)

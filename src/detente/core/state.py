@@ -154,6 +154,24 @@ class ClusterState:
     ) -> None:
         """Frees (``sign`` +1) or takes (−1) one pod's resources; each undoes the other."""
         self._account(node, -1)
+        self._apply_raw(node, request, devices, exclusive, sign)
+        self._account(node, +1)
+
+    def release_many(self, pods: list[tuple[int, Resources, tuple[int, ...], bool]]) -> None:
+        """`release` for many (node, request, devices, exclusive) pods, updating each touched
+        node's domain aggregates once instead of once per pod."""
+        nodes = {p[0] for p in pods}
+        for n in nodes:
+            self._account(n, -1)
+        for node, request, devices, exclusive in pods:
+            self._apply_raw(node, request, devices, exclusive, +1)
+        for n in nodes:
+            self._account(n, +1)
+
+    def _apply_raw(
+        self, node: int, request: Resources, devices: tuple[int, ...], exclusive: bool, sign: int
+    ) -> None:
+        """`_apply` without the domain aggregates; callers account the node around it."""
         devs = list(self.devices[node])
         g = request.gpu_milli
         if exclusive:  # an exclusive pod holds every device; it needed an idle node
@@ -170,7 +188,6 @@ class ClusterState:
         self.free_mem[node] += sign * request[MEMORY]
         self._charge_extra(node, request, sign)
         self.pods[node] -= sign
-        self._account(node, +1)
 
     def set_schedulable(self, node: int, value: bool) -> None:
         """Cordons or uncordons a node (draining, down, repaired)."""

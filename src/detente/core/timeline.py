@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from detente.core.resources import Resources
 from detente.core.snapshot import Snapshot
 from detente.core.state import ClusterState
 from detente.core.workload import Admission, Workload
@@ -250,9 +251,14 @@ class Timeline:
         assert self._ws is not None
         while len(self._states) <= j:
             t = self._point_times[len(self._states)]
+            batch: list[tuple[int, Resources, tuple[int, ...], bool]] = []
             while self._ri < len(self._releases) and self._releases[self._ri][0] <= t:
-                self._release(self._ws, self.snap.running[self._releases[self._ri][1]])
+                adm = self.snap.running[self._releases[self._ri][1]]
+                requests = {ps.name: ps.request for ps in adm.workload.pod_sets}
+                excl = adm.workload.exclusive
+                batch += [(p.node, requests[p.pod_set], p.devices, excl) for p in adm.placements]
                 self._ri += 1
+            self._ws.release_many(batch)
             self._ws_time = t
             self._states.append(self._ws.clone())
         return self._states[j]
