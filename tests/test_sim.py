@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from detente.sim import clusters, traces
+from detente.sim import clusters, metrics, services, traces
+from detente.sim.driver import Simulation
 from detente.sim.engine import Engine
 from detente.sim.run import SimConfig, simulate, workloads
 
@@ -140,3 +141,63 @@ def test_simulate_cli_rejects_unknown_profile() -> None:
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert proc.returncode == 2 and "unknown profile" in proc.stderr
+
+
+# -- services (load change events) ---------------------------------------------------
+
+
+def _service_sim(nodes: int) -> tuple[Simulation, services.Service]:
+    from detente.core.profiles import build
+    from detente.testing.builders import World, a_cluster_queue, racks
+
+    world = World(racks({"r0": nodes}, gpus=1)).queue(services.QUEUE, a_cluster_queue("cq"))
+    world.queue("team", a_cluster_queue("cq"))
+    svc = services.Service("serve", target=10.0, min_replicas=1, max_replicas=4)
+    return Simulation(world.snapshot(), build("detente")), svc
+
+
+def test_service_scales_up_and_down_with_load() -> None:
+    sim, svc = _service_sim(nodes=4)
+    sim.add_service(svc, [(0.0, 5.0), (100.0, 35.0), (200.0, 12.0), (300.0, 12.0)])
+    jobs = sim.run()
+    reps = {n: j for n, j in jobs.items() if j.service}
+    assert sorted(reps) == ["serve-r0", "serve-r1", "serve-r2", "serve-r3"]
+    assert reps["serve-r0"].start == 0.0 and reps["serve-r3"].first_start == 100.0
+    # 35 → 4 replicas, 12 → 2: the two newest stop at 200, the rest at the end.
+    assert reps["serve-r3"].end == 200.0 and reps["serve-r2"].end == 200.0
+    assert reps["serve-r0"].end == 300.0
+    m = metrics.services(jobs, list(sim.services.values()))
+    assert m["svc_availability"] == pytest.approx(1.0)
+    assert m["svc_replicas_max"] == 4
+
+
+def test_pending_replicas_withdraw_before_serving_ones_stop() -> None:
+    sim, svc = _service_sim(nodes=2)  # room for two replicas only
+    sim.add_service(svc, [(0.0, 40.0), (100.0, 25.0), (200.0, 25.0)])
+    jobs = sim.run()
+    assert jobs["serve-r2"].first_start is None and jobs["serve-r3"].first_start is None
+    assert jobs["serve-r1"].end == 200.0  # still serving after the scale-down at 100
+    m = metrics.services(jobs, list(sim.services.values()))
+    # Wanted 4 then 3 replicas for 100 s each, served 2: availability 400 / 700.
+    assert m["svc_availability"] == pytest.approx(400 / 700)
+
+
+def test_diurnal_load_and_request_trace_curves(tmp_path: Path) -> None:
+    load = services.diurnal(86400.0, peak=8.0)
+    assert load[0] == (0.0, 1.0) and max(v for _, v in load) == pytest.approx(8.0)
+    trace = tmp_path / "req.csv"
+    trace.write_text(
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+        "2023-11-16 18:17:03.9799600,100,20\n2023-11-16 18:18:10.0000000,50,10\n"
+    )
+    curve = services.from_requests(trace, span=240.0)
+    assert curve[:4] == [(0.0, 2.0), (60.0, 1.0), (120.0, 2.0), (180.0, 1.0)]  # tiled
+    with pytest.raises(traces.TraceError, match="no such file"):
+        services.parse_spec(str(tmp_path / "missing.csv"), 100.0)
+
+
+def test_simulate_with_a_diurnal_service_reports_service_metrics() -> None:
+    out = simulate("detente", SimConfig(trace="synthetic:200", cluster="4x8", services="diurnal:4"))
+    m = out["metrics"]
+    assert m["jobs"] == 200 and m["unfinished"] == 0
+    assert 0.5 < m["svc_availability"] <= 1.0 and m["svc_replicas_max"] == 4

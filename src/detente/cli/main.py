@@ -65,7 +65,7 @@ def simulate_cmd(
         "philly-sample", "--trace", help="philly, philly-sample, synthetic[:N] or a trace file."
     ),
     trace_format: str | None = typer.Option(
-        None, "--trace-format", help="philly, itp or openb (else detected)."
+        None, "--trace-format", help="philly, itp, openb or pollux (else detected)."
     ),
     cluster: str = typer.Option(
         "16x8", "--cluster", help="NxG (e.g. 128x8), openb, lingjun, or a manifest file."
@@ -82,6 +82,12 @@ def simulate_cmd(
     workers: int | None = typer.Option(
         None, "--workers", help="Parallel processes (default: cores)."
     ),
+    vc_quotas: bool = typer.Option(
+        False, "--vc-quotas", help="One ClusterQueue per trace queue (VC), by GPU-time share."
+    ),
+    services: str | None = typer.Option(
+        None, "--services", help="An inference service's load: diurnal[:PEAK] or a request trace."
+    ),
 ) -> None:
     """Replay a real GPU-cluster trace through each profile and write a report."""
     from rich.console import Console
@@ -91,6 +97,7 @@ def simulate_cmd(
     from detente.sim import report, traces
     from detente.sim.clusters import ClusterError
     from detente.sim.run import SimConfig, simulate_all
+    from detente.sim.services import parse_spec as parse_service
 
     names = [p.strip() for p in profile.split(",") if p.strip()]
     unknown = [p for p in names if p not in PROFILES]
@@ -102,10 +109,14 @@ def simulate_cmd(
     if load_scale <= 0 or over_estimate < 1:
         raise typer.BadParameter("--load-scale must be > 0 and --over-estimate ≥ 1")
     cfg = SimConfig(
-        trace, trace_format, cluster, seed, limit, load_scale, over_estimate, mtbf_hours
-    )
+        trace=trace, trace_format=trace_format, cluster=cluster, seed=seed, limit=limit,
+        load_scale=load_scale, over_estimate=over_estimate, mtbf_hours=mtbf_hours,
+        vc_quotas=vc_quotas, services=services,
+    )  # fmt: skip
     console = Console(stderr=True)
     try:
+        if services:
+            parse_service(services, 86400.0)  # a bad spec fails before any run starts
         total = len(traces.load(trace, trace_format, seed, limit))
     except (traces.TraceError, OSError) as e:
         console.print(f"[red]error:[/red] {e}")
@@ -128,6 +139,7 @@ def simulate_cmd(
     meta = {
         "trace": trace, "jobs": total, "cluster": cluster, "seed": seed,
         "load_scale": load_scale, "over_estimate": over_estimate, "limit": limit,
+        "vc_quotas": vc_quotas, "services": services,
     }  # fmt: skip
     files = report.write(out, results, meta)
     _sim_table(results)
@@ -148,6 +160,8 @@ def _sim_table(results: dict) -> None:  # type: ignore[type-arg]
         "unfinished",
         "wall_seconds",
     ]
+    if any("svc_availability" in r["metrics"] for r in results.values()):
+        keys[-1:-1] = ["svc_availability", "svc_wait_p99"]
     t = Table(box=None)
     t.add_column("PROFILE")
     for k in keys:

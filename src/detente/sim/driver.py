@@ -12,6 +12,7 @@ every profile calc period. The engine is the only clock.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from detente.core.resources import MILLI
 from detente.core.snapshot import Snapshot
 from detente.core.workload import Workload
 from detente.sim.engine import Engine
+from detente.sim.services import Service
 
 
 @dataclass(slots=True)
@@ -43,6 +45,10 @@ class JobRecord:
     lost_gpu_seconds: float = 0.0
     #: Increases with every start, so a finish event of an earlier run is ignored.
     run: int = 0
+    #: The service this record is a replica of ("" for batch jobs).
+    service: str = ""
+    #: Seconds a replica served (summed over its runs).
+    served: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +58,16 @@ class Sample:
     running_gpus: float
     fragmented_gpus: float
     pending: int
+
+
+@dataclass(slots=True)
+class ServiceState:
+    service: Service
+    #: Replica names in creation order; the newest stop first on scale-down.
+    replicas: list[str] = field(default_factory=list)
+    created: int = 0
+    #: (time, desired replicas) at every load change.
+    desired: list[tuple[float, int]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,12 +101,23 @@ class Simulation:
         self._last_prio: float | None = None
         self._last_sample: float | None = None
         self._open = 0  # jobs submitted and not yet finished
+        self.services: dict[str, ServiceState] = {}
 
     def submit(self, w: Workload, runtime: float) -> None:
         """Schedules ``w`` to arrive at its submit time and run ``runtime`` seconds."""
         self.jobs[w.name] = JobRecord(w, runtime)
         self._open += 1
         self.engine.at(w.submit_time, lambda t, w=w: self._arrive(w, t))
+
+    def add_service(self, service: Service, load: list[tuple[float, float]]) -> None:
+        """Drives ``service``'s replicas by ``load`` (time, load) points; after the last
+        point the service scales to zero so the run can end."""
+        self.services[service.name] = ServiceState(service)
+        for t, v in load:
+            want = service.desired(v)
+            self.engine.at(t, lambda t2, n=service.name, d=want: self._scale(n, d, t2))
+        end = load[-1][0] if load else 0.0
+        self.engine.at(end, lambda t2, n=service.name: self._scale(n, 0, t2))
 
     def run(
         self, until: float | None = None, progress: Callable[[int], None] | None = None
@@ -159,6 +186,8 @@ class Simulation:
         rec.first_start = t if rec.first_start is None else rec.first_start
         rec.run += 1
         run = rec.runtime
+        if rec.service:
+            return  # a replica serves until scaled down
         if w.time_limit is not None and run > w.time_limit:
             run, rec.timed_out = w.time_limit, True
         self.engine.at(t + run, lambda t2, n=w.name, r=rec.run: self._finish(n, r, t2))
@@ -186,7 +215,9 @@ class Simulation:
         self._requeue(rec, t)
 
     def _requeue(self, rec: JobRecord, t: float) -> None:
-        if rec.start is not None:
+        if rec.start is not None and rec.service:
+            rec.served += t - rec.start  # serving is not lost work; the replica restarts
+        elif rec.start is not None:
             rec.lost_gpu_seconds += (t - rec.start) * rec.workload.gpus
         rec.run += 1
         rec.preempted_at.append(t)
@@ -199,6 +230,39 @@ class Simulation:
         """Capacity came back: every parked workload gets another look."""
         self.queues.unpark_all()
         self._want_cycle(t)
+
+    # -- services -------------------------------------------------------------------
+
+    def _scale(self, name: str, desired: int, t: float) -> None:
+        """A load change: add replicas up to ``desired`` or stop the newest above it."""
+        svc = self.services[name]
+        svc.desired.append((t, desired))
+        while len(svc.replicas) < desired:
+            w = svc.service.replica(svc.created, t)
+            svc.created += 1
+            svc.replicas.append(w.name)
+            self.jobs[w.name] = JobRecord(w, math.inf, service=name)
+            self.queues.add(w)
+        # Pending replicas go first: stopping a serving one costs capacity now.
+        excess = len(svc.replicas) - desired
+        age = {r: i for i, r in enumerate(svc.replicas)}
+        order = sorted(svc.replicas, key=lambda r: (self.jobs[r].start is not None, -age[r]))
+        for r in order[: max(excess, 0)]:
+            self._stop_replica(r, t)
+            svc.replicas.remove(r)
+        self._want_cycle(t)
+
+    def _stop_replica(self, name: str, t: float) -> None:
+        rec = self.jobs[name]
+        rec.run += 1  # invalidates pending evictions of this replica
+        if name in self.snap.running:
+            self.snap.release(name)
+            rec.served += t - (rec.start if rec.start is not None else t)
+            rec.end = t
+            self._freed(t)
+        else:
+            self.queues.remove(name)
+            rec.end = rec.end or t
 
     # -- node failures -----------------------------------------------------------------
 

@@ -12,13 +12,14 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from collections.abc import Sequence
 
 import numpy as np
 
 from detente.core.cluster import Cluster
-from detente.sim.driver import JobRecord, Sample
+from detente.sim.driver import JobRecord, Sample, ServiceState
 
 
 def _pct(a: np.ndarray, q: float) -> float:
@@ -46,9 +47,35 @@ def _one_domain(cluster: Cluster, nodes: list[int]) -> bool:
     return len({cluster.node_domains[n][-1] for n in nodes}) == 1
 
 
+def services(jobs: dict[str, JobRecord], states: Sequence[ServiceState]) -> dict[str, float]:
+    """Service figures: availability = replica-seconds served / replica-seconds wanted
+    (the load curve's desired replicas over time); scale-up wait = a replica's first
+    start − its creation, over replicas that started."""
+    if not states:
+        return {}
+    wanted = 0.0
+    for st in states:
+        for (t0, d), (t1, _) in itertools.pairwise(st.desired):
+            wanted += d * (t1 - t0)
+    reps = [j for j in jobs.values() if j.service]
+    served = sum(j.served for j in reps)
+    waits = np.array(
+        [j.first_start - j.workload.submit_time for j in reps if j.first_start is not None]
+    )
+    return {
+        "svc_availability": served / wanted if wanted > 0 else 1.0,
+        "svc_wait_p50": _pct(waits, 50),
+        "svc_wait_p99": _pct(waits, 99),
+        "svc_replicas_max": max((d for st in states for _, d in st.desired), default=0),
+        "svc_preemptions": sum(len(j.preempted_at) for j in reps),
+    }
+
+
 def compute(
     jobs: dict[str, JobRecord], samples: Sequence[Sample], cluster: Cluster
 ) -> dict[str, float | int]:
+    """Batch-job figures; service replicas are left out (see `services`)."""
+    jobs = {n: j for n, j in jobs.items() if not j.service}
     done = [j for j in jobs.values() if j.end is not None]
     submit = np.array([j.workload.submit_time for j in done])
     end = np.array([j.end for j in done], dtype=float)

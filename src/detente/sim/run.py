@@ -21,7 +21,7 @@ from detente.core.profiles import build as build_profile
 from detente.core.resources import CPU, GPU, MEMORY, Resources
 from detente.core.snapshot import Snapshot
 from detente.core.workload import PodSet, Workload
-from detente.sim import clusters, metrics, traces
+from detente.sim import clusters, metrics, services, traces
 from detente.sim.driver import Failures, Simulation
 
 
@@ -37,6 +37,8 @@ class SimConfig:
     mtbf_hours: float | None = None
     #: Split the GPUs into one ClusterQueue per trace queue (VC) by its share of GPU-time.
     vc_quotas: bool = False
+    #: An inference service's load curve: ``diurnal[:PEAK]`` or an Azure request trace.
+    services: str | None = None
 
 
 def workloads(
@@ -74,16 +76,23 @@ def simulate(
         shares = {}
         for j in jobs:
             shares[j.queue] = shares.get(j.queue, 0.0) + j.gpus * j.duration / total
-    config = sc.config or clusters.queues_for(sc.cluster, (j.queue for j in jobs), shares)
+    names = [j.queue for j in jobs] + ([services.QUEUE] if cfg.services else [])
+    if shares is not None and cfg.services:
+        shares[services.QUEUE] = 0.0  # the minimum quota: one GPU
+    config = sc.config or clusters.queues_for(sc.cluster, names, shares)
     work, dropped = workloads(jobs, sc.cluster, cfg)
     prof = build_profile(profile, cfg.seed)
     fails = Failures(cfg.mtbf_hours * 3600) if cfg.mtbf_hours else None
     sim = Simulation(Snapshot(sc.cluster, config), prof, cfg.seed, failures=fails)
     for w, run in work:
         sim.submit(w, run)
+    if cfg.services:
+        span = max((w.submit_time + run for w, run in work), default=86400.0)
+        sim.add_service(*services.parse_spec(cfg.services, span))
     records = sim.run(progress=progress)
     wall = time.perf_counter() - t0
     m = metrics.compute(records, sim.samples, sc.cluster)
+    m.update(metrics.services(records, list(sim.services.values())))
     m.update(
         {
             "dropped": dropped,

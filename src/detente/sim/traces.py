@@ -7,6 +7,9 @@ Formats (schemas in ../shared/traces/README.md):
 * ``itp``: Microsoft ITP raw — ``job_id, submission_time, duration, num_gpu``.
 * ``openb``: Alibaba openb pods — ``name, cpu_milli, memory_mib, num_gpu, gpu_milli, …,
   creation_time, deletion_time, scheduled_time``; fractional GPUs via ``gpu_milli``.
+* ``pollux``: the Pollux/Sia 160-job workloads — ``name, time, application,
+  num_replicas, batch_size``; run times from Pollux's throughput profiles
+  (`detente.sim.pollux`).
 * ``synthetic``: Poisson arrivals, Philly's GPU-count mix, log-normal run times.
 
 Every loader returns jobs sorted by submit time, times in seconds from the first
@@ -26,7 +29,9 @@ from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
-FORMATS = ("philly", "itp", "openb", "synthetic")
+from detente.sim import pollux
+
+FORMATS = ("philly", "itp", "openb", "pollux", "synthetic")
 #: The bundled default: two days of Philly (2017-10-02 and -03), about 1,900 jobs.
 SAMPLE_WINDOW = ("2017-10-02 00:00:00", "2017-10-04 00:00:00")
 
@@ -60,6 +65,8 @@ def detect(header: list[str]) -> str | None:
         return "itp"
     if {"num_gpu", "gpu_milli", "creation_time"} <= cols:
         return "openb"
+    if cols >= pollux.COLUMNS:
+        return "pollux"
     return None
 
 
@@ -173,7 +180,14 @@ def _openb(
         )
 
 
-_PARSERS = {"philly": _philly, "itp": _itp, "openb": _openb}
+def _pollux(
+    reader: csv.DictReader[str], path: Path, window: tuple[str, str] | None
+) -> Iterator[TraceJob]:
+    for name, submit, duration, gpus, queue in pollux.parse(reader, path, window):
+        yield TraceJob(name, submit, duration, gpus, queue)
+
+
+_PARSERS = {"philly": _philly, "itp": _itp, "openb": _openb, "pollux": _pollux}
 
 #: Philly's GPU-count mix (trace README), for the synthetic generator.
 PHILLY_MIX = {1: 76627, 2: 1818, 4: 1870, 8: 1643, 16: 199, 32: 67, 64: 6}

@@ -33,6 +33,9 @@ DEFAULT_SHAPES: tuple[tuple[Resources, float], ...] = (
 )
 
 
+_MEMO_LIMIT = 1 << 18
+
+
 def _frag(devs: Sequence[int], cpu: int, mem: int, shape: Resources) -> int:
     free = sum(devs)
     g = shape.gpu_milli
@@ -54,9 +57,20 @@ class FragmentationGradient:
     def __init__(self, shapes: Sequence[tuple[Resources, float]] = DEFAULT_SHAPES) -> None:
         total = sum(w for _, w in shapes) or 1.0
         self.shapes = tuple((r, w / total) for r, w in shapes)
+        # Nodes of one type in the same state recur constantly (a cluster has few
+        # node types and fills them alike), so the expectation is memoized by state.
+        self._memo: dict[tuple[tuple[int, ...], int, int], float] = {}
 
     def expected(self, devs: Sequence[int], cpu: int, mem: int) -> float:
-        return sum(w * _frag(devs, cpu, mem, r) for r, w in self.shapes)
+        """Expected fragmentation (GPU milli) of a node with free ``devs``, ``cpu``, ``mem``."""
+        key = (tuple(devs), cpu, mem)
+        hit = self._memo.get(key)
+        if hit is None:
+            if len(self._memo) >= _MEMO_LIMIT:
+                self._memo.clear()
+            hit = sum(w * _frag(devs, cpu, mem, r) for r, w in self.shapes)
+            self._memo[key] = hit
+        return hit
 
     def score(self, state: ClusterState, node: int, request: Resources) -> float:
         devs = list(state.devices[node])
