@@ -37,3 +37,33 @@ def nodes_of(snap: Snapshot, name: str) -> list[str]:
 
 def admitted(snap: Snapshot) -> set[str]:
     return {n for n, a in snap.running.items() if a.complete}
+
+
+# -- stores: SQLite and a real PostgreSQL server ---------------------------------------
+
+import pytest  # noqa: E402
+
+from detente.testing import postgres  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def pg_url():  # type: ignore[no-untyped-def]
+    if postgres.pg_bin() is None:
+        pytest.skip("PostgreSQL cannot be installed here: no initdb/pg_ctl (make test installs it)")
+    with postgres.server() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):  # type: ignore[no-untyped-def]
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'detente.db'}"
+    url = request.getfixturevalue("pg_url")
+    # A fresh schema per test: drop everything the last test made.
+    import sqlalchemy as sa
+
+    eng = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    with eng.begin() as c:
+        c.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    eng.dispose()
+    return url

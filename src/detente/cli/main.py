@@ -197,3 +197,7 @@ def _compact(nodes: list[str]) -> str:
     from detente.api.hostlist import compress
 
     return compress(nodes)
+
+
+# Commands of the live system register themselves on `app`.
+from detente.cli import live as _live  # noqa: E402,F401

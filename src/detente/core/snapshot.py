@@ -88,10 +88,12 @@ class Snapshot:
         found = self.flavor_assignments(cq, tuple(w.total))
         return None if isinstance(found, str) or not found else found[0]
 
-    def admit(self, adm: Admission) -> None:
+    def admit(self, adm: Admission, keep_devices: bool = False) -> None:
         """Charges an admission's pods to nodes and its quota to its ClusterQueue.
 
-        Replaces an earlier admission of the same workload (pod-by-pod growth).
+        Replaces an earlier admission of the same workload (pod-by-pod growth). With
+        ``keep_devices`` the pods are charged on the GPU devices their placements name
+        (a running job reloaded from a store), which must be free.
         """
         name = adm.workload.name
         if name in self.running:
@@ -101,7 +103,11 @@ class Snapshot:
         requests = {ps.name: ps.request for ps in w.pod_sets}
         placed = []
         for p in adm.placements:
-            devices = self.state.allocate(p.node, requests[p.pod_set], excl)
+            if keep_devices:
+                devices = p.devices
+                self.state.charge(p.node, requests[p.pod_set], devices, excl)
+            else:
+                devices = self.state.allocate(p.node, requests[p.pod_set], excl)
             placed.append(type(p)(p.pod_set, p.index, p.node, devices))
         adm.placements = placed
         self.quota.add(adm.cluster_queue, quota_charge(w, adm.flavors))

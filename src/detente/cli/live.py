@@ -1,0 +1,265 @@
+"""Commands of the live system: up, down, submit/sbatch, apply, queue, nodes, describe,
+logs, cancel, history, token. Each parses options, calls the API, prints."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from detente.cli.client import Client, ClientError
+from detente.cli.main import Output, app
+
+err = Console(stderr=True)
+
+
+def _client() -> Client:
+    try:
+        return Client()
+    except ClientError as e:
+        err.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
+
+
+def _call(method: str, path: str, **kw: Any) -> Any:
+    try:
+        return _client().call(method, path, **kw)
+    except ClientError as e:
+        err.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(1) from None
+
+
+def _table(rows: list[dict[str, Any]], cols: list[tuple[str, str]], output: Output) -> None:
+    if output == Output.json:
+        print(json.dumps(rows, indent=2))
+        return
+    t = Table(box=None, pad_edge=False)
+    for title, _ in cols:
+        t.add_column(title, no_wrap=True)
+    for r in rows:
+        t.add_row(*(str(r.get(k, "")) if r.get(k) is not None else "" for _, k in cols))
+    _out().print(t)
+
+
+def _out() -> Console:
+    # Piped output keeps whole columns (scripts parse it); a terminal gets its width.
+    return Console() if sys.stdout.isatty() else Console(width=400)
+
+
+def _duration(sec: float) -> str:
+    s = int(sec)
+    d, s = divmod(s, 86400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    return (f"{d}-" if d else "") + (f"{h:d}:{m:02d}:{s:02d}" if h or d else f"{m:d}:{s:02d}")
+
+
+@app.command("up")
+def up_cmd(
+    nodes: str | None = typer.Option(None, "--nodes", help="NxG virtual nodes, e.g. 4x8."),
+    db: str | None = typer.Option(None, "--db", help="sqlite:///PATH or postgresql://…"),
+    port: int = typer.Option(0, "--port", help="Port on 127.0.0.1 (default: a free one)."),
+    profile: str = typer.Option("detente", "--profile"),
+) -> None:
+    """Start the control plane (API, scheduler, local executor) in the background."""
+    from detente.control.daemon import DaemonError, data_dir, up
+    from detente.control.layout import LayoutError
+
+    d = data_dir()
+    try:
+        pid, port = up(d, db or os.environ.get("DETENTE_DB"), nodes, port, profile)
+    except (DaemonError, LayoutError) as e:
+        err.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
+    Console().print(
+        f"detente up: pid {pid}, http://127.0.0.1:{port} (admin token in {d / 'admin.token'})"
+    )
+
+
+@app.command("down")
+def down_cmd() -> None:
+    """Stop the control plane. Running jobs go on and are re-adopted by the next `up`."""
+    from detente.control.daemon import data_dir, down
+
+    pid = down(data_dir())
+    Console().print("detente down" + (f": stopped pid {pid}" if pid else ": was not running"))
+
+
+_RAW = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+@app.command("submit", context_settings=_RAW)
+def submit_cmd(
+    argv: list[str] = typer.Argument(..., help="[SBATCH OPTIONS] SCRIPT [ARGS]"),
+) -> None:
+    """Submit a batch script; its `#SBATCH` lines are honoured, and options before the
+    script (e.g. `detente submit -N 2 --gres=gpu:8 job.sh`) override them."""
+    _submit(argv)
+
+
+@app.command("sbatch", context_settings=_RAW)
+def sbatch_cmd(
+    argv: list[str] = typer.Argument(..., help="[SBATCH OPTIONS] SCRIPT [ARGS]"),
+) -> None:
+    """Alias of `submit`."""
+    _submit(argv)
+
+
+def _submit(argv: list[str]) -> None:
+    from detente.control.sbatch import SbatchError, parse, split_argv
+
+    try:
+        cli, script, rest = split_argv(argv)
+        text = Path(script).read_text()
+        parsed = parse(text, script, cli, dict(os.environ), rest)
+    except OSError as e:
+        err.print(f"[red]error:[/red] {e.filename}: {e.strerror}")
+        raise typer.Exit(2) from None
+    except SbatchError as e:
+        err.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
+    for w in parsed.warnings:
+        err.print(f"[yellow]warning:[/yellow] {w}")
+    spec = parsed.spec
+    chdir = os.path.abspath(spec.chdir) if spec.chdir else os.getcwd()
+    spec = spec.model_copy(update={"chdir": chdir})
+    ids = _call("POST", "/v1/jobs", json=spec.model_dump(mode="json"))["ids"]
+    extra = f" (array tasks {ids[0]}..{ids[-1]})" if len(ids) > 1 else ""
+    print(f"Submitted batch job {ids[0]}{extra}")
+
+
+QUEUE_COLS = [("JOBID", "jobid"), ("QUEUE", "queue"), ("NAME", "name"), ("USER", "user"),
+              ("ST", "st"), ("TIME", "time"), ("NODES", "nodes"),
+              ("NODELIST(REASON)", "where")]  # fmt: skip
+
+
+@app.command("queue")
+def queue_cmd(output: Output = typer.Option(Output.table, "-o", "--output")) -> None:
+    """Jobs pending and running (like squeue), with why each pending one waits."""
+    rows = _call("GET", "/v1/jobs")
+    for r in rows:
+        r["time"] = _duration(r["elapsed"])
+        r["where"] = r["nodelist"] or f"({r['reason'] or 'None'})"
+    _table(rows, QUEUE_COLS, output)
+
+
+@app.command("history")
+def history_cmd(output: Output = typer.Option(Output.table, "-o", "--output")) -> None:
+    """Ended jobs (like sacct): start, end, elapsed, GPU-hours, state, exit code."""
+    rows = _call("GET", "/v1/history")
+    for r in rows:
+        r["start"] = _clock(r["start_time"])
+        r["end"] = _clock(r["end_time"])
+        r["elapsed_s"] = _duration(r["elapsed"])
+        r["gpu_h"] = f"{r['gpu_hours']:.3f}"
+        r["exit"] = "" if r["exit_code"] is None else f"{r['exit_code']}:0"
+    cols = [("JOBID", "jobid"), ("NAME", "name"), ("QUEUE", "queue"), ("USER", "user"),
+            ("START", "start"), ("END", "end"), ("ELAPSED", "elapsed_s"), ("GPU-H", "gpu_h"),
+            ("STATE", "state"), ("EXITCODE", "exit")]  # fmt: skip
+    _table(rows, cols, output)
+
+
+def _clock(t: float | None) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t)) if t else "Unknown"
+
+
+@app.command("nodes")
+def nodes_cmd(output: Output = typer.Option(Output.table, "-o", "--output")) -> None:
+    """Nodes per rack (like sinfo -N): state, GPUs free of total, CPUs free."""
+    rows = _call("GET", "/v1/nodes")
+    for r in rows:
+        r["gres"] = f"{r['gpus_free']:g}/{r['gpus']}"
+        r["cpu"] = f"{r['cpus_free']:g}/{r['cpus']:g}"
+    cols = [("RACK", "rack"), ("NODE", "name"), ("STATE", "state"), ("GPUS(FREE/TOT)", "gres"),
+            ("CPUS(FREE/TOT)", "cpu"), ("PODS", "pods")]  # fmt: skip
+    _table(sorted(rows, key=lambda r: (r["rack"], r["name"])), cols, output)
+
+
+@app.command("describe")
+def describe_cmd(
+    job: int = typer.Argument(...), output: Output = typer.Option(Output.table, "-o", "--output")
+) -> None:
+    """One job: placement, priority factors, events, why it waits."""
+    d = _call("GET", f"/v1/jobs/{job}")
+    if output == Output.json:
+        print(json.dumps(d, indent=2))
+        return
+    c = Console()
+    c.print(f"[bold]Job {d['jobid']}[/bold] {d['name']}  user={d['user']} queue={d['queue']}")
+    c.print(f"State: {d['state']}  Reason: {d['reason'] or '-'}  Exit: {d['exit_code']}")
+    c.print(f"Request: {json.dumps(d['spec'])}")
+    for p in d["placement"]:
+        where = f"{p['node']} GPUs {p['devices']}"
+        c.print(f"  pod {p['rank']}: {where} pid {p['pid']} exit {p['exit_code']}")
+    if d.get("priority"):
+        c.print(f"Priority {d['priority']['total']}: {d['priority']['factors']}")
+    c.print("Events:")
+    for e in d["events"]:
+        c.print(f"  {_clock(e['time'])}  {e['kind']:<12} {e['message']}")
+
+
+@app.command("logs")
+def logs_cmd(
+    job: int = typer.Argument(...), follow: bool = typer.Option(False, "-f", "--follow")
+) -> None:
+    """The job's output; with -f, follow it until the job ends."""
+    offset = 0
+    while True:
+        r = _call("GET", f"/v1/jobs/{job}/logs", params={"offset": offset})
+        sys.stdout.write(r["data"])
+        sys.stdout.flush()
+        offset = r["offset"]
+        if not follow or (r["done"] and not r["data"]):
+            return
+        time.sleep(0.5)
+
+
+@app.command("cancel")
+def cancel_cmd(jobs: list[int] = typer.Argument(...)) -> None:
+    """Cancel jobs (like scancel): pending ones end now, running ones get SIGTERM, then
+    SIGKILL after the grace."""
+    for jid, what in _call("POST", "/v1/jobs/cancel", json={"ids": jobs}).items():
+        print(f"{jid}: {what}")
+
+
+@app.command("token")
+def token_cmd(
+    user: str = typer.Argument(...),
+    team: str = typer.Option(..., "--team", help="The user's team (LocalQueue)."),
+    role: str = typer.Option("user", "--role", help="user, team-admin or admin."),
+) -> None:
+    """Create a user (or re-key one) and print their token once. Admin only."""
+    print(_call("POST", "/v1/users", json={"name": user, "team": team, "role": role})["token"])
+
+
+@app.command("apply")
+def apply_cmd(
+    files: list[Path] = typer.Option(..., "-f", "--filename"),
+    yes: bool = typer.Option(False, "-y", "--yes", help="Apply without asking."),
+) -> None:
+    """Apply queue manifests and jobs: show the plan, confirm, apply."""
+    from detente.api.loader import ManifestError, read_documents
+
+    try:
+        docs = read_documents(files)
+    except ManifestError as e:
+        err.print("[red]error:[/red] " + "\n".join(e.problems))
+        raise typer.Exit(2) from None
+    body = {"documents": docs, "dry_run": True}
+    plan = _call("POST", "/v1/apply", json=body)["plan"]
+    for verb in ("created", "changed", "unchanged"):
+        for name in plan[verb]:
+            print(f"{name} {verb}")
+    for name in plan["jobs"]:
+        print(f"job {name} will be submitted")
+    if not yes and not typer.confirm("Apply?"):
+        raise typer.Exit(1)
+    out = _call("POST", "/v1/apply", json={"documents": docs, "dry_run": False})
+    print(f"applied; submitted jobs {out['submitted']}" if out["submitted"] else "applied")

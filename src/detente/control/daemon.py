@@ -1,0 +1,143 @@
+"""``detente up`` / ``down``: the control plane as a background process on 127.0.0.1.
+
+The data directory holds the SQLite store (unless ``--db``), the job state (scripts,
+exit files, default logs), ``detente.pid``, ``detente.port``, ``detente.log`` and
+``admin.token`` (mode 0600: the admin's token is written there and nowhere else —
+never to a log or the terminal).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import platformdirs
+
+from detente.control import auth, layout, workloads
+from detente.control.executor import proc_start
+from detente.store.db import open_store
+from detente.store.models import User
+
+
+class DaemonError(RuntimeError):
+    pass
+
+
+def data_dir(explicit: str | None = None) -> Path:
+    d = Path(explicit or os.environ.get("DETENTE_HOME") or platformdirs.user_data_dir("detente"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def default_db(d: Path) -> str:
+    return f"sqlite:///{d / 'detente.db'}"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def prepare(d: Path, db: str, nodes: str | None) -> None:
+    """Migrates the store, records the node layout, and makes sure an admin exists with
+    its token in ``admin.token`` (0600)."""
+    sessions = open_store(db)
+    with sessions() as s:
+        if nodes is not None or workloads.setting(s, "nodes") is None:
+            workloads.put_setting(s, "nodes", layout.node_specs(nodes))
+        s.commit()
+        token_file = d / "admin.token"
+        admin = s.get(User, "admin")
+        if admin is None or not token_file.exists():
+            token = auth.create_user(s, "admin", "default", "admin")
+            fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(token)
+
+
+def running_pid(d: Path) -> int | None:
+    """The control plane's pid if it is alive (a zombie is not)."""
+    try:
+        pid = int((d / "detente.pid").read_text())
+    except (OSError, ValueError):
+        return None
+    _reap(pid)
+    return pid if proc_start(pid) is not None else None
+
+
+def up(d: Path, db: str | None, nodes: str | None, port: int, profile: str) -> tuple[int, int]:
+    """Starts the control plane in the background; returns (pid, port) once it answers."""
+    if (pid := running_pid(d)) is not None:
+        raise DaemonError(f"already running (pid {pid}); `detente down` first")
+    db = db or default_db(d)
+    prepare(d, db, nodes)
+    port = port or _free_port()
+    # The URL may hold a password: it goes through the environment, not argv (ps).
+    cmd = [sys.executable, "-m", "detente.control.daemon", str(d), str(port), profile]
+    with (d / "detente.log").open("ab") as logf:
+        env = {**os.environ, "DETENTE_DB": db}
+        proc = subprocess.Popen(
+            cmd, stdout=logf, stderr=logf, stdin=subprocess.DEVNULL, start_new_session=True, env=env
+        )
+    (d / "detente.pid").write_text(str(proc.pid))
+    (d / "detente.port").write_text(str(port))
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise DaemonError(f"the control plane exited at start; see {d / 'detente.log'}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc.pid, port
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise DaemonError(f"no answer on port {port} within 60 s; see {d / 'detente.log'}")
+
+
+def down(d: Path, timeout: float = 20.0) -> int | None:
+    """Stops the control plane (SIGTERM; SIGKILL after ``timeout``). Jobs keep running
+    and are re-adopted by the next ``up``."""
+    pid = running_pid(d)
+    if pid is None:
+        return None
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.time() + timeout
+    while time.time() < deadline and running_pid(d) == pid:
+        time.sleep(0.05)
+        _reap(pid)
+    if running_pid(d) == pid:
+        os.kill(pid, signal.SIGKILL)
+    (d / "detente.pid").unlink(missing_ok=True)
+    return pid
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def serve(d: Path, db: str, port: int, profile_name: str) -> None:
+    """The background process: API + reconciler until SIGTERM."""
+    import uvicorn
+
+    from detente.control.reconciler import Reconciler
+    from detente.control.server import create_app
+    from detente.core.profiles import build
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    sessions = open_store(db)
+    rec = Reconciler(sessions, build(profile_name), d)
+    app = create_app(sessions, rec)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+if __name__ == "__main__":
+    serve(Path(sys.argv[1]), os.environ["DETENTE_DB"], int(sys.argv[2]), sys.argv[3])

@@ -1,0 +1,34 @@
+"""Prometheus metrics of the control plane (one registry per app, no global state)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from detente.control.reconciler import StepStats
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.pending = Gauge(
+            "detente_queue_pending", "Pending jobs per queue", ["queue"], registry=r
+        )
+        self.admissions = Counter("detente_admissions", "Jobs admitted", registry=r)
+        self.ended = Counter("detente_jobs_ended", "Jobs that ended", registry=r)
+        self.gpus = Gauge("detente_gpus_allocated", "GPUs held by running jobs", registry=r)
+        self.cycle = Histogram(
+            "detente_cycle_seconds", "Load + decide time of a scheduler step", registry=r,
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5),
+        )  # fmt: skip
+        self._queues: set[str] = set()
+
+    def observe(self, st: StepStats) -> None:
+        self.admissions.inc(st.admitted)
+        self.ended.inc(st.ended)
+        self.gpus.set(st.gpus_allocated)
+        self.cycle.observe(st.cycle_seconds)
+        for q in self._queues - set(st.pending_by_queue):
+            self.pending.labels(q).set(0)
+        for q, n in st.pending_by_queue.items():
+            self.pending.labels(q).set(n)
+        self._queues |= set(st.pending_by_queue)

@@ -1,0 +1,46 @@
+"""The process that stands for one pod: ``python -m detente.control.shim EXIT NTASKS BASE -- CMD…``.
+
+It starts ``NTASKS`` copies of the command (ranks ``BASE`` … ``BASE + NTASKS - 1``),
+waits for all, and writes the pod's exit code to ``EXIT`` atomically (write, then
+rename). It leads its own session, so it outlives a crash of the control plane, which
+re-adopts it by the token in its environment. SIGTERM sent to the process group
+reaches the tasks; the shim itself keeps waiting so it can record how they ended.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+
+def _code(rc: int) -> int:
+    return 128 - rc if rc < 0 else rc  # killed by signal N → 128 + N, as shells report
+
+
+def main(argv: list[str]) -> int:
+    exit_path, ntasks, base = argv[0], int(argv[1]), int(argv[2])
+    cmd = argv[argv.index("--") + 1 :]
+    # A handler (not SIG_IGN) so that the tasks, after exec, get the default action.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    procs = []
+    for local in range(ntasks):
+        env = dict(os.environ)
+        rank = base + local
+        env.update(RANK=str(rank), LOCAL_RANK=str(local), SLURM_PROCID=str(rank))
+        env.update(SLURM_LOCALID=str(local))
+        procs.append(subprocess.Popen(cmd, env=env))
+    codes = [_code(p.wait()) for p in procs]
+    code = next((c for c in codes if c != 0), 0)
+    tmp = exit_path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(str(code))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, exit_path)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,66 @@
+"""Rows → the JSON the API returns (and the CLI prints): squeue, sinfo, sacct shapes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from detente.api.hostlist import compress
+from detente.control.spec import JobSpec
+from detente.core.snapshot import Snapshot
+from detente.store.models import SHORT, Event, Job, Pod
+
+
+def job_id_text(job: Job) -> str:
+    if job.array_job_id is not None:
+        return f"{job.array_job_id}_{job.array_task_id}"
+    return str(job.id)
+
+
+def job(j: Job, now: float) -> dict[str, Any]:
+    spec = JobSpec.model_validate(j.spec)
+    end = j.end_time if j.end_time is not None else now
+    elapsed = end - j.start_time if j.start_time is not None else 0.0
+    gpus = spec.nodes * spec.gpus_per_node
+    return {
+        "id": j.id, "jobid": job_id_text(j), "name": j.name, "user": j.user, "team": j.team,
+        "queue": j.queue, "state": j.state, "st": SHORT.get(j.state, j.state[:2]),
+        "reason": j.reason, "submit_time": j.submit_time, "start_time": j.start_time,
+        "end_time": j.end_time, "elapsed": elapsed, "nodes": spec.nodes,
+        "nodelist": compress(j.nodes) if j.nodes else "", "gpus": gpus,
+        "gpu_hours": gpus * elapsed / 3600, "exit_code": j.exit_code,
+        "time_limit": spec.time_limit, "array_job_id": j.array_job_id,
+        "array_task_id": j.array_task_id, "attempt": j.attempt,
+    }  # fmt: skip
+
+
+def describe(
+    j: Job, pods: list[Pod], events: list[Event], now: float, priority: dict[str, float] | None
+) -> dict[str, Any]:
+    out = job(j, now)
+    out["spec"] = {k: v for k, v in j.spec.items() if k not in ("script", "env")}
+    out["placement"] = [
+        {"rank": p.rank, "node": p.node, "devices": (j.devices or [])[p.rank]
+         if j.devices and p.rank < len(j.devices) else [], "pid": p.pid,
+         "exit_code": p.exit_code, "done": p.done}
+        for p in pods
+    ]  # fmt: skip
+    out["events"] = [{"time": e.time, "kind": e.kind, "message": e.message} for e in events]
+    if priority is not None:
+        out["priority"] = {"total": round(sum(priority.values()), 3),
+                           "factors": {k: round(v, 3) for k, v in priority.items()}}  # fmt: skip
+    return out
+
+
+def nodes(snap: Snapshot) -> list[dict[str, Any]]:
+    st, cl = snap.state, snap.cluster
+    out = []
+    for i, n in enumerate(cl.nodes):
+        total = n.capacity.gpu_milli // 1000
+        free = sum(st.devices[i]) / 1000
+        state = "idle" if st.pods[i] == 0 else ("alloc" if free == 0 else "mix")
+        out.append({
+            "name": n.name, "rack": dict(n.labels).get("topology.detente.dev/rack", ""),
+            "state": state, "gpus": total, "gpus_free": free, "cpus": n.capacity["cpu"] / 1000,
+            "cpus_free": st.free_cpu[i] / 1000, "pods": st.pods[i],
+        })  # fmt: skip
+    return out

@@ -1,0 +1,118 @@
+"""Load: the store's rows → the core's snapshot and queue (the reconciler's step 2).
+
+A job becomes a `Workload` named by its id: ``nodes`` pods of one pod set, one per
+node, each asking ``gpus_per_node`` GPUs, ``tasks × cpus_per_task`` CPUs and
+``mem_per_node``. Active jobs are charged on their recorded nodes and devices.
+Pending jobs queue if eligible: dependencies met, and under their array's limit.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from detente.control import layout
+from detente.control.spec import JobSpec
+from detente.core.cluster import Cluster
+from detente.core.profiles import Profile
+from detente.core.queue_manager import QueueManager
+from detente.core.queues import QueueConfig
+from detente.core.resources import CPU, GPU, MEMORY, Resources
+from detente.core.snapshot import Snapshot
+from detente.core.workload import Admission, PodPlacement, PodSet, Workload
+from detente.store.models import ACTIVE, COMPLETED, PENDING, TERMINAL, Job, Setting, User
+
+
+def setting(s: Session, key: str, default: Any = None) -> Any:
+    row = s.get(Setting, key)
+    return default if row is None else row.value
+
+
+def put_setting(s: Session, key: str, value: Any) -> None:
+    row = s.get(Setting, key)
+    if row is None:
+        s.add(Setting(key=key, value=value))
+    else:
+        row.value = value
+
+
+def cluster_and_config(s: Session) -> tuple[Cluster, QueueConfig]:
+    cl = layout.cluster(setting(s, "nodes", []))
+    teams = set(s.scalars(select(User.team)))
+    return cl, layout.queue_config(cl, setting(s, "manifests"), teams)
+
+
+def workload(job: Job, config: QueueConfig) -> Workload:
+    spec = JobSpec.model_validate(job.spec)
+    req = Resources(
+        {GPU: spec.gpus_per_node * 1000, CPU: spec.tasks_per_node * spec.cpus_per_task * 1000,
+         MEMORY: spec.mem_per_node}
+    )  # fmt: skip
+    pc = config.priority_classes.get(spec.priority_class or "")
+    return Workload(
+        str(job.id), f"{layout.NAMESPACE}/{job.queue}",
+        (PodSet("main", spec.nodes, req, one_per_node=True),),
+        seq=job.id, submit_time=job.submit_time, priority=pc.value if pc else 0,
+        priority_class=spec.priority_class or "", time_limit=spec.time_limit,
+        exclusive=spec.exclusive, user=job.user,
+    )  # fmt: skip
+
+
+def blocked(job: Job, deps: dict[int, Job], running_in_array: Counter[int]) -> str | None:
+    """Why ``job`` may not queue yet (Slurm's reason), or None."""
+    for d in job.spec.get("dependencies", []):
+        dep = deps.get(d["job_id"])
+        if dep is None or dep.state not in TERMINAL:
+            return "Dependency"
+        ok = dep.state == COMPLETED
+        if (d["kind"] == "afterok" and not ok) or (d["kind"] == "afternotok" and ok):
+            return "DependencyNeverSatisfied"
+    limit = job.spec.get("array_limit")
+    if limit and job.array_job_id is not None and running_in_array[job.array_job_id] >= limit:
+        return "JobArrayTaskLimit"
+    return None
+
+
+def load(s: Session, profile: Profile) -> tuple[Snapshot, QueueManager, dict[int, Job]]:
+    cl, config = cluster_and_config(s)
+    snap = Snapshot(cl, config)
+    jobs = {j.id: j for j in s.scalars(select(Job).where(Job.state.in_((*ACTIVE, PENDING))))}
+    for job in jobs.values():
+        if job.state in ACTIVE and job.nodes:
+            snap.admit(_admission(job, snap), keep_devices=True)
+    dep_ids = {d["job_id"] for j in jobs.values() for d in j.spec.get("dependencies", [])}
+    deps = {j.id: j for j in s.scalars(select(Job).where(Job.id.in_(dep_ids)))}
+    in_array: Counter[int] = Counter(
+        j.array_job_id for j in jobs.values() if j.state in ACTIVE and j.array_job_id
+    )
+    queued = []
+    for job in sorted(jobs.values(), key=lambda j: j.id):
+        if job.state != PENDING:
+            continue
+        why = blocked(job, deps, in_array)
+        if why is not None:
+            job.reason = why
+            continue
+        if job.array_job_id is not None:
+            in_array[job.array_job_id] += 1  # counts toward the limit from now
+        queued.append(workload(job, config))
+    return snap, QueueManager(profile.queue_sort, queued), jobs
+
+
+def _admission(job: Job, snap: Snapshot) -> Admission:
+    w = workload(job, snap.config)
+    cq = snap.config.cluster_queue_of(w.queue)
+    flavors: dict[str, str] = {}
+    if cq is not None:
+        found = snap.config.flavor_assignments(cq, list(w.total))
+        if not isinstance(found, str):
+            flavors = next(iter(found), {})
+    devices = job.devices or [[] for _ in job.nodes or []]
+    placements = [
+        PodPlacement("main", i, snap.cluster.index[n], tuple(devices[i]))
+        for i, n in enumerate(job.nodes or [])
+    ]
+    return Admission(w, cq.name if cq else "", flavors, placements, job.start_time or 0.0)

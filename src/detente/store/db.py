@@ -1,0 +1,57 @@
+"""Opening the store: an engine for a URL, migrated to the newest schema.
+
+SQLite gets WAL (readers do not block the scheduler's writes) and a busy timeout;
+PostgreSQL URLs (``postgresql://…``) use psycopg 3.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def _normalize(url: str) -> str:
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def engine_for(url: str) -> Engine:
+    """An engine for ``url`` (``sqlite:///PATH`` or ``postgresql://…``)."""
+    url = _normalize(url)
+    if url.startswith("sqlite"):
+        eng = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(eng, "connect")
+        def _pragmas(conn, _record):  # type: ignore[no-untyped-def]
+            cur = conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return eng
+    return create_engine(url, pool_pre_ping=True)
+
+
+def migrate(engine: Engine) -> None:
+    """Brings the schema to the newest Alembic revision (idempotent)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def open_store(url: str) -> sessionmaker[Session]:
+    """A session factory for ``url``, schema migrated. Sessions do not expire objects
+    on commit, so values read stay usable after the transaction."""
+    eng = engine_for(url)
+    migrate(eng)
+    return sessionmaker(eng, expire_on_commit=False)

@@ -1,0 +1,112 @@
+"""Tables of the control plane. The store is the source of truth: the scheduler's
+snapshot is rebuilt from it, and every executor action is recorded before it happens
+(state ``LAUNCHING``) and confirmed after (``RUNNING`` with pid and start time)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, Float, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+#: Job states, as Slurm names them. Terminal ones never change again.
+PENDING, LAUNCHING, RUNNING, STOPPING = "PENDING", "LAUNCHING", "RUNNING", "STOPPING"
+COMPLETED, FAILED, CANCELLED, TIMEOUT, NODE_FAIL = (
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "NODE_FAIL",
+)
+TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED, TIMEOUT, NODE_FAIL})
+ACTIVE = frozenset({LAUNCHING, RUNNING, STOPPING})
+SHORT = {
+    PENDING: "PD", LAUNCHING: "CF", RUNNING: "R", STOPPING: "CG", COMPLETED: "CD",
+    FAILED: "F", CANCELLED: "CA", TIMEOUT: "TO", NODE_FAIL: "NF",
+}  # fmt: skip
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    user: Mapped[str] = mapped_column(String(100), index=True)
+    #: The submitter's team at submission: whose team admin may manage the job.
+    team: Mapped[str] = mapped_column(String(100), index=True)
+    queue: Mapped[str] = mapped_column(String(100), index=True)
+    state: Mapped[str] = mapped_column(String(20), index=True, default=PENDING)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: The parsed submission (`detente.control.spec.JobSpec` as JSON).
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    submit_time: Mapped[float] = mapped_column(Float)
+    start_time: Mapped[float | None] = mapped_column(Float, nullable=True)
+    end_time: Mapped[float | None] = mapped_column(Float, nullable=True)
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: Node names of the current run, rank order.
+    nodes: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    #: GPU device indices per node of the current run.
+    devices: Mapped[list[list[int]] | None] = mapped_column(JSON, nullable=True)
+    array_job_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    array_task_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: Runs started so far; a requeued job's next run has a new attempt number.
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    #: Why the control plane is stopping it (CANCELLED, TIMEOUT, PREEMPTED, FAILED,
+    #: NODE_FAIL): recorded before the signal, so a restart knows how it ends.
+    stop_reason: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    #: When SIGKILL follows the SIGTERM sent at stop (epoch seconds).
+    kill_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class Pod(Base):
+    """One process group of one run of a job on one node (a Slurm job step's node)."""
+
+    __tablename__ = "pods"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    rank: Mapped[int] = mapped_column(Integer)
+    node: Mapped[str] = mapped_column(String(200))
+    #: Put in the process's environment: found again in /proc after a crash.
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: /proc/PID/stat start time (clock ticks since boot): guards against pid reuse.
+    pid_start: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    done: Mapped[bool] = mapped_column(default=False)
+
+
+class Event(Base):
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    time: Mapped[float] = mapped_column(Float)
+    kind: Mapped[str] = mapped_column(String(40))
+    message: Mapped[str] = mapped_column(Text)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    #: The LocalQueue the user submits to by default; team admins manage its jobs.
+    team: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(20))  # user | team-admin | admin
+    #: SHA-256 of the bearer token; the token itself is never stored.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class Setting(Base):
+    """Cluster-wide settings: the node layout, the applied manifests, the profile."""
+
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)

@@ -1,0 +1,91 @@
+"""The store and the job services, on SQLite and on a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select, text
+
+from detente.control import auth, jobs
+from detente.control.spec import JobSpec
+from detente.store.db import engine_for, migrate, open_store
+from detente.store.models import CANCELLED, PENDING, STOPPING, Job, User
+
+QUEUES = {"default", "vision", "nlp"}
+
+
+@pytest.fixture
+def store(db_url):  # type: ignore[no-untyped-def]
+    return open_store(db_url)
+
+
+def _users(s):  # type: ignore[no-untyped-def]
+    toks = {
+        "admin": auth.create_user(s, "admin", "default", "admin"),
+        "ana": auth.create_user(s, "ana", "vision"),
+        "bo": auth.create_user(s, "bo", "vision"),
+        "lead": auth.create_user(s, "lead", "vision", "team-admin"),
+        "cy": auth.create_user(s, "cy", "nlp"),
+    }
+    return {name: auth.authenticate(s, t) for name, t in toks.items()}, toks
+
+
+def test_migrations_are_idempotent(db_url: str) -> None:
+    eng = engine_for(db_url)
+    migrate(eng)
+    migrate(eng)
+    with eng.connect() as c:
+        assert c.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+
+
+def test_tokens_are_stored_hashed_and_checked(store) -> None:  # type: ignore[no-untyped-def]
+    with store() as s:
+        _, toks = _users(s)
+        hashes = list(s.scalars(select(User.token_hash)))
+        assert toks["ana"] not in hashes and auth.digest(toks["ana"]) in hashes
+        with pytest.raises(auth.AuthError, match="invalid token"):
+            auth.authenticate(s, toks["ana"] + "x")
+        with pytest.raises(auth.AuthError, match="missing"):
+            auth.authenticate(s, None)
+
+
+def test_array_submission_is_one_job_per_task(store) -> None:  # type: ignore[no-untyped-def]
+    with store() as s:
+        u, _ = _users(s)
+        spec = JobSpec(script="true", array=[0, 1, 5], array_limit=1)
+        ids = jobs.submit(s, u["ana"], spec, QUEUES, now=10.0)
+        rows = [s.get(Job, i) for i in ids]
+        assert [r.array_task_id for r in rows] == [0, 1, 5]
+        assert {r.array_job_id for r in rows} == {ids[0]}
+        assert all(r.queue == "vision" and r.state == PENDING for r in rows)
+
+
+def test_bad_queue_or_dependency_creates_nothing(store) -> None:  # type: ignore[no-untyped-def]
+    with store() as s:
+        u, _ = _users(s)
+        with pytest.raises(jobs.JobError, match="unknown queue 'gpu-big'"):
+            jobs.submit(s, u["ana"], JobSpec(script="true", queue="gpu-big"), QUEUES, 0.0)
+        bad = JobSpec.model_validate({"script": "true", "dependencies": [
+            {"kind": "afterok", "job_id": 999}]})  # fmt: skip
+        with pytest.raises(jobs.JobError, match="no job 999"):
+            jobs.submit(s, u["ana"], bad, QUEUES, 0.0)
+        s.rollback()
+        assert s.scalars(select(Job)).first() is None
+
+
+def test_who_sees_and_cancels_what(store) -> None:  # type: ignore[no-untyped-def]
+    with store() as s:
+        u, _ = _users(s)
+        a = jobs.submit(s, u["ana"], JobSpec(script="true"), QUEUES, 0.0)[0]
+        c = jobs.submit(s, u["cy"], JobSpec(script="true"), QUEUES, 0.0)[0]
+        seen = {n: {j.id for j in s.scalars(jobs.visible(u[n]))} for n in u}
+        assert seen["ana"] == {a} and seen["bo"] == set() and seen["cy"] == {c}
+        assert seen["lead"] == {a} and seen["admin"] == {a, c}
+        with pytest.raises(jobs.JobError) as e:
+            jobs.cancel(s, u["bo"], [a], 1.0)
+        assert e.value.status == 404
+        assert jobs.cancel(s, u["lead"], [a], 1.0) == {a: CANCELLED}
+        running = s.get(Job, c)
+        running.state = "RUNNING"
+        s.commit()
+        assert jobs.cancel(s, u["admin"], [c], 2.0) == {c: STOPPING}
+        assert s.get(Job, c).stop_reason == CANCELLED
