@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo test lint typecheck bench clean postgres
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/detente plan -f examples/cluster.yaml -f examples/queues.yaml -f examples/jobs.yaml
 	$(BIN)/detente simulate
+	DETENTE=$(CURDIR)/$(BIN)/detente examples/live-demo.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
@@ -24,7 +25,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy src/detente/core
 
-test: lint typecheck
+# The store tests run on a real PostgreSQL server that the tests start themselves
+# (initdb in a temporary folder); this installs Debian's package when it is missing.
+postgres:
+	@if command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null \
+	  || echo "PostgreSQL could not be installed: the PostgreSQL store tests will be skipped"; \
+	else echo "no apt-get: the PostgreSQL store tests will be skipped"; fi
+
+test: lint typecheck postgres
 	$(BIN)/pytest
 
 bench: $(STAMP)

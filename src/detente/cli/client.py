@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from detente.control.daemon import data_dir
+from detente.control.home import data_dir
 
 
 class ClientError(RuntimeError):

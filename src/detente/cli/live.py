@@ -69,7 +69,8 @@ def up_cmd(
     profile: str = typer.Option("detente", "--profile"),
 ) -> None:
     """Start the control plane (API, scheduler, local executor) in the background."""
-    from detente.control.daemon import DaemonError, data_dir, up
+    from detente.control.daemon import DaemonError, up
+    from detente.control.home import data_dir
     from detente.control.layout import LayoutError
 
     d = data_dir()
@@ -86,7 +87,8 @@ def up_cmd(
 @app.command("down")
 def down_cmd() -> None:
     """Stop the control plane. Running jobs go on and are re-adopted by the next `up`."""
-    from detente.control.daemon import data_dir, down
+    from detente.control.daemon import down
+    from detente.control.home import data_dir
 
     pid = down(data_dir())
     Console().print("detente down" + (f": stopped pid {pid}" if pid else ": was not running"))

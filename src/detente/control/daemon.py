@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import httpx
-import platformdirs
 
 from detente.control import auth, layout, workloads
 from detente.control.executor import proc_start
@@ -29,12 +28,6 @@ from detente.store.models import User
 
 class DaemonError(RuntimeError):
     pass
-
-
-def data_dir(explicit: str | None = None) -> Path:
-    d = Path(explicit or os.environ.get("DETENTE_HOME") or platformdirs.user_data_dir("detente"))
-    d.mkdir(parents=True, exist_ok=True)
-    return d
 
 
 def default_db(d: Path) -> str:

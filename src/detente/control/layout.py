@@ -39,8 +39,8 @@ def machine() -> dict[str, int]:
 
 
 def node_specs(spec: str | None) -> list[dict[str, Any]]:
-    """``NxG``: N virtual nodes of G GPUs, each with this machine's CPUs and memory, in
-    racks of 8; None: this machine as one node with its real GPUs."""
+    """``NxG``: N virtual nodes of G GPUs in racks of 8; None: this machine as one node
+    with its real CPUs, memory and GPUs."""
     m = machine()
     if spec is None:
         return [{"name": socket.gethostname(), "gpus": m["gpus"], "cpu": m["cpu"],
@@ -49,6 +49,10 @@ def node_specs(spec: str | None) -> list[dict[str, Any]]:
     if not found or int(found.group(1)) < 1:
         raise LayoutError(f"--nodes: expected NxG such as 4x8 (got {spec!r})")
     n, g = int(found.group(1)), int(found.group(2))
+    # A virtual node is shaped like a GPU server (DGX-like: 16 CPUs and 128 GiB per
+    # GPU), never smaller than this machine, so Slurm-style requests fit as they would.
+    cpu = max(m["cpu"], 16_000 * g)
+    mem = max(m["memory"], (128 << 30) * g)
     return [
         {
             "name": f"node{i}",

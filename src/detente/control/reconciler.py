@@ -208,6 +208,8 @@ class Reconciler:
             failed = any(p.done and p.exit_code not in (None, 0) for p in pods)
             if lost or failed:  # a gang cannot go on without part of its world
                 job.state, job.stop_reason = STOPPING, NODE_FAIL if lost else FAILED
+                # The cause's code, not that of the pods we are about to stop.
+                job.exit_code = next((p.exit_code for p in pods if p.done and p.exit_code), None)
                 event(s, job.id, now, "Stopping", "a pod ended early; stopping the gang")
 
     def _escalate(self, job: Job, pods: list[Pod], now: float) -> None:
@@ -228,7 +230,8 @@ class Reconciler:
     def _finish(self, s: Session, job: Job, pods: list[Pod], now: float) -> None:
         codes = [p.exit_code for p in pods]
         bad = next((c for c in codes if c not in (0, None)), None)
-        job.exit_code = bad if bad is not None else (0 if None not in codes else None)
+        if job.stop_reason not in (FAILED, NODE_FAIL) or job.exit_code is None:
+            job.exit_code = bad if bad is not None else (0 if None not in codes else None)
         job.end_time = now
         if job.stop_reason == PREEMPTED:
             job.state, job.nodes, job.devices, job.end_time = PENDING, None, None, None

@@ -112,8 +112,10 @@ def create_app(
 
     @app.post("/v1/jobs", status_code=201)
     def submit(spec: JobSpec, s: DB, user: Actor) -> dict[str, list[int]]:
-        _, config = workloads.cluster_and_config(s)
+        cl, config = workloads.cluster_and_config(s)
         queues = {lq.name for lq in config.local_queues.values()}
+        if (why := workloads.never_fits(cl, config, spec)) is not None:
+            raise HTTPException(400, why)
         try:
             ids = jobs.submit(s, user, spec, queues, time.time())
         except jobs.JobError as e:

@@ -116,3 +116,19 @@ def _admission(job: Job, snap: Snapshot) -> Admission:
         for i, n in enumerate(job.nodes or [])
     ]
     return Admission(w, cq.name if cq else "", flavors, placements, job.start_time or 0.0)
+
+
+def never_fits(cl: Cluster, config: QueueConfig, spec: JobSpec) -> str | None:
+    """Why a job could never run on this cluster (sbatch rejects such jobs at once)."""
+    job = Job(id=0, name=spec.name, user="", queue=spec.queue or "default", spec=spec.model_dump(),
+              submit_time=0.0)  # fmt: skip
+    w = workload(job, config)
+    ps = w.pod_sets[0]
+    if cl.ever_slots(0, ps.request, True) < ps.count:
+        return (
+            f"Requested node configuration is not available: {ps.count} node(s) with "
+            f"{spec.gpus_per_node} GPU(s), {ps.request[CPU] // 1000} CPU(s) and "
+            f"{spec.mem_per_node >> 20} MiB each; the cluster has {len(cl.nodes)} node(s), "
+            f"at most {cl.max_node_gpus} GPU(s) per node"
+        )
+    return None

@@ -1,0 +1,152 @@
+"""End to end: `detente up --nodes 4x8`, real processes, the real CLI and HTTP API."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from detente.testing.live import Live
+
+TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL"}
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[Live]:
+    lv = Live(tmp_path / "home")
+    lv.home.mkdir()
+    lv.up("--nodes", "4x8")
+    yield lv
+    lv.down()
+
+
+def _write(d: Path, name: str, text: str) -> Path:
+    p = d / name
+    p.write_text(text)
+    return p
+
+
+TRAIN = """#!/bin/bash
+#SBATCH --job-name=train --nodes=2 --gres=gpu:8 --ntasks-per-node=2 --time=5:00
+echo "RANK=$RANK WORLD_SIZE=$WORLD_SIZE LOCAL_RANK=$LOCAL_RANK NODE_RANK=$NODE_RANK" \
+  "CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES SLURM_PROCID=$SLURM_PROCID" \
+  "SLURM_NNODES=$SLURM_NNODES SLURM_JOB_NODELIST=$SLURM_JOB_NODELIST MASTER_ADDR=$MASTER_ADDR"
+sleep 1
+"""
+ARRAY = """#!/bin/bash
+#SBATCH --array=0-3%2 --output=arr-%A_%a.out --gres=gpu:1
+echo "task $SLURM_ARRAY_TASK_ID of $SLURM_ARRAY_JOB_ID count $SLURM_ARRAY_TASK_COUNT"
+sleep 0.5
+"""
+AFTER = """#!/bin/bash
+#SBATCH --job-name=eval --output=eval.out
+echo "eval after $1"
+"""
+
+
+def test_gang_array_and_dependent_job_complete_in_order(live: Live, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    out = live.cli("submit", str(_write(work, "train.sh", TRAIN)), cwd=work).stdout
+    train = int(re.search(r"Submitted batch job (\d+)", out).group(1))  # type: ignore[union-attr]
+    live.cli("sbatch", str(_write(work, "array.sh", ARRAY)), cwd=work)
+    dep = f"--dependency=afterok:{train}"
+    live.cli("submit", dep, str(_write(work, "eval.sh", AFTER)), "ckpt-7", cwd=work)
+    jobs = live.wait(lambda js: len(js) == 6 and all(j["state"] in TERMINAL for j in js.values()))
+    assert {j["state"] for j in jobs.values()} == {"COMPLETED"}
+
+    lines = sorted((work / f"slurm-{train}.out").read_text().splitlines())
+    assert len(lines) == 4
+    for rank, line in enumerate(lines):
+        f = dict(kv.split("=", 1) for kv in line.split())
+        assert f["RANK"] == str(rank) and f["WORLD_SIZE"] == "4"
+        assert f["LOCAL_RANK"] == str(rank % 2) and f["NODE_RANK"] == str(rank // 2)
+        assert f["CUDA_VISIBLE_DEVICES"] == "0,1,2,3,4,5,6,7" and f["SLURM_PROCID"] == str(rank)
+        assert f["SLURM_NNODES"] == "2" and re.fullmatch(r"node\[\d-\d\]", f["SLURM_JOB_NODELIST"])
+        assert f["MASTER_ADDR"] == "127.0.0.1"
+
+    arr = sorted((j for j in jobs.values() if j["array_task_id"] is not None),
+                 key=lambda j: j["array_task_id"])  # fmt: skip
+    master = arr[0]["id"]
+    for j in arr:
+        text = (work / f"arr-{master}_{j['array_task_id']}.out").read_text()
+        assert text.strip() == f"task {j['array_task_id']} of {master} count 4"
+    # %2: never more than two tasks at once.
+    for j in arr:
+        overlap = [k for k in arr if k["start_time"] < j["start_time"] < k["end_time"]]
+        assert len(overlap) <= 1
+
+    ev = next(j for j in jobs.values() if j["name"] == "eval")
+    assert ev["start_time"] >= jobs[train]["end_time"]
+    assert (work / "eval.out").read_text() == "eval after ckpt-7\n"
+
+    hist = json.loads(live.cli("history", "-o", "json").stdout)
+    assert {h["id"] for h in hist} == set(jobs)
+    t = next(h for h in hist if h["id"] == train)
+    assert t["gpus"] == 16 and t["gpu_hours"] > 0 and t["exit_code"] == 0
+    table = live.cli("history").stdout
+    assert "JOBID" in table and "GPU-H" in table and f"{master}_3" in table
+
+
+def test_gang_whose_pod_fails_stops_whole(live: Live, tmp_path: Path) -> None:
+    script = (
+        '#!/bin/bash\n#SBATCH -N 2 --gres=gpu:4\nif [ "$NODE_RANK" = 1 ]; then exit 3; fi\n'
+        "sleep 60\n"
+    )
+    live.cli("submit", str(_write(tmp_path, "f.sh", script)), cwd=tmp_path)
+    jobs = live.wait(lambda js: all(j["state"] in TERMINAL for j in js.values()), timeout=30)
+    (j,) = jobs.values()
+    assert j["state"] == "FAILED" and j["exit_code"] == 3 and j["elapsed"] < 30
+
+
+def test_time_limit_and_cancel(live: Live, tmp_path: Path) -> None:
+    slow = "#!/bin/bash\n#SBATCH --time=0:02 --gres=gpu:1\nsleep 60\n"  # 2 s
+    live.cli("submit", str(_write(tmp_path, "t.sh", slow)), cwd=tmp_path)
+    live.cli("submit", str(_write(tmp_path, "c.sh", "#!/bin/bash\nsleep 60\n")), cwd=tmp_path)
+    live.wait(lambda js: any(j["state"] == "RUNNING" and j["name"] == "c.sh" for j in js.values()))
+    cancel_id = next(j["id"] for j in live.jobs().values() if j["name"] == "c.sh")
+    assert "STOPPING" in live.cli("cancel", str(cancel_id)).stdout
+    jobs = live.wait(lambda js: all(j["state"] in TERMINAL for j in js.values()), timeout=40)
+    by_name = {j["name"]: j for j in jobs.values()}
+    assert by_name["t.sh"]["state"] == "TIMEOUT" and by_name["c.sh"]["state"] == "CANCELLED"
+    assert 2 <= by_name["t.sh"]["elapsed"] < 20
+
+
+def test_tokens_users_and_views(live: Live, tmp_path: Path) -> None:
+    assert live.api("GET", "/v1/jobs", token="wrong").status_code == 401
+    ana = live.cli("token", "ana", "--team", "default").stdout.strip()
+    bo = live.cli("token", "bo", "--team", "default").stdout.strip()
+    assert (
+        live.api("POST", "/v1/users", token=ana, json={"name": "x", "team": "t"}).status_code == 403
+    )
+    huge = _write(tmp_path, "h.sh", "#!/bin/bash\n#SBATCH -N 9 --gres=gpu:8\ntrue\n")
+    rejected = live.cli("submit", str(huge), cwd=tmp_path, token=ana, check=False)
+    assert rejected.returncode != 0 and "node configuration is not available" in rejected.stderr
+    hog = _write(tmp_path, "hog.sh", "#!/bin/bash\n#SBATCH -N 4 --gres=gpu:8\nsleep 60\n")
+    live.cli("submit", str(hog), cwd=tmp_path, token=ana)
+    one = _write(tmp_path, "one.sh", "#!/bin/bash\n#SBATCH --gres=gpu:1\ntrue\n")
+    live.cli("submit", str(one), cwd=tmp_path, token=ana)
+    mine = json.loads(live.cli("queue", "-o", "json", token=ana).stdout)
+    assert [j["user"] for j in mine] == ["ana", "ana"]
+    assert json.loads(live.cli("queue", "-o", "json", token=bo).stdout) == []
+    jid = mine[1]["id"]
+    assert live.cli("cancel", str(jid), token=bo, check=False).returncode != 0
+    live.wait(lambda js: js[mine[0]["id"]]["state"] == "RUNNING" and js[jid]["reason"])
+    queue = live.cli("queue", token=ana).stdout
+    assert "NODELIST(REASON)" in queue and "node[0-3]" in queue
+    desc = json.loads(live.cli("describe", str(jid), "-o", "json").stdout)
+    assert desc["state"] == "PENDING" and "GPU" in desc["reason"], desc["reason"]
+    assert desc["events"][0]["kind"] == "Submitted" and "total" in desc["priority"]
+    assert "CANCELLED" in live.cli("cancel", str(jid), token=ana).stdout
+    assert "STOPPING" in live.cli("cancel", str(mine[0]["id"])).stdout
+    nodes = json.loads(live.cli("nodes", "-o", "json").stdout)
+    assert len(nodes) == 4 and all(n["gpus"] == 8 for n in nodes)
+    metrics = live.api("GET", "/metrics").text
+    assert "detente_queue_pending" in metrics and "detente_cycle_seconds" in metrics
+    assert live.api("GET", "/openapi.json").status_code == 200
+    assert ana not in (live.home / "detente.log").read_text()
+    assert live.token not in (live.home / "detente.log").read_text()
+    assert oct((live.home / "admin.token").stat().st_mode & 0o777) == "0o600"

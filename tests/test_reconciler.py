@@ -1,0 +1,77 @@
+"""The reconciler in-process: a crash inside the launch window, with real processes."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from detente.control import auth, jobs, layout, workloads
+from detente.control.executor import LocalExecutor, PodLaunch
+from detente.control.reconciler import Reconciler
+from detente.control.spec import JobSpec
+from detente.core.profiles import build
+from detente.store.db import open_store
+from detente.store.models import COMPLETED, LAUNCHING, Job, Pod
+
+
+class Crash(Exception):
+    pass
+
+
+class CrashAfterFirstLaunch(LocalExecutor):
+    """A real executor that "dies" after starting the first pod of a gang."""
+
+    def launch(self, pod: PodLaunch) -> tuple[int, int]:
+        got = super().launch(pod)
+        raise Crash(got)
+
+
+def _setup(tmp_path: Path):  # type: ignore[no-untyped-def]
+    sessions = open_store(f"sqlite:///{tmp_path / 'd.db'}")
+    with sessions() as s:
+        workloads.put_setting(s, "nodes", layout.node_specs("2x8"))
+        token = auth.create_user(s, "ana", "default")
+        user = auth.authenticate(s, token)
+        out = tmp_path / "ranks.txt"
+        spec = JobSpec(script=f'#!/bin/bash\necho "$NODE_RANK" >> {out}\nsleep 1\n',
+                       nodes=2, gpus_per_node=8, chdir=str(tmp_path))  # fmt: skip
+        (job_id,) = jobs.submit(s, user, spec, {"default"}, time.time())
+    return sessions, job_id, out
+
+
+def test_crash_inside_the_launch_window_starts_only_the_missing_pod(tmp_path: Path) -> None:
+    sessions, job_id, out = _setup(tmp_path)
+    crashing = Reconciler(sessions, build("detente"), tmp_path, CrashAfterFirstLaunch())
+    with pytest.raises(Crash):
+        crashing.step()
+    with sessions() as s:  # the decision was recorded; no pid was confirmed
+        assert s.get(Job, job_id).state == LAUNCHING
+        assert [p.pid for p in s.scalars(select(Pod))] == [None, None]
+    rec = Reconciler(sessions, build("detente"), tmp_path)
+    assert rec.recover() == {"adopted": 1, "ended": 0, "started": 1, "lost": 0}
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        rec.step()
+        with sessions() as s:
+            if s.get(Job, job_id).state == COMPLETED:
+                break
+        time.sleep(0.1)
+    with sessions() as s:
+        assert s.get(Job, job_id).state == COMPLETED
+    assert sorted(out.read_text().split()) == ["0", "1"]  # each rank ran once
+
+
+def test_recover_settles_a_pod_that_ended_while_down(tmp_path: Path) -> None:
+    sessions, job_id, _ = _setup(tmp_path)
+    rec = Reconciler(sessions, build("detente"), tmp_path)
+    rec.step()
+    time.sleep(2.5)  # both pods end while "nobody" watches
+    fresh = Reconciler(sessions, build("detente"), tmp_path)
+    assert fresh.recover() == {"adopted": 0, "ended": 2, "started": 0, "lost": 0}
+    fresh.step()
+    with sessions() as s:
+        job = s.get(Job, job_id)
+        assert (job.state, job.exit_code, job.attempt) == (COMPLETED, 0, 1)
