@@ -13,7 +13,14 @@ from typing import Any
 
 from detente.api.loader import load_documents
 from detente.core.cluster import Cluster, Node
-from detente.core.queues import ClusterQueue, LocalQueue, QueueConfig, ResourceFlavor, ResourceGroup
+from detente.core.queues import (
+    ClusterQueue,
+    LocalQueue,
+    PriorityClass,
+    QueueConfig,
+    ResourceFlavor,
+    ResourceGroup,
+)
 from detente.core.quota import Quota
 from detente.core.resources import CPU, GPU, MEMORY, Resources
 
@@ -57,8 +64,8 @@ def node_specs(spec: str | None) -> list[dict[str, Any]]:
         {
             "name": f"node{i}",
             "gpus": g,
-            "cpu": m["cpu"],
-            "memory": m["memory"],
+            "cpu": cpu,
+            "memory": mem,
             "rack": f"r{i // 8}",
         }
         for i in range(n)
@@ -78,13 +85,21 @@ def cluster(specs: list[dict[str, Any]]) -> Cluster:
 
 
 def queue_config(cl: Cluster, manifests: list[list[Any]] | None, teams: set[str]) -> QueueConfig:
-    """The applied manifests' queues; without any, one ClusterQueue ``default`` holding
-    the whole cluster and a LocalQueue per team (and ``default``)."""
+    """The applied manifests' queues. Without a ClusterQueue among them: one
+    ClusterQueue ``default`` holding the whole cluster and a LocalQueue per team (and
+    ``default``), with the manifests' priority classes."""
+    classes: list[PriorityClass] = []
     if manifests:
         docs = [(str(f), int(i), d) for f, i, d in manifests]
-        return load_documents(docs).config
+        config = load_documents(docs).config
+        if any(isinstance(d, dict) and d.get("kind") == "ClusterQueue" for _, _, d in docs):
+            return config
+        classes = list(config.priority_classes.values())
     res = (GPU, CPU, MEMORY)
     quotas = {("default", r): Quota(max(cl.capacity[r], 1)) for r in res}
     cq = ClusterQueue("default", (ResourceGroup(res, ("default",)),), quotas)
     lqs = [LocalQueue(t, "default", NAMESPACE) for t in sorted(teams | {"default"})]
-    return QueueConfig(flavors=[ResourceFlavor("default")], cluster_queues=[cq], local_queues=lqs)
+    return QueueConfig(
+        flavors=[ResourceFlavor("default")], cluster_queues=[cq], local_queues=lqs,
+        priority_classes=classes,
+    )  # fmt: skip

@@ -216,8 +216,8 @@ class Reconciler:
         live = [p for p in pods if not p.done]
         if job.kill_at is None:
             grace = self.grace
-            if job.stop_reason == PREEMPTED:
-                grace = max(grace, float(job.spec.get("checkpoint_grace", 0.0) or 0.0))
+            if job.stop_reason == PREEMPTED:  # time to checkpoint before requeue
+                grace = max(grace, self.profile.default_grace)
             job.kill_at = now + grace
             for p in live:
                 self.executor.signal(p.pid, p.pid_start, signal.SIGTERM)

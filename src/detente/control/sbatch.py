@@ -129,6 +129,8 @@ OPTIONS: dict[str, Setter] = {
     "partition": _set("queue", str),
     "qos": _set("priority_class", str),
     "exclusive": _set("exclusive", lambda v: True),
+    "requeue": _set("requeue", lambda v: True),
+    "no-requeue": _set("requeue", lambda v: False),
     "array": _set_array,
     "dependency": _set("dependencies", _dependency),
     "output": _set("output", str),
@@ -136,7 +138,7 @@ OPTIONS: dict[str, Setter] = {
     "chdir": _set("chdir", str),
     "export": lambda d, v, env: d.__setitem__("env", _export(v, env)),
 }
-FLAGS = {"exclusive"}
+FLAGS = {"exclusive", "requeue", "no-requeue"}
 
 
 def _split(tokens: list[str]) -> list[tuple[str, str]]:

@@ -29,6 +29,9 @@ class JobSpec(BaseModel):
     time_limit: float | None = Field(None, gt=0)
     priority_class: str | None = None
     exclusive: bool = False
+    #: May be preempted and requeued (sbatch ``--requeue``); it restarts from scratch
+    #: unless its script checkpoints on SIGTERM.
+    requeue: bool = False
     array: list[int] | None = None
     array_limit: int | None = Field(None, ge=1)
     dependencies: list[Dependency] = []

@@ -23,7 +23,16 @@ from detente.core.queues import QueueConfig
 from detente.core.resources import CPU, GPU, MEMORY, Resources
 from detente.core.snapshot import Snapshot
 from detente.core.workload import Admission, PodPlacement, PodSet, Workload
-from detente.store.models import ACTIVE, COMPLETED, PENDING, TERMINAL, Job, Setting, User
+from detente.store.models import (
+    ACTIVE,
+    COMPLETED,
+    PENDING,
+    STOPPING,
+    TERMINAL,
+    Job,
+    Setting,
+    User,
+)
 
 
 def setting(s: Session, key: str, default: Any = None) -> Any:
@@ -45,7 +54,7 @@ def cluster_and_config(s: Session) -> tuple[Cluster, QueueConfig]:
     return cl, layout.queue_config(cl, setting(s, "manifests"), teams)
 
 
-def workload(job: Job, config: QueueConfig) -> Workload:
+def workload(job: Job, config: QueueConfig, grace: float = 0.0) -> Workload:
     spec = JobSpec.model_validate(job.spec)
     req = Resources(
         {GPU: spec.gpus_per_node * 1000, CPU: spec.tasks_per_node * spec.cpus_per_task * 1000,
@@ -57,7 +66,8 @@ def workload(job: Job, config: QueueConfig) -> Workload:
         (PodSet("main", spec.nodes, req, one_per_node=True),),
         seq=job.id, submit_time=job.submit_time, priority=pc.value if pc else 0,
         priority_class=spec.priority_class or "", time_limit=spec.time_limit,
-        exclusive=spec.exclusive, user=job.user,
+        exclusive=spec.exclusive, user=job.user, preemptible=spec.requeue,
+        checkpoint_grace=grace,
     )  # fmt: skip
 
 
@@ -82,7 +92,7 @@ def load(s: Session, profile: Profile) -> tuple[Snapshot, QueueManager, dict[int
     jobs = {j.id: j for j in s.scalars(select(Job).where(Job.state.in_((*ACTIVE, PENDING))))}
     for job in jobs.values():
         if job.state in ACTIVE and job.nodes:
-            snap.admit(_admission(job, snap), keep_devices=True)
+            snap.admit(_admission(job, snap, profile.default_grace), keep_devices=True)
     dep_ids = {d["job_id"] for j in jobs.values() for d in j.spec.get("dependencies", [])}
     deps = {j.id: j for j in s.scalars(select(Job).where(Job.id.in_(dep_ids)))}
     in_array: Counter[int] = Counter(
@@ -98,12 +108,12 @@ def load(s: Session, profile: Profile) -> tuple[Snapshot, QueueManager, dict[int
             continue
         if job.array_job_id is not None:
             in_array[job.array_job_id] += 1  # counts toward the limit from now
-        queued.append(workload(job, config))
+        queued.append(workload(job, config, profile.default_grace))
     return snap, QueueManager(profile.queue_sort, queued), jobs
 
 
-def _admission(job: Job, snap: Snapshot) -> Admission:
-    w = workload(job, snap.config)
+def _admission(job: Job, snap: Snapshot, grace: float) -> Admission:
+    w = workload(job, snap.config, grace)
     cq = snap.config.cluster_queue_of(w.queue)
     flavors: dict[str, str] = {}
     if cq is not None:
@@ -115,7 +125,10 @@ def _admission(job: Job, snap: Snapshot) -> Admission:
         PodPlacement("main", i, snap.cluster.index[n], tuple(devices[i]))
         for i, n in enumerate(job.nodes or [])
     ]
-    return Admission(w, cq.name if cq else "", flavors, placements, job.start_time or 0.0)
+    adm = Admission(w, cq.name if cq else "", flavors, placements, job.start_time or 0.0)
+    if job.state == STOPPING:  # already on its way out: not a victim twice
+        adm.evicting_until = job.kill_at if job.kill_at is not None else job.start_time
+    return adm
 
 
 def never_fits(cl: Cluster, config: QueueConfig, spec: JobSpec) -> str | None:
