@@ -150,3 +150,90 @@ def test_tokens_users_and_views(live: Live, tmp_path: Path) -> None:
     assert ana not in (live.home / "detente.log").read_text()
     assert live.token not in (live.home / "detente.log").read_text()
     assert oct((live.home / "admin.token").stat().st_mode & 0o777) == "0o600"
+
+
+QUEUES_AND_JOBS = """apiVersion: kueue.x-k8s.io/v1beta1
+kind: ResourceFlavor
+metadata: {name: default}
+---
+apiVersion: kueue.x-k8s.io/v1beta1
+kind: ClusterQueue
+metadata: {name: lab}
+spec:
+  resourceGroups:
+  - coveredResources: ["nvidia.com/gpu", "cpu", "memory"]
+    flavors:
+    - name: default
+      resources:
+      - {name: nvidia.com/gpu, nominalQuota: 32}
+      - {name: cpu, nominalQuota: 1000}
+      - {name: memory, nominalQuota: 10Ti}
+---
+apiVersion: kueue.x-k8s.io/v1beta1
+kind: LocalQueue
+metadata: {name: vision, namespace: default}
+spec: {clusterQueue: lab}
+---
+apiVersion: detente.dev/v1
+kind: Job
+metadata: {name: small}
+spec:
+  queue: vision
+  nodes: 2
+  resources: {nvidia.com/gpu: 8}
+  command: ["bash", "-c", "echo small on $SLURM_JOB_NODELIST; sleep 2"]
+---
+apiVersion: detente.dev/v1
+kind: Job
+metadata: {name: whole}
+spec:
+  queue: vision
+  nodes: 4
+  resources: {nvidia.com/gpu: 8}
+  command: "echo whole"
+"""
+
+
+def test_apply_plans_asks_and_submits(live: Live, tmp_path: Path) -> None:
+    f = _write(tmp_path, "lab.yaml", QUEUES_AND_JOBS)
+    declined = live.cli("apply", "-f", str(f), stdin="n\n", check=False)
+    assert declined.returncode != 0
+    assert "ClusterQueue/lab created" in declined.stdout
+    assert "job small will be submitted and start now" in declined.stdout
+    assert "job whole will be submitted\n" in declined.stdout  # waits for small's nodes
+    assert live.api("GET", "/v1/jobs", params={"all": True}).json() == []  # nothing applied
+    bad = _write(tmp_path, "bad.yaml", QUEUES_AND_JOBS.replace("nodes: 4", "nodes: -4"))
+    refused = live.cli("apply", "-y", "-f", str(bad), check=False)
+    assert refused.returncode != 0 and "bad.yaml: document 4 (Job whole): spec.nodes" in (
+        refused.stderr.replace("\n", " ")
+    )
+    out = live.cli("apply", "-y", "-f", str(f)).stdout
+    assert "submitted jobs [1, 2]" in out
+    jobs = live.wait(
+        lambda js: len(js) == 2 and all(j["state"] == "COMPLETED" for j in js.values())
+    )
+    assert jobs[2]["start_time"] >= jobs[1]["end_time"] and jobs[1]["queue"] == "vision"
+    assert live.cli("logs", "1").stdout.startswith("small on node[")
+    again = live.cli("apply", "-y", "-f", str(f)).stdout
+    assert "ClusterQueue/lab unchanged" in again
+
+
+def test_up_on_postgresql(pg_url: str, tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    eng = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"))
+    with eng.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+        c.execute(sa.text("DROP DATABASE IF EXISTS live"))
+        c.execute(sa.text("CREATE DATABASE live"))
+    eng.dispose()
+    lv = Live(tmp_path / "home", db=pg_url.rsplit("/", 1)[0] + "/live")
+    lv.home.mkdir()
+    lv.up("--nodes", "2x8")
+    try:
+        script = _write(tmp_path, "pg.sh", "#!/bin/bash\n#SBATCH -N 2 --gres=gpu:8\necho $RANK\n")
+        lv.cli("submit", str(script), cwd=tmp_path)
+        jobs = lv.wait(lambda js: len(js) == 1 and js[1]["state"] == "COMPLETED")
+    finally:
+        lv.down()
+    assert jobs[1]["nodelist"] == "node[0-1]"
+    assert not (lv.home / "detente.db").exists()  # the store was PostgreSQL

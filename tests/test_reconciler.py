@@ -1,4 +1,5 @@
-"""The reconciler in-process: a crash inside the launch window, with real processes."""
+"""The reconciler in-process, with real processes, on SQLite and PostgreSQL: a crash
+inside the launch window, and pods that end while the control plane is down."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ import pytest
 from sqlalchemy import select
 
 from detente.control import auth, jobs, layout, workloads
-from detente.control.executor import LocalExecutor, PodLaunch
 from detente.control.reconciler import Reconciler
 from detente.control.spec import JobSpec
+from detente.control.store.db import open_store
+from detente.control.store.models import COMPLETED, LAUNCHING, Job, Pod
 from detente.core.profiles import build
-from detente.store.db import open_store
-from detente.store.models import COMPLETED, LAUNCHING, Job, Pod
+from detente.executors.base import PodLaunch
+from detente.executors.local import LocalExecutor
 
 
 class Crash(Exception):
@@ -29,8 +31,8 @@ class CrashAfterFirstLaunch(LocalExecutor):
         raise Crash(got)
 
 
-def _setup(tmp_path: Path):  # type: ignore[no-untyped-def]
-    sessions = open_store(f"sqlite:///{tmp_path / 'd.db'}")
+def _setup(tmp_path: Path, db_url: str):  # type: ignore[no-untyped-def]
+    sessions = open_store(db_url)
     with sessions() as s:
         workloads.put_setting(s, "nodes", layout.node_specs("2x8"))
         token = auth.create_user(s, "ana", "default")
@@ -42,8 +44,10 @@ def _setup(tmp_path: Path):  # type: ignore[no-untyped-def]
     return sessions, job_id, out
 
 
-def test_crash_inside_the_launch_window_starts_only_the_missing_pod(tmp_path: Path) -> None:
-    sessions, job_id, out = _setup(tmp_path)
+def test_crash_inside_the_launch_window_starts_only_the_missing_pod(
+    tmp_path: Path, db_url: str
+) -> None:
+    sessions, job_id, out = _setup(tmp_path, db_url)
     crashing = Reconciler(sessions, build("detente"), tmp_path, CrashAfterFirstLaunch())
     with pytest.raises(Crash):
         crashing.step()
@@ -64,8 +68,8 @@ def test_crash_inside_the_launch_window_starts_only_the_missing_pod(tmp_path: Pa
     assert sorted(out.read_text().split()) == ["0", "1"]  # each rank ran once
 
 
-def test_recover_settles_a_pod_that_ended_while_down(tmp_path: Path) -> None:
-    sessions, job_id, _ = _setup(tmp_path)
+def test_recover_settles_a_pod_that_ended_while_down(tmp_path: Path, db_url: str) -> None:
+    sessions, job_id, _ = _setup(tmp_path, db_url)
     rec = Reconciler(sessions, build("detente"), tmp_path)
     rec.step()
     time.sleep(2.5)  # both pods end while "nobody" watches

@@ -6,7 +6,7 @@ import pytest
 
 from detente.control import launch
 from detente.control.sbatch import SbatchError, parse, split_argv
-from detente.store.models import Job
+from detente.control.store.models import Job
 
 SCRIPT = """#!/bin/bash
 #SBATCH --job-name=train

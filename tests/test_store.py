@@ -7,8 +7,8 @@ from sqlalchemy import select, text
 
 from detente.control import auth, jobs
 from detente.control.spec import JobSpec
-from detente.store.db import engine_for, migrate, open_store
-from detente.store.models import CANCELLED, PENDING, STOPPING, Job, User
+from detente.control.store.db import engine_for, migrate, open_store
+from detente.control.store.models import CANCELLED, PENDING, STOPPING, Job, User
 
 QUEUES = {"default", "vision", "nlp"}
 

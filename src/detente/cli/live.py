@@ -260,7 +260,8 @@ def apply_cmd(
         for name in plan[verb]:
             print(f"{name} {verb}")
     for name in plan["jobs"]:
-        print(f"job {name} will be submitted")
+        now = " and start now" if name in plan["admitted"] else ""
+        print(f"job {name} will be submitted{now}")
     if not yes and not typer.confirm("Apply?"):
         raise typer.Exit(1)
     out = _call("POST", "/v1/apply", json={"documents": docs, "dry_run": False})

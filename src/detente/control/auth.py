@@ -13,7 +13,7 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from detente.store.models import User
+from detente.control.store.models import User
 
 ROLES = ("user", "team-admin", "admin")
 

@@ -21,9 +21,9 @@ from pathlib import Path
 import httpx
 
 from detente.control import auth, layout, workloads
-from detente.control.executor import proc_start
-from detente.store.db import open_store
-from detente.store.models import User
+from detente.control.store.db import open_store
+from detente.control.store.models import User
+from detente.executors.local import proc_start
 
 
 class DaemonError(RuntimeError):

@@ -12,7 +12,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from detente.control.spec import JobSpec
-from detente.store.models import (
+from detente.control.store.models import (
     ACTIVE,
     CANCELLED,
     PENDING,
@@ -46,9 +46,12 @@ def visible(actor: User) -> Select[tuple[Job]]:
     return q.where(Job.user == actor.name)
 
 
-def submit(s: Session, actor: User, spec: JobSpec, queues: set[str], now: float) -> list[int]:
+def submit(
+    s: Session, actor: User, spec: JobSpec, queues: set[str], now: float, commit: bool = True
+) -> list[int]:
     """Creates the job (one per array task) and returns the ids; JobError if the queue
-    or a dependency does not exist. Nothing is created unless all of it is valid."""
+    or a dependency does not exist. Nothing is created unless all of it is valid. With
+    ``commit=False`` the caller owns the transaction (to apply many jobs at once)."""
     queue = spec.queue or actor.team
     if queue not in queues:
         raise JobError(f"spec.queue: unknown queue {queue!r} (known: {', '.join(sorted(queues))})")
@@ -71,7 +74,8 @@ def submit(s: Session, actor: User, spec: JobSpec, queues: set[str], now: float)
             job.array_job_id = first.id
         ids.append(job.id)
         event(s, job.id, now, "Submitted", f"by {actor.name} to queue {queue}")
-    s.commit()
+    if commit:
+        s.commit()
     return ids
 
 

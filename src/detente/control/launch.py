@@ -8,9 +8,9 @@ import re
 from pathlib import Path
 
 from detente.api.hostlist import compress
-from detente.control.executor import PodLaunch
 from detente.control.spec import JobSpec
-from detente.store.models import Job, Pod
+from detente.control.store.models import Job, Pod
+from detente.executors.base import PodLaunch
 
 BASE_PORT = 29500
 

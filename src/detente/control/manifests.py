@@ -18,10 +18,11 @@ from sqlalchemy.orm import Session
 from detente.api.loader import JobEntry, ManifestError, load_documents
 from detente.control import jobs, workloads
 from detente.control.spec import JobSpec
+from detente.control.store.models import Job, User
+from detente.core.cycle import run_cycle
 from detente.core.priority import reprioritize
 from detente.core.profiles import Profile
 from detente.core.resources import CPU, MEMORY
-from detente.store.models import Job, User
 
 QUEUE_KINDS = {"Topology", "ResourceFlavor", "ClusterQueue", "Cohort", "LocalQueue",
                "WorkloadPriorityClass"}  # fmt: skip
@@ -53,20 +54,19 @@ def job_spec(entry: JobEntry) -> JobSpec:
     )  # fmt: skip
 
 
-def apply(
-    s: Session, actor: User, docs: list[tuple[str, int, Any]], dry_run: bool, now: float
-) -> dict[str, Any]:
-    stored: list[list[Any]] = workloads.setting(s, "manifests", []) or []
+def _merge(
+    actor: User, stored: list[list[Any]], docs: list[tuple[str, int, Any]]
+) -> tuple[dict[tuple[str, str], list[Any]], list[tuple[str, int, Any]], dict[str, list[str]]]:
+    """Stored queue objects with ``docs`` laid over them; the job documents; the plan."""
     merged = {_key(d): [f, i, d] for f, i, d in stored}
-    plan: dict[str, list[str]] = {"created": [], "changed": [], "unchanged": [], "jobs": []}
+    plan: dict[str, list[str]] = {"created": [], "changed": [], "unchanged": []}
     new_jobs = []
     for f, i, d in docs:
         kind, name = _key(d)
+        where = f"{f}: document {i} ({kind} {name})"
         if kind in QUEUE_KINDS:
             if actor.role != "admin":
-                raise ApplyError(
-                    f"{f}: document {i} ({kind} {name}): only the admin changes queues"
-                )
+                raise ApplyError(f"{where}: only the admin changes queues")
             old = merged.get((kind, name))
             verb = "created" if old is None else ("unchanged" if old[2] == d else "changed")
             plan[verb].append(f"{kind}/{name}")
@@ -74,27 +74,62 @@ def apply(
         elif kind == "Job":
             new_jobs.append((f, i, d))
         else:
-            raise ApplyError(f"{f}: document {i} ({kind} {name}): not applicable to a live "
-                             "cluster (nodes come from `detente up --nodes`)")  # fmt: skip
+            raise ApplyError(f"{where}: not applicable to a live cluster "
+                             "(nodes come from `detente up --nodes`)")  # fmt: skip
+    return merged, new_jobs, plan
+
+
+def apply(
+    s: Session, actor: User, docs: list[tuple[str, int, Any]], dry_run: bool, profile: Profile,
+    now: float,
+) -> dict[str, Any]:  # fmt: skip
+    """Applies ``docs`` in one transaction, or with ``dry_run`` rolls it back after
+    planning. The plan names the queue objects created, changed and unchanged, the jobs
+    submitted, and which of those a scheduling cycle would start now."""
+    stored: list[list[Any]] = workloads.setting(s, "manifests", []) or []
+    merged, new_jobs, plan = _merge(actor, stored, docs)
     try:
         man = load_documents([tuple(v) for v in merged.values()] + new_jobs)  # type: ignore[misc]
     except ManifestError as e:
         raise ApplyError("\n".join(e.problems)) from None
     specs = [job_spec(e) for e in man.jobs]
-    plan["jobs"] = [sp.name for sp in specs]
-    if dry_run:
-        return {"plan": plan, "submitted": []}
     workloads.put_setting(s, "manifests", list(merged.values()))
-    s.commit()
-    _, config = workloads.cluster_and_config(s)
+    s.flush()
+    cl, config = workloads.cluster_and_config(s)
     queues = {lq.name for lq in config.local_queues.values()}
-    ids = []
+    ids: list[int] = []
     try:
         for sp in specs:
-            ids += jobs.submit(s, actor, sp, queues, now)
+            if (why := workloads.never_fits(cl, config, sp)) is not None:
+                raise jobs.JobError(f"job {sp.name}: {why}")
+            ids += jobs.submit(s, actor, sp, queues, now, commit=False)
     except jobs.JobError as e:
+        s.rollback()
         raise ApplyError(str(e)) from None
-    return {"plan": plan, "submitted": ids}
+    names = dict(zip(ids, (sp.name for sp in specs), strict=False))
+    started = _would_start(s, profile, set(ids), now)
+    out = {"plan": {**plan, "jobs": [sp.name for sp in specs],
+                    "admitted": [names[i] for i in ids if i in started]},
+           "submitted": [] if dry_run else ids}  # fmt: skip
+    if dry_run:
+        s.rollback()
+    else:
+        s.commit()
+    return out
+
+
+def _would_start(s: Session, profile: Profile, ids: set[int], now: float) -> set[int]:
+    snap, queues, _ = workloads.load(s, profile)
+    reprioritize(snap, queues, profile.half_life, now)
+    started: set[int] = set()
+    for _ in range(100):
+        r = run_cycle(snap, queues, profile, now)
+        for adm in r.admissions:
+            queues.remove(adm.workload.name)
+            started.add(int(adm.workload.name))
+        if not r.admissions:
+            break
+    return started & ids
 
 
 def priority_terms(s: Session, profile: Profile, job: Job) -> dict[str, float] | None:

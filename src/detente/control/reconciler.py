@@ -28,14 +28,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from detente.control import launch, workloads
-from detente.control.executor import LocalExecutor, alive
 from detente.control.jobs import event
-from detente.core.cycle import CycleResult, run_cycle
-from detente.core.priority import reprioritize
-from detente.core.profiles import Profile
-from detente.core.queue_manager import QueueManager
-from detente.core.snapshot import Snapshot
-from detente.store.models import (
+from detente.control.store.models import (
     ACTIVE,
     COMPLETED,
     FAILED,
@@ -48,6 +42,13 @@ from detente.store.models import (
     Job,
     Pod,
 )
+from detente.core.cycle import CycleResult, run_cycle
+from detente.core.priority import reprioritize
+from detente.core.profiles import Profile
+from detente.core.queue_manager import QueueManager
+from detente.core.snapshot import Snapshot
+from detente.executors.base import Executor
+from detente.executors.local import LocalExecutor
 
 PREEMPTED = "PREEMPTED"
 
@@ -68,7 +69,7 @@ class Reconciler:
         sessions: sessionmaker[Session],
         profile: Profile,
         state_dir: Path,
-        executor: LocalExecutor | None = None,
+        executor: Executor | None = None,
         clock: Callable[[], float] = time.time,
         grace: float = 5.0,
     ) -> None:
@@ -193,7 +194,7 @@ class Reconciler:
             code = self.executor.exit_code(launch.exit_file(self.state_dir, job, p))
             if code is not None:
                 p.done, p.exit_code = True, code
-            elif not alive(p.pid, p.pid_start):
+            elif not self.executor.alive(p.pid, p.pid_start):
                 p.done = True  # gone without an exit file: killed, or its node "failed"
 
     def _check_limits(self, s: Session, job: Job, pods: list[Pod], now: float) -> None:
@@ -224,7 +225,7 @@ class Reconciler:
         elif now >= job.kill_at:
             for p in live:
                 self.executor.signal(p.pid, p.pid_start, signal.SIGKILL)
-                if not alive(p.pid, p.pid_start):
+                if not self.executor.alive(p.pid, p.pid_start):
                     p.done = True
 
     def _finish(self, s: Session, job: Job, pods: list[Pod], now: float) -> None:

@@ -25,7 +25,7 @@ from detente.control import auth, jobs, launch, manifests, views, workloads
 from detente.control.metrics import Metrics
 from detente.control.reconciler import Reconciler
 from detente.control.spec import JobSpec
-from detente.store.models import TERMINAL, Event, Job, Pod, User
+from detente.control.store.models import TERMINAL, Event, Job, Pod, User
 
 log = logging.getLogger("detente")
 
@@ -186,7 +186,8 @@ def create_app(
     @app.post("/v1/apply")
     def apply(body: ApplyRequest, s: DB, user: Actor) -> dict[str, Any]:
         try:
-            return manifests.apply(s, user, body.documents, body.dry_run, time.time())
+            now = time.time()
+            return manifests.apply(s, user, body.documents, body.dry_run, rec.profile, now)
         except manifests.ApplyError as e:
             raise HTTPException(400, str(e)) from None
         finally:

@@ -6,8 +6,8 @@ from typing import Any
 
 from detente.api.hostlist import compress
 from detente.control.spec import JobSpec
+from detente.control.store.models import SHORT, Event, Job, Pod
 from detente.core.snapshot import Snapshot
-from detente.store.models import SHORT, Event, Job, Pod
 
 
 def job_id_text(job: Job) -> str:

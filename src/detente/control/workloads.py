@@ -16,14 +16,7 @@ from sqlalchemy.orm import Session
 
 from detente.control import layout
 from detente.control.spec import JobSpec
-from detente.core.cluster import Cluster
-from detente.core.profiles import Profile
-from detente.core.queue_manager import QueueManager
-from detente.core.queues import QueueConfig
-from detente.core.resources import CPU, GPU, MEMORY, Resources
-from detente.core.snapshot import Snapshot
-from detente.core.workload import Admission, PodPlacement, PodSet, Workload
-from detente.store.models import (
+from detente.control.store.models import (
     ACTIVE,
     COMPLETED,
     PENDING,
@@ -33,6 +26,13 @@ from detente.store.models import (
     Setting,
     User,
 )
+from detente.core.cluster import Cluster
+from detente.core.profiles import Profile
+from detente.core.queue_manager import QueueManager
+from detente.core.queues import QueueConfig
+from detente.core.resources import CPU, GPU, MEMORY, Resources
+from detente.core.snapshot import Snapshot
+from detente.core.workload import Admission, PodPlacement, PodSet, Workload
 
 
 def setting(s: Session, key: str, default: Any = None) -> Any:

@@ -1,1 +1,2 @@
-"""detente.executors: see DESIGN.md (lands with its issue)."""
+"""Where work really runs. `base.Executor` is the contract; `local` runs pods as
+process groups on this machine (virtual nodes)."""

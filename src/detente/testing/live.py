@@ -25,13 +25,14 @@ class Live:
             self.env["DETENTE_DB"] = db
 
     def cli(self, *args: str, check: bool = True, cwd: Path | None = None,
-            token: str | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+            token: str | None = None, stdin: str | None = None,
+            ) -> subprocess.CompletedProcess[str]:  # fmt: skip
         env = dict(self.env)
         if token is not None:
             env["DETENTE_TOKEN"] = token
         cmd = [str(Path(sys.executable).parent / "detente"), *args]
         p = subprocess.run(cmd, env=env, cwd=cwd or self.home, capture_output=True, text=True,
-                           timeout=120)  # fmt: skip
+                           timeout=120, input=stdin)  # fmt: skip
         if check and p.returncode != 0:
             raise AssertionError(f"detente {' '.join(args)} failed:\n{p.stdout}\n{p.stderr}")
         return p

@@ -14,24 +14,11 @@ import os
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
+from detente.executors.base import PodLaunch
+
 TOKEN_VAR = "DETENTE_POD_TOKEN"
-
-
-@dataclass(frozen=True, slots=True)
-class PodLaunch:
-    token: str
-    rank: int
-    ntasks: int
-    env: dict[str, str]
-    cwd: str
-    script: Path
-    args: list[str]
-    stdout: Path
-    stderr: Path
-    exit_file: Path
 
 
 def proc_start(pid: int) -> int | None:
@@ -49,13 +36,19 @@ def alive(pid: int | None, start: int | None) -> bool:
 
 
 class LocalExecutor:
+    """`detente.executors.base.Executor` for processes on this machine."""
+
+    @staticmethod
+    def alive(pid: int | None, start: int | None) -> bool:
+        return alive(pid, start)
+
     def launch(self, pod: PodLaunch) -> tuple[int, int]:
         """Starts ``pod``'s shim in a new session; returns (pid, start time)."""
         pod.exit_file.parent.mkdir(parents=True, exist_ok=True)
         for p in (pod.stdout, pod.stderr):
             p.parent.mkdir(parents=True, exist_ok=True)
         env = {**pod.env, TOKEN_VAR: pod.token}
-        cmd = [sys.executable, "-m", "detente.control.shim", str(pod.exit_file)]
+        cmd = [sys.executable, "-m", "detente.executors.shim", str(pod.exit_file)]
         cmd += [str(pod.ntasks), str(pod.rank * pod.ntasks), "--"]
         cmd += ["/bin/bash", str(pod.script), *pod.args]
         with pod.stdout.open("ab") as out:

@@ -1,4 +1,6 @@
-"""The process that stands for one pod: ``python -m detente.control.shim EXIT NTASKS BASE -- CMD…``.
+"""The process that stands for one pod.
+
+``python -m detente.executors.shim EXIT NTASKS BASE -- CMD…``
 
 It starts ``NTASKS`` copies of the command (ranks ``BASE`` … ``BASE + NTASKS - 1``),
 waits for all, and writes the pod's exit code to ``EXIT`` atomically (write, then

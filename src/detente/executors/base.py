@@ -1,0 +1,45 @@
+"""The executor contract the reconciler relies on.
+
+An executor starts pods, reports how they ended and stops them; the reconciler records
+every decision in the store before calling it. Contracts:
+
+* `launch` returns only once the pod's process exists; its (pid, start) identify it.
+* `exit_code` reads a pod's recorded end; None while it runs (or if it vanished).
+* `signal` reaches the pod's whole process group, and nothing if the process is gone.
+* `find` returns the live pods among ``tokens`` (re-adoption after a crash).
+"""
+
+from __future__ import annotations
+
+import signal as sig
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class PodLaunch:
+    token: str
+    rank: int
+    ntasks: int
+    env: dict[str, str]
+    cwd: str
+    script: Path
+    args: list[str]
+    stdout: Path
+    stderr: Path
+    exit_file: Path
+
+
+class Executor(Protocol):
+    def launch(self, pod: PodLaunch) -> tuple[int, int]: ...
+
+    def exit_code(self, exit_file: Path) -> int | None: ...
+
+    def signal(self, pid: int | None, start: int | None, signum: sig.Signals) -> None: ...
+
+    def alive(self, pid: int | None, start: int | None) -> bool: ...
+
+    def reap(self) -> None: ...
+
+    def find(self, tokens: set[str]) -> dict[str, tuple[int, int]]: ...
