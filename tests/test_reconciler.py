@@ -79,3 +79,26 @@ def test_recover_settles_a_pod_that_ended_while_down(tmp_path: Path, db_url: str
     with sessions() as s:
         job = s.get(Job, job_id)
         assert (job.state, job.exit_code, job.attempt) == (COMPLETED, 0, 1)
+
+
+def test_fair_share_usage_survives_restarts_and_orders_the_queue(tmp_path: Path) -> None:
+    """Team a used the cluster for hours (saved usage); its job was submitted first, but
+    team b's starts first. The usage is read back from the store by a new reconciler."""
+    sessions = open_store(f"sqlite:///{tmp_path / 'd.db'}")
+    now = time.time()
+    with sessions() as s:
+        workloads.put_setting(s, "nodes", layout.node_specs("1x8"))
+        heavy = {"default/a": {"nvidia.com/gpu": 8 * 36000.0}}
+        workloads.put_setting(s, "usage", {"time": now - 60, "by_queue": heavy})
+        users = {}
+        for team in ("a", "b"):
+            users[team] = auth.authenticate(s, auth.create_user(s, f"u{team}", team))
+        spec = JobSpec(script="#!/bin/bash\nsleep 1\n", gpus_per_node=8, chdir=str(tmp_path))
+        (ja,) = jobs.submit(s, users["a"], spec, {"a", "b"}, now - 30)
+        (jb,) = jobs.submit(s, users["b"], spec, {"a", "b"}, now - 10)
+    rec = Reconciler(sessions, build("detente"), tmp_path)
+    assert rec.step().admitted == 1
+    with sessions() as s:
+        assert s.get(Job, jb).state != "PENDING" and s.get(Job, ja).state == "PENDING"
+        saved = workloads.setting(s, "usage")
+    assert saved["by_queue"]["default/a"]["nvidia.com/gpu"] > 0

@@ -94,6 +94,7 @@ def apply(
         raise ApplyError("\n".join(e.problems)) from None
     specs = [job_spec(e) for e in man.jobs]
     workloads.put_setting(s, "manifests", list(merged.values()))
+    workloads.put_setting(s, "generation", workloads.setting(s, "generation", 0) + 1)
     s.flush()
     cl, config = workloads.cluster_and_config(s)
     queues = {lq.name for lq in config.local_queues.values()}

@@ -17,14 +17,16 @@ The clock is injected; nothing here sleeps.
 
 from __future__ import annotations
 
+import math
 import signal
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from detente.control import launch, workloads
@@ -39,18 +41,30 @@ from detente.control.store.models import (
     RUNNING,
     STOPPING,
     TIMEOUT,
+    Event,
     Job,
     Pod,
 )
 from detente.core.cycle import CycleResult, run_cycle
+from detente.core.fairshare import Usage
 from detente.core.priority import reprioritize
 from detente.core.profiles import Profile
 from detente.core.queue_manager import QueueManager
 from detente.core.snapshot import Snapshot
+from detente.core.workload import Workload
 from detente.executors.base import Executor
 from detente.executors.local import LocalExecutor
 
 PREEMPTED = "PREEMPTED"
+USAGE_SAVE_PERIOD = 10.0
+
+
+def usage_to_json(u: Usage) -> dict[str, Any]:
+    return {"time": u.time, "by_queue": {q: dict(v) for q, v in u.by_queue.items()}}
+
+
+def usage_from_json(d: dict[str, Any] | None) -> Usage:
+    return Usage() if not d else Usage(d.get("time"), d.get("by_queue", {}))
 
 
 @dataclass
@@ -61,6 +75,7 @@ class StepStats:
     cycle_seconds: float = 0.0
     gpus_allocated: float = 0.0
     pending_by_queue: dict[str, int] = field(default_factory=dict)
+    launches: list[int] = field(default_factory=list)
 
 
 class Reconciler:
@@ -76,29 +91,61 @@ class Reconciler:
         self.sessions, self.profile, self.state_dir = sessions, profile, state_dir
         self.executor = executor or LocalExecutor()
         self.clock, self.grace = clock, grace
+        #: Decayed fair-share usage, kept across steps (a snapshot is rebuilt each step)
+        #: and saved to the store every `USAGE_SAVE_PERIOD` seconds to survive restarts.
+        self.usage: Usage | None = None
+        self._usage_saved = -math.inf
+        # The last decision: the newest event then, when, and its figures.
+        self._mark: tuple[int | None, int] | None = None
+        self._decided = -math.inf
+        self._last = StepStats()
+        #: Workloads built from job rows, by job id (see `workloads.load`).
+        self._workloads: dict[int, Workload] = {}
 
     # -- the step -------------------------------------------------------------------
 
     def step(self) -> StepStats:
-        stats = StepStats()
+        """Settles running work; then, if anything changed since the last decision (an
+        event was written) or a priority period passed, loads, decides and applies."""
         self.executor.reap()
         with self.sessions() as s:
-            stats.ended = self._settle(s, self.clock())
+            ended = self._settle(s, self.clock())
             s.commit()
         with self.sessions() as s:
-            t0 = time.perf_counter()
-            snap, queues, jobs = workloads.load(s, self.profile)
-            result = self._decide(snap, queues)
-            stats.cycle_seconds = time.perf_counter() - t0
-            launches = self._record(s, snap, result, jobs, self.clock())
-            stats.admitted = len(launches)
-            stats.pending = len(result.pending)
-            stats.gpus_allocated = snap.cluster.total_gpus - snap.state.free_gpus()
-            for name in result.pending:
-                q = jobs[int(name)].queue
-                stats.pending_by_queue[q] = stats.pending_by_queue.get(q, 0) + 1
-        for job_id in launches:
+            # Every job change writes an event; queue changes bump the generation.
+            mark = (s.scalar(select(func.max(Event.id))), workloads.setting(s, "generation", 0))
+            now = self.clock()
+            if mark == self._mark and now - self._decided < self.profile.calc_period:
+                return replace(self._last, admitted=0, ended=ended, cycle_seconds=0.0)
+            if self._mark is None or mark[1] != self._mark[1]:
+                self._workloads.clear()  # new queue config: priorities may differ
+            stats = self._step(s)
+            stats.ended = ended
+            self._mark, self._decided, self._last = mark, now, stats
+        for job_id in stats.launches:
             self._launch(job_id)
+        return stats
+
+    def _step(self, s: Session) -> StepStats:
+        stats = StepStats()
+        t0 = time.perf_counter()
+        snap, queues, jobs = workloads.load(s, self.profile, self._workloads)
+        if self.usage is None:
+            self.usage = usage_from_json(workloads.setting(s, "usage"))
+        snap.usage = self.usage
+        result = self._decide(snap, queues)
+        self.usage = snap.usage
+        if self.clock() - self._usage_saved >= USAGE_SAVE_PERIOD:
+            workloads.put_setting(s, "usage", usage_to_json(snap.usage))
+            self._usage_saved = self.clock()
+        stats.cycle_seconds = time.perf_counter() - t0
+        stats.launches = self._record(s, snap, result, jobs, self.clock())
+        stats.admitted = len(stats.launches)
+        stats.pending = len(result.pending)
+        stats.gpus_allocated = snap.cluster.total_gpus - snap.state.free_gpus()
+        for name in result.pending:
+            q = jobs[int(name)].queue
+            stats.pending_by_queue[q] = stats.pending_by_queue.get(q, 0) + 1
         return stats
 
     def _decide(self, snap: Snapshot, queues: QueueManager) -> CycleResult:
@@ -166,6 +213,17 @@ class Reconciler:
             s.commit()
 
     @staticmethod
+    def _pods_of(s: Session, jobs: list[Job]) -> dict[int, list[Pod]]:
+        """Current-attempt pods of ``jobs`` by job id, rank order, in one query."""
+        attempt = {j.id: j.attempt for j in jobs}
+        out: dict[int, list[Pod]] = {}
+        q = select(Pod).where(Pod.job_id.in_(attempt))
+        for p in s.scalars(q.order_by(Pod.job_id, Pod.rank)):
+            if p.attempt == attempt[p.job_id]:
+                out.setdefault(p.job_id, []).append(p)
+        return out
+
+    @staticmethod
     def _pods(s: Session, job: Job) -> list[Pod]:
         q = select(Pod).where(Pod.job_id == job.id, Pod.attempt == job.attempt)
         return list(s.scalars(q.order_by(Pod.rank)))
@@ -174,10 +232,12 @@ class Reconciler:
 
     def _settle(self, s: Session, now: float) -> int:
         ended = 0
-        for job in s.scalars(select(Job).where(Job.state.in_(ACTIVE))):
+        active = list(s.scalars(select(Job).where(Job.state.in_(ACTIVE))))
+        by_job = self._pods_of(s, active)
+        for job in active:
             if job.state == LAUNCHING:
                 continue  # recover() owns unconfirmed launches
-            pods = self._pods(s, job)
+            pods = by_job.get(job.id, [])
             self._read_exits(job, pods)
             self._check_limits(s, job, pods, now)
             if job.state == STOPPING:

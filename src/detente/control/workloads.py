@@ -86,13 +86,28 @@ def blocked(job: Job, deps: dict[int, Job], running_in_array: Counter[int]) -> s
     return None
 
 
-def load(s: Session, profile: Profile) -> tuple[Snapshot, QueueManager, dict[int, Job]]:
+def load(
+    s: Session, profile: Profile, cache: dict[int, Workload] | None = None
+) -> tuple[Snapshot, QueueManager, dict[int, Job]]:
+    """The snapshot with active jobs charged, the queue of eligible pending jobs, and the
+    rows by id. ``cache`` keeps built workloads across calls (a job's workload never
+    changes while the queue config stays the same; the caller clears it otherwise)."""
     cl, config = cluster_and_config(s)
+    cache = {} if cache is None else cache
+
+    def wl(job: Job) -> Workload:
+        w = cache.get(job.id)
+        if w is None:
+            w = cache[job.id] = workload(job, config, profile.default_grace)
+        return w
+
     snap = Snapshot(cl, config)
     jobs = {j.id: j for j in s.scalars(select(Job).where(Job.state.in_((*ACTIVE, PENDING))))}
+    for gone in [k for k in cache if k not in jobs]:
+        del cache[gone]
     for job in jobs.values():
         if job.state in ACTIVE and job.nodes:
-            snap.admit(_admission(job, snap, profile.default_grace), keep_devices=True)
+            snap.admit(_admission(job, snap, wl(job)), keep_devices=True)
     dep_ids = {d["job_id"] for j in jobs.values() for d in j.spec.get("dependencies", [])}
     deps = {j.id: j for j in s.scalars(select(Job).where(Job.id.in_(dep_ids)))}
     in_array: Counter[int] = Counter(
@@ -108,12 +123,11 @@ def load(s: Session, profile: Profile) -> tuple[Snapshot, QueueManager, dict[int
             continue
         if job.array_job_id is not None:
             in_array[job.array_job_id] += 1  # counts toward the limit from now
-        queued.append(workload(job, config, profile.default_grace))
+        queued.append(wl(job))
     return snap, QueueManager(profile.queue_sort, queued), jobs
 
 
-def _admission(job: Job, snap: Snapshot, grace: float) -> Admission:
-    w = workload(job, snap.config, grace)
+def _admission(job: Job, snap: Snapshot, w: Workload) -> Admission:
     cq = snap.config.cluster_queue_of(w.queue)
     flavors: dict[str, str] = {}
     if cq is not None:

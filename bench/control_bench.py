@@ -1,0 +1,134 @@
+"""Control-plane speed. Prints JSON.
+
+* ``step``: reconciler steps with N pending jobs on 128 virtual nodes × 8 GPUs: the
+  first (admits and records), a decision step once they run (load from SQLite →
+  `run_cycle` → record; ``decision_step_over_cycle`` = that step / the bare `run_cycle`
+  on the same snapshot in the same process), and an idle step (nothing changed:
+  settle only). The executor is a
+  fake that starts nothing (named so): this measures the scheduler, not process spawn.
+* ``live``: ``detente up --nodes 4x8``, then N one-GPU jobs (``true``) through the HTTP
+  API: submit latency p50/p99 and jobs completed per second by the real local executor.
+
+    python bench/control_bench.py [--pending 1000,5000] [--live-jobs 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from detente.control import auth, jobs, layout, workloads
+from detente.control.reconciler import Reconciler
+from detente.control.spec import JobSpec
+from detente.control.store.db import open_store
+from detente.core.cycle import run_cycle
+from detente.core.priority import reprioritize
+from detente.core.profiles import build
+from detente.executors.base import PodLaunch
+from detente.testing.live import Live
+
+
+class FakeExecutor:
+    """A fake: records launches and starts nothing; every pod "runs" for ever."""
+
+    def __init__(self) -> None:
+        self.launched = 0
+
+    def launch(self, pod: PodLaunch) -> tuple[int, int]:
+        self.launched += 1
+        return 1, 1
+
+    def exit_code(self, exit_file: Path) -> int | None:
+        return None
+
+    def signal(self, pid: int | None, start: int | None, signum: object) -> None:
+        pass
+
+    def alive(self, pid: int | None, start: int | None) -> bool:
+        return True
+
+    def reap(self) -> None:
+        pass
+
+    def find(self, tokens: set[str]) -> dict[str, tuple[int, int]]:
+        return {}
+
+
+def bench_step(pending: int, seed: int = 0) -> dict[str, float]:
+    rng = random.Random(seed)
+    with tempfile.TemporaryDirectory() as d:
+        sessions = open_store(f"sqlite:///{d}/b.db")
+        with sessions() as s:
+            workloads.put_setting(s, "nodes", layout.node_specs("128x8"))
+            user = auth.authenticate(s, auth.create_user(s, "u", "default"))
+            for _ in range(pending):
+                nodes, gpus = rng.choice([(1, 1), (1, 2), (1, 4), (1, 8), (2, 8), (4, 8)])
+                spec = JobSpec(script="true", nodes=nodes, gpus_per_node=gpus, time_limit=3600)
+                jobs.submit(s, user, spec, {"default"}, time.time(), commit=False)
+            s.commit()
+        prof = build("detente")
+        with sessions() as s:  # the baseline: the bare cycle on the loaded snapshot
+            snap, queues, _ = workloads.load(s, prof)
+            t0 = time.perf_counter()
+            reprioritize(snap, queues, prof.half_life, time.time())
+            res = run_cycle(snap, queues, prof, time.time())
+            cycle = time.perf_counter() - t0
+        rec = Reconciler(sessions, prof, Path(d), FakeExecutor())  # type: ignore[arg-type]
+        t0 = time.perf_counter()
+        first = rec.step()
+        step1 = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        rec.step()  # a decision with everything placed running, the rest pending
+        step2 = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        rec.step()  # nothing changed: settle only
+        step3 = time.perf_counter() - t0
+    return {"pending": pending, "admitted_first_step": first.admitted,
+            "cycle_admitted": len(res.admissions), "cycle_seconds": round(cycle, 4),
+            "first_step_seconds": round(step1, 4), "decision_step_seconds": round(step2, 4),
+            "idle_step_seconds": round(step3, 4),
+            "decision_step_over_cycle": round(step2 / max(cycle, 1e-9), 2)}  # fmt: skip
+
+
+def bench_live(n: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as d:
+        live = Live(Path(d) / "home")
+        live.home.mkdir()
+        live.up("--nodes", "4x8")
+        try:
+            spec = {"script": "true", "gpus_per_node": 1, "chdir": d}
+            lat = []
+            t0 = time.perf_counter()
+            for _ in range(n):
+                t = time.perf_counter()
+                assert live.api("POST", "/v1/jobs", json=spec).status_code == 201
+                lat.append(time.perf_counter() - t)
+            live.wait(lambda js: len(js) == n and all(
+                j["state"] == "COMPLETED" for j in js.values()), timeout=600)  # fmt: skip
+            wall = time.perf_counter() - t0
+        finally:
+            live.down()
+    lat.sort()
+    return {"jobs": n, "submit_p50_ms": round(1000 * statistics.median(lat), 1),
+            "submit_p99_ms": round(1000 * lat[int(0.99 * (n - 1))], 1),
+            "wall_seconds": round(wall, 2), "jobs_per_s": round(n / wall, 1)}  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--pending", default="1000,5000")
+    ap.add_argument("--live-jobs", type=int, default=300)
+    a = ap.parse_args()
+    out = {"step": [bench_step(int(p)) for p in a.pending.split(",")]}
+    if a.live_jobs:
+        out["live"] = bench_live(a.live_jobs)
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
