@@ -237,3 +237,18 @@ def test_up_on_postgresql(pg_url: str, tmp_path: Path) -> None:
         lv.down()
     assert jobs[1]["nodelist"] == "node[0-1]"
     assert not (lv.home / "detente.db").exists()  # the store was PostgreSQL
+
+
+def test_a_vanished_pod_fails_its_gang_as_node_fail(live: Live, tmp_path: Path) -> None:
+    import os
+    import signal
+
+    script = _write(tmp_path, "n.sh", "#!/bin/bash\n#SBATCH -N 2 --gres=gpu:8\nsleep 60\n")
+    live.cli("submit", str(script), cwd=tmp_path)
+    live.wait(lambda js: js[1]["state"] == "RUNNING")
+    pods = live.api("GET", "/v1/jobs/1").json()["placement"]
+    os.killpg(pods[1]["pid"], signal.SIGKILL)  # its "node" is gone: no exit file
+    jobs = live.wait(lambda js: js[1]["state"] in TERMINAL, timeout=30)
+    assert jobs[1]["state"] == "NODE_FAIL"
+    follow = live.cli("logs", "-f", "1")
+    assert follow.returncode == 0 and follow.stdout == ""

@@ -152,7 +152,7 @@ def _service_sim(nodes: int) -> tuple[Simulation, services.Service]:
 
     world = World(racks({"r0": nodes}, gpus=1)).queue(services.QUEUE, a_cluster_queue("cq"))
     world.queue("team", a_cluster_queue("cq"))
-    svc = services.Service("serve", target=10.0, min_replicas=1, max_replicas=4)
+    svc = services.Service("serve", target=10.0, min_replicas=1, max_replicas=4, stabilization=0)
     return Simulation(world.snapshot(), build("detente")), svc
 
 

@@ -17,6 +17,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from detente.core.autoscale import autoscale
 from detente.core.cycle import CycleResult, run_cycle
 from detente.core.priority import reprioritize
 from detente.core.profiles import Profile
@@ -68,6 +69,8 @@ class ServiceState:
     created: int = 0
     #: (time, desired replicas) at every load change.
     desired: list[tuple[float, int]] = field(default_factory=list)
+    #: Recent (time, load) samples: the autoscaler's stabilization window.
+    window: list[tuple[float, float]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,12 +113,11 @@ class Simulation:
         self.engine.at(w.submit_time, lambda t, w=w: self._arrive(w, t))
 
     def add_service(self, service: Service, load: list[tuple[float, float]]) -> None:
-        """Drives ``service``'s replicas by ``load`` (time, load) points; after the last
-        point the service scales to zero so the run can end."""
+        """Drives ``service``'s replicas by ``load`` (time, load) points through the
+        autoscaler; after the last point the service scales to zero so the run can end."""
         self.services[service.name] = ServiceState(service)
         for t, v in load:
-            want = service.desired(v)
-            self.engine.at(t, lambda t2, n=service.name, d=want: self._scale(n, d, t2))
+            self.engine.at(t, lambda t2, n=service.name, x=v: self._load(n, x, t2))
         end = load[-1][0] if load else 0.0
         self.engine.at(end, lambda t2, n=service.name: self._scale(n, 0, t2))
 
@@ -232,6 +234,14 @@ class Simulation:
         self._want_cycle(t)
 
     # -- services -------------------------------------------------------------------
+
+    def _load(self, name: str, load: float, t: float) -> None:
+        """A load change: the autoscaler's decision over the service's recent samples."""
+        svc = self.services[name]
+        svc.window.append((t, load))
+        keep = svc.service.stabilization
+        svc.window = [(ts, v) for ts, v in svc.window if t - ts <= keep] or svc.window[-1:]
+        self._scale(name, autoscale(svc.window, svc.service.autoscale, len(svc.replicas), t), t)
 
     def _scale(self, name: str, desired: int, t: float) -> None:
         """A load change: add replicas up to ``desired`` or stop the newest above it."""

@@ -1,8 +1,9 @@
 """Inference services in the simulator: replicas that follow a load curve.
 
 A service is a set of one-pod replica workloads in its own queue, at a priority above
-training. A *load change* event sets the replicas wanted, as the Kubernetes HPA does:
-``desired = clamp(ceil(load / target per replica), min, max)``. Scale-up submits new
+training. A *load change* event sets the replicas wanted by `detente.core.autoscale`
+(the Kubernetes HPA's rule: ``ceil(load / target per replica)``, 10 % tolerance,
+scale-down stabilized over a window, clamped to [min, max]). Scale-up submits new
 replicas (they queue like any workload and start when a cycle admits them);
 scale-down withdraws pending replicas first, then stops the newest running ones. A
 replica lost to a node failure or preemption is requeued (a ReplicaSet recreates it).
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from detente.core.autoscale import AutoscaleSpec
 from detente.core.resources import CPU, GPU, Resources
 from detente.core.workload import PodSet, Workload
 from detente.sim.traces import TraceError
@@ -37,11 +39,13 @@ class Service:
     min_replicas: int = 1
     max_replicas: int = 16
     gpus_per_replica: float = 1.0
+    #: Scale-down stabilization window (HPA default 300 s).
+    stabilization: float = 300.0
 
-    def desired(self, load: float) -> int:
-        """Replicas wanted for ``load`` (the HPA formula, clamped)."""
-        want = math.ceil(load / self.target) if load > 0 else 0
-        return max(self.min_replicas, min(self.max_replicas, want))
+    @property
+    def autoscale(self) -> AutoscaleSpec:
+        return AutoscaleSpec(self.target, self.min_replicas, self.max_replicas,
+                             stabilization=self.stabilization)  # fmt: skip
 
     def replica(self, index: int, t: float) -> Workload:
         req = Resources({GPU: round(self.gpus_per_replica * 1000), CPU: 1000})
