@@ -88,11 +88,7 @@ def build_snapshot(man: Manifests) -> Snapshot:
 def _running_admission(snap: Snapshot, job: JobEntry) -> Admission:
     w = job.workload
     cq = snap.config.cluster_queue_of(w.queue)
-    flavors: dict[str, str] = {}
-    if cq is not None:
-        found = snap.config.flavor_assignments(cq, list(w.total))
-        if not isinstance(found, str):
-            flavors = next(iter(found), {})
+    flavors = (snap.first_flavors(cq, w) if cq is not None else None) or {}
     ps = w.pod_sets[0]
     placements = [
         PodPlacement(ps.name, i, snap.cluster.index[n]) for i, n in enumerate(job.running_nodes)

@@ -129,11 +129,7 @@ def load(
 
 def _admission(job: Job, snap: Snapshot, w: Workload) -> Admission:
     cq = snap.config.cluster_queue_of(w.queue)
-    flavors: dict[str, str] = {}
-    if cq is not None:
-        found = snap.config.flavor_assignments(cq, list(w.total))
-        if not isinstance(found, str):
-            flavors = next(iter(found), {})
+    flavors = (snap.first_flavors(cq, w) if cq is not None else None) or {}
     devices = job.devices or [[] for _ in job.nodes or []]
     placements = [
         PodPlacement("main", i, snap.cluster.index[n], tuple(devices[i]))
