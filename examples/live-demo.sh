@@ -9,7 +9,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 trap '$D down >/dev/null' EXIT
 $D up --nodes 4x8
 cd "$work"
-train=$($D submit "$here/slurm/train.sh" | awk '{print $4}')
+train=$($D submit --parsable "$here/slurm/train.sh")
 $D sbatch "$here/slurm/sweep.sh"
 $D submit --dependency=afterok:"$train" "$here/slurm/eval.sh" step-1000
 $D queue

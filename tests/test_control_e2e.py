@@ -50,8 +50,9 @@ echo "eval after $1"
 def test_gang_array_and_dependent_job_complete_in_order(live: Live, tmp_path: Path) -> None:
     work = tmp_path / "work"
     work.mkdir()
-    out = live.cli("submit", str(_write(work, "train.sh", TRAIN)), cwd=work).stdout
-    train = int(re.search(r"Submitted batch job (\d+)", out).group(1))  # type: ignore[union-attr]
+    train = int(
+        live.cli("submit", "--parsable", str(_write(work, "train.sh", TRAIN)), cwd=work).stdout
+    )
     live.cli("sbatch", str(_write(work, "array.sh", ARRAY)), cwd=work)
     dep = f"--dependency=afterok:{train}"
     live.cli("submit", dep, str(_write(work, "eval.sh", AFTER)), "ckpt-7", cwd=work)
@@ -67,6 +68,9 @@ def test_gang_array_and_dependent_job_complete_in_order(live: Live, tmp_path: Pa
         assert f["CUDA_VISIBLE_DEVICES"] == "0,1,2,3,4,5,6,7" and f["SLURM_PROCID"] == str(rank)
         assert f["SLURM_NNODES"] == "2" and re.fullmatch(r"node\[\d-\d\]", f["SLURM_JOB_NODELIST"])
         assert f["MASTER_ADDR"] == "127.0.0.1"
+
+    pod1 = live.cli("logs", str(train), "--pod", "1").stdout.splitlines()
+    assert sorted(line.split()[0] for line in pod1) == ["RANK=2", "RANK=3"]
 
     arr = sorted((j for j in jobs.values() if j["array_task_id"] is not None),
                  key=lambda j: j["array_task_id"])  # fmt: skip

@@ -119,6 +119,8 @@ def _submit(argv: list[str]) -> None:
 
     try:
         cli, script, rest = split_argv(argv)
+        parsable = "--parsable" in cli  # sbatch's: print the job id only
+        cli = [a for a in cli if a != "--parsable"]
         text = Path(script).read_text()
         parsed = parse(text, script, cli, dict(os.environ), rest)
     except OSError as e:
@@ -134,7 +136,7 @@ def _submit(argv: list[str]) -> None:
     spec = spec.model_copy(update={"chdir": chdir})
     ids = _call("POST", "/v1/jobs", json=spec.model_dump(mode="json"))["ids"]
     extra = f" (array tasks {ids[0]}..{ids[-1]})" if len(ids) > 1 else ""
-    print(f"Submitted batch job {ids[0]}{extra}")
+    print(ids[0] if parsable else f"Submitted batch job {ids[0]}{extra}")
 
 
 QUEUE_COLS = [("JOBID", "jobid"), ("QUEUE", "queue"), ("NAME", "name"), ("USER", "user"),
@@ -209,12 +211,15 @@ def describe_cmd(
 
 @app.command("logs")
 def logs_cmd(
-    job: int = typer.Argument(...), follow: bool = typer.Option(False, "-f", "--follow")
+    job: int = typer.Argument(...),
+    follow: bool = typer.Option(False, "-f", "--follow"),
+    pod: int | None = typer.Option(None, "--pod", help="One pod's own log (node rank)."),
 ) -> None:
     """The job's output; with -f, follow it until the job ends."""
     offset = 0
     while True:
-        r = _call("GET", f"/v1/jobs/{job}/logs", params={"offset": offset})
+        params: dict[str, int] = {"offset": offset} | ({"pod": pod} if pod is not None else {})
+        r = _call("GET", f"/v1/jobs/{job}/logs", params=params)
         sys.stdout.write(r["data"])
         sys.stdout.flush()
         offset = r["offset"]
@@ -224,10 +229,17 @@ def logs_cmd(
 
 
 @app.command("cancel")
-def cancel_cmd(jobs: list[int] = typer.Argument(...)) -> None:
+def cancel_cmd(
+    jobs: list[int] = typer.Argument(...),
+    output: Output = typer.Option(Output.table, "-o", "--output"),
+) -> None:
     """Cancel jobs (like scancel): pending ones end now, running ones get SIGTERM, then
     SIGKILL after the grace."""
-    for jid, what in _call("POST", "/v1/jobs/cancel", json={"ids": jobs}).items():
+    done = _call("POST", "/v1/jobs/cancel", json={"ids": jobs})
+    if output == Output.json:
+        print(json.dumps(done))
+        return
+    for jid, what in done.items():
         print(f"{jid}: {what}")
 
 

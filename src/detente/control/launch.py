@@ -93,13 +93,18 @@ def exit_file(state_dir: Path, job: Job, pod: Pod) -> Path:
     return job_dir(state_dir, job) / f"attempt-{pod.attempt}" / f"pod-{pod.rank}.exit"
 
 
-def read_logs(state_dir: Path, job: Job, offset: int, limit: int = 1 << 20) -> tuple[str, int]:
-    """Text of the job's output files (each once, rank order) from byte ``offset``."""
+def read_logs(
+    state_dir: Path, job: Job, offset: int, pod: int | None = None, limit: int = 1 << 20
+) -> tuple[str, int]:
+    """Text from byte ``offset`` of the job's output files (each once, rank order), or
+    with ``pod`` of that pod's own log in the current run."""
     spec = JobSpec.model_validate(job.spec)
     d = job_dir(state_dir, job)
     seen: list[Path] = []
+    if pod is not None:
+        seen.append(d / f"attempt-{job.attempt}" / f"pod-{pod}.log")
     for rank, node in enumerate(job.nodes or ["?"]):
-        for p in log_paths(job, spec, node, rank):
+        for p in log_paths(job, spec, node, rank) if pod is None else ():
             full = p if p.is_absolute() else d / p
             if full not in seen:
                 seen.append(full)

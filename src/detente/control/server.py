@@ -158,12 +158,14 @@ def create_app(
         return out
 
     @app.get("/v1/jobs/{job_id}/logs")
-    def logs(job_id: int, s: DB, user: Actor, offset: int = 0) -> dict[str, Any]:
+    def logs(
+        job_id: int, s: DB, user: Actor, offset: int = 0, pod: int | None = None
+    ) -> dict[str, Any]:
         try:
             j = jobs.get(s, user, job_id)
         except jobs.JobError as e:
             raise fail(e) from None
-        data, end = launch.read_logs(rec.state_dir, j, offset)
+        data, end = launch.read_logs(rec.state_dir, j, offset, pod)
         return {"data": data, "offset": end, "done": j.state in TERMINAL}
 
     @app.get("/v1/nodes")

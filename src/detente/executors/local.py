@@ -31,6 +31,11 @@ def proc_start(pid: int) -> int | None:
     return None if fields[0] in ("Z", "X") else int(fields[19])
 
 
+def pod_log(exit_file: Path) -> Path:
+    """Where a pod's own log is kept: beside its exit file."""
+    return exit_file.with_suffix(".log")
+
+
 def alive(pid: int | None, start: int | None) -> bool:
     return pid is not None and start is not None and proc_start(pid) == start
 
@@ -49,7 +54,7 @@ class LocalExecutor:
             p.parent.mkdir(parents=True, exist_ok=True)
         env = {**pod.env, TOKEN_VAR: pod.token}
         cmd = [sys.executable, "-m", "detente.executors.shim", str(pod.exit_file)]
-        cmd += [str(pod.ntasks), str(pod.rank * pod.ntasks), "--"]
+        cmd += [str(pod.ntasks), str(pod.rank * pod.ntasks), str(pod_log(pod.exit_file)), "--"]
         cmd += ["/bin/bash", str(pod.script), *pod.args]
         with pod.stdout.open("ab") as out:
             err = out if pod.stderr == pod.stdout else pod.stderr.open("ab")
