@@ -102,3 +102,19 @@ def test_fair_share_usage_survives_restarts_and_orders_the_queue(tmp_path: Path)
         assert s.get(Job, jb).state != "PENDING" and s.get(Job, ja).state == "PENDING"
         saved = workloads.setting(s, "usage")
     assert saved["by_queue"]["default/a"]["nvidia.com/gpu"] > 0
+
+
+def test_a_job_that_cannot_start_fails_with_the_reason(tmp_path: Path) -> None:
+    sessions = open_store(f"sqlite:///{tmp_path / 'd.db'}")
+    with sessions() as s:
+        workloads.put_setting(s, "nodes", layout.node_specs("1x8"))
+        user = auth.authenticate(s, auth.create_user(s, "ana", "default"))
+        spec = JobSpec(script="true", chdir=str(tmp_path / "missing"))
+        (job_id,) = jobs.submit(s, user, spec, {"default"}, time.time())
+    rec = Reconciler(sessions, build("detente"), tmp_path)
+    rec.step()
+    rec.step()
+    with sessions() as s:
+        job = s.get(Job, job_id)
+        assert job.state == "FAILED" and "launch failed" in (job.reason or "")
+        assert "missing" in (job.reason or "")

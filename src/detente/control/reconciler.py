@@ -203,14 +203,27 @@ class Reconciler:
             script = d / "script.sh"
             if not script.exists():
                 script.write_text(job.spec["script"])
-            for pod in self._pods(s, job):
+            pods = self._pods(s, job)
+            for pod in pods:
                 if pod.pid is None and not pod.done:
-                    pod.pid, pod.pid_start = self.executor.launch(
-                        launch.pod_launch(self.state_dir, job, pod)
-                    )
+                    try:
+                        pod.pid, pod.pid_start = self.executor.launch(
+                            launch.pod_launch(self.state_dir, job, pod)
+                        )
+                    except OSError as e:  # e.g. --chdir missing: the job fails, whole
+                        self._launch_failed(s, job, pods, f"{e.strerror}: {e.filename}")
+                        return
             job.state = RUNNING
             event(s, job.id, self.clock(), "Started", f"{len(job.nodes or [])} pod(s)")
             s.commit()
+
+    def _launch_failed(self, s: Session, job: Job, pods: list[Pod], why: str) -> None:
+        for p in pods:
+            if p.pid is None:
+                p.done = True
+        job.state, job.stop_reason, job.reason = STOPPING, FAILED, f"launch failed: {why}"
+        event(s, job.id, self.clock(), "LaunchFailed", why)
+        s.commit()  # started pods are stopped by the next settle
 
     @staticmethod
     def _pods_of(s: Session, jobs: list[Job]) -> dict[int, list[Pod]]:

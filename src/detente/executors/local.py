@@ -48,10 +48,10 @@ class LocalExecutor:
         return alive(pid, start)
 
     def launch(self, pod: PodLaunch) -> tuple[int, int]:
-        """Starts ``pod``'s shim in a new session; returns (pid, start time)."""
+        """Starts ``pod``'s shim in a new session; returns (pid, start time). OSError if
+        its output cannot be opened or its working directory does not exist."""
+        # The output's folder is the user's to make (sbatch does not create it either).
         pod.exit_file.parent.mkdir(parents=True, exist_ok=True)
-        for p in (pod.stdout, pod.stderr):
-            p.parent.mkdir(parents=True, exist_ok=True)
         env = {**pod.env, TOKEN_VAR: pod.token}
         cmd = [sys.executable, "-m", "detente.executors.shim", str(pod.exit_file)]
         cmd += [str(pod.ntasks), str(pod.rank * pod.ntasks), str(pod_log(pod.exit_file)), "--"]
