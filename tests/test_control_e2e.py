@@ -256,3 +256,35 @@ def test_a_vanished_pod_fails_its_gang_as_node_fail(live: Live, tmp_path: Path) 
     assert jobs[1]["state"] == "NODE_FAIL"
     follow = live.cli("logs", "-f", "1")
     assert follow.returncode == 0 and follow.stdout == ""
+
+
+RENDEZVOUS = """#!/bin/bash
+#SBATCH -N 2 --ntasks-per-node=2 --gres=gpu:1 --output=rdv.out --time=1:00
+python3 - <<'PY'
+# What torch.distributed's env:// rendezvous does: rank 0 listens on MASTER_ADDR:PORT,
+# every other rank connects and says who it is.
+import os, socket, time
+rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+addr, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+if rank == 0:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((addr, port))
+    s.listen()
+    print("rendezvous", sorted(int(s.accept()[0].recv(16)) for _ in range(world - 1)))
+else:
+    for _ in range(200):
+        try:
+            socket.create_connection((addr, port)).sendall(str(rank).encode())
+            break
+        except OSError:
+            time.sleep(0.05)
+PY
+"""
+
+
+def test_ranks_rendezvous_over_master_addr_and_port(live: Live, tmp_path: Path) -> None:
+    live.cli("submit", str(_write(tmp_path, "rdv.sh", RENDEZVOUS)), cwd=tmp_path)
+    jobs = live.wait(lambda js: js[1]["state"] in TERMINAL, timeout=60)
+    assert jobs[1]["state"] == "COMPLETED"
+    assert (tmp_path / "rdv.out").read_text() == "rendezvous [1, 2, 3]\n"
