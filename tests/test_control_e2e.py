@@ -288,3 +288,26 @@ def test_ranks_rendezvous_over_master_addr_and_port(live: Live, tmp_path: Path) 
     jobs = live.wait(lambda js: js[1]["state"] in TERMINAL, timeout=60)
     assert jobs[1]["state"] == "COMPLETED"
     assert (tmp_path / "rdv.out").read_text() == "rendezvous [1, 2, 3]\n"
+
+
+def test_drain_down_and_resume_nodes(live: Live, tmp_path: Path) -> None:
+    for n in ("node0", "node1", "node2"):
+        assert "drain" in live.cli("drain", n, "--reason", "bad fan").stdout
+    ana = live.cli("token", "ana", "--team", "default").stdout.strip()
+    refused = live.cli("drain", "node3", token=ana, check=False)
+    assert refused.returncode != 0 and "only the admin" in refused.stderr
+    assert live.cli("drain", "node9", check=False).returncode != 0
+    gang = _write(tmp_path, "g.sh", "#!/bin/bash\n#SBATCH -N 2 --gres=gpu:8\nsleep 30\n")
+    live.cli("submit", str(gang), cwd=tmp_path)
+    jobs = live.wait(lambda js: bool(js[1]["reason"]))
+    assert jobs[1]["state"] == "PENDING"
+    nodes = {n["name"]: n for n in json.loads(live.cli("nodes", "-o", "json").stdout)}
+    assert nodes["node0"]["state"] == "drain" and nodes["node0"]["reason"] == "bad fan"
+    live.cli("resume", "node0")
+    jobs = live.wait(lambda js: js[1]["state"] == "RUNNING")
+    assert jobs[1]["nodelist"] == "node[0,3]"
+    live.cli("drain", "node3", "--down")
+    jobs = live.wait(lambda js: js[1]["state"] in TERMINAL, timeout=30)
+    assert jobs[1]["state"] == "NODE_FAIL"
+    events = [e["kind"] for e in live.api("GET", "/v1/jobs/1").json()["events"]]
+    assert "NodeDown" in events

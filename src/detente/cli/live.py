@@ -182,7 +182,7 @@ def nodes_cmd(output: Output = typer.Option(Output.table, "-o", "--output")) -> 
         r["gres"] = f"{r['gpus_free']:g}/{r['gpus']}"
         r["cpu"] = f"{r['cpus_free']:g}/{r['cpus']:g}"
     cols = [("RACK", "rack"), ("NODE", "name"), ("STATE", "state"), ("GPUS(FREE/TOT)", "gres"),
-            ("CPUS(FREE/TOT)", "cpu"), ("PODS", "pods")]  # fmt: skip
+            ("CPUS(FREE/TOT)", "cpu"), ("PODS", "pods"), ("REASON", "reason")]  # fmt: skip
     _table(sorted(rows, key=lambda r: (r["rack"], r["name"])), cols, output)
 
 
@@ -278,3 +278,24 @@ def apply_cmd(
         raise typer.Exit(1)
     out = _call("POST", "/v1/apply", json={"documents": docs, "dry_run": False})
     print(f"applied; submitted jobs {out['submitted']}" if out["submitted"] else "applied")
+
+
+def _node_state(node: str, state: str, reason: str) -> None:
+    out = _call("POST", f"/v1/nodes/{node}/state", json={"state": state, "reason": reason})
+    print(f"{out['node']}: {out['state']}")
+
+
+@app.command("drain")
+def drain_cmd(
+    node: str = typer.Argument(...),
+    reason: str = typer.Option("", "--reason"),
+    down: bool = typer.Option(False, "--down", help="Also stop its jobs (NODE_FAIL)."),
+) -> None:
+    """Drain a node: it runs what it has and takes nothing new. Admin only."""
+    _node_state(node, "down" if down else "drain", reason)
+
+
+@app.command("resume")
+def resume_cmd(node: str = typer.Argument(...)) -> None:
+    """Return a drained or down node to service. Admin only."""
+    _node_state(node, "resume", "")

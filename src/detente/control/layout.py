@@ -12,7 +12,7 @@ from types import MappingProxyType
 from typing import Any
 
 from detente.api.loader import load_documents
-from detente.core.cluster import Cluster, Node
+from detente.core.cluster import Cluster, Node, NodeCondition
 from detente.core.queues import (
     ClusterQueue,
     LocalQueue,
@@ -72,12 +72,17 @@ def node_specs(spec: str | None) -> list[dict[str, Any]]:
     ]
 
 
-def cluster(specs: list[dict[str, Any]]) -> Cluster:
+def cluster(specs: list[dict[str, Any]], states: dict[str, Any] | None = None) -> Cluster:
+    """The nodes of ``specs``; ``states`` (node → {"state": drain|down, "reason"}) sets
+    their condition (drained nodes run what they have and take nothing new)."""
+    states = states or {}
+    conditions = {"drain": NodeCondition.DRAINING, "down": NodeCondition.DOWN}
     nodes = [
         Node(
             s["name"],
             Resources({GPU: s["gpus"] * 1000, CPU: s["cpu"], MEMORY: s["memory"]}),
             MappingProxyType({RACK: s["rack"]}),
+            conditions.get(states.get(s["name"], {}).get("state", ""), NodeCondition.UP),
         )
         for s in specs
     ]

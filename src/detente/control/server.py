@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from detente.control import auth, jobs, launch, manifests, views, workloads
+from detente.control import nodes as nodes_admin
 from detente.control.metrics import Metrics
 from detente.control.reconciler import Reconciler
 from detente.control.spec import JobSpec
@@ -57,6 +58,11 @@ class UserRequest(BaseModel):
     name: str
     team: str
     role: str = "user"
+
+
+class NodeStateRequest(BaseModel):
+    state: str
+    reason: str = ""
 
 
 class ApplyRequest(BaseModel):
@@ -171,7 +177,16 @@ def create_app(
     @app.get("/v1/nodes")
     def nodes(s: DB, _: Actor) -> list[dict[str, Any]]:
         snap, _q, _j = workloads.load(s, rec.profile)
-        return views.nodes(snap)
+        return views.nodes(snap, workloads.setting(s, "node_states", {}) or {})
+
+    @app.post("/v1/nodes/{node}/state")
+    def node_state(node: str, body: NodeStateRequest, s: DB, user: Actor) -> dict[str, str]:
+        try:
+            out = nodes_admin.set_state(s, user, node, body.state, body.reason, time.time())
+        except jobs.JobError as e:
+            raise fail(e) from None
+        loop.wake.set()
+        return out
 
     @app.post("/v1/users", status_code=201)
     def create_user(body: UserRequest, s: DB, user: Actor) -> dict[str, str]:

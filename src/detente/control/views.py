@@ -51,16 +51,24 @@ def describe(
     return out
 
 
-def nodes(snap: Snapshot) -> list[dict[str, Any]]:
+def nodes(snap: Snapshot, admin: dict[str, Any]) -> list[dict[str, Any]]:
+    """sinfo's node states: idle, mix, alloc; drain (drained, idle), drng (draining,
+    still running), down; with the admin's reason."""
     st, cl = snap.state, snap.cluster
     out = []
     for i, n in enumerate(cl.nodes):
         total = n.capacity.gpu_milli // 1000
         free = sum(st.devices[i]) / 1000
         state = "idle" if st.pods[i] == 0 else ("alloc" if free == 0 else "mix")
+        set_to = admin.get(n.name, {})
+        if set_to.get("state") == "drain":
+            state = "drain" if st.pods[i] == 0 else "drng"
+        elif set_to.get("state") == "down":
+            state = "down"
         out.append({
             "name": n.name, "rack": dict(n.labels).get("topology.detente.dev/rack", ""),
             "state": state, "gpus": total, "gpus_free": free, "cpus": n.capacity["cpu"] / 1000,
             "cpus_free": st.free_cpu[i] / 1000, "pods": st.pods[i],
+            "reason": set_to.get("reason"),
         })  # fmt: skip
     return out

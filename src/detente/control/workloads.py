@@ -49,7 +49,7 @@ def put_setting(s: Session, key: str, value: Any) -> None:
 
 
 def cluster_and_config(s: Session) -> tuple[Cluster, QueueConfig]:
-    cl = layout.cluster(setting(s, "nodes", []))
+    cl = layout.cluster(setting(s, "nodes", []), setting(s, "node_states", {}))
     teams = set(s.scalars(select(User.team)))
     return cl, layout.queue_config(cl, setting(s, "manifests"), teams)
 

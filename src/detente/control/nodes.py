@@ -1,0 +1,40 @@
+"""Node administration: drain, down, resume (Slurm's ``scontrol update nodename=…
+state=…``). A drained node runs what it has and takes nothing new; a node set down
+also stops what runs on it (NODE_FAIL). Only the admin may change node states."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from detente.control import workloads
+from detente.control.jobs import JobError, event
+from detente.control.store.models import ACTIVE, NODE_FAIL, STOPPING, Job, User
+
+STATES = ("drain", "down", "resume")
+
+
+def set_state(
+    s: Session, actor: User, node: str, state: str, reason: str, now: float
+) -> dict[str, str]:
+    if actor.role != "admin":
+        raise JobError("only the admin changes node states", 403)
+    if state not in STATES:
+        raise JobError(f"state: one of {', '.join(STATES)} (got {state!r})")
+    names = {n["name"] for n in workloads.setting(s, "nodes", [])}
+    if node not in names:
+        raise JobError(f"no node {node!r}", 404)
+    states = dict(workloads.setting(s, "node_states", {}) or {})
+    if state == "resume":
+        states.pop(node, None)
+    else:
+        states[node] = {"state": state, "reason": reason or f"set {state} by {actor.name}"}
+    workloads.put_setting(s, "node_states", states)
+    workloads.put_setting(s, "generation", workloads.setting(s, "generation", 0) + 1)
+    if state == "down":
+        for job in s.scalars(select(Job).where(Job.state.in_(ACTIVE))):
+            if node in (job.nodes or []) and job.state != STOPPING:
+                job.state, job.stop_reason = STOPPING, NODE_FAIL
+                event(s, job.id, now, "NodeDown", f"{node}: {states[node]['reason']}")
+    s.commit()
+    return {"node": node, "state": "up" if state == "resume" else state}
