@@ -139,6 +139,8 @@ def test_tokens_users_and_views(live: Live, tmp_path: Path) -> None:
     jid = mine[1]["id"]
     assert live.cli("cancel", str(jid), token=bo, check=False).returncode != 0
     live.wait(lambda js: js[mine[0]["id"]]["state"] == "RUNNING" and js[jid]["reason"])
+    pending = json.loads(live.cli("queue", "-o", "json", "-t", "pending", "-u", "ana").stdout)
+    assert [j["name"] for j in pending] == ["one.sh"]
     queue = live.cli("queue", token=ana).stdout
     assert "NODELIST(REASON)" in queue and "node[0-3]" in queue
     desc = json.loads(live.cli("describe", str(jid), "-o", "json").stdout)
@@ -306,8 +308,17 @@ def test_drain_down_and_resume_nodes(live: Live, tmp_path: Path) -> None:
     live.cli("resume", "node0")
     jobs = live.wait(lambda js: js[1]["state"] == "RUNNING")
     assert jobs[1]["nodelist"] == "node[0,3]"
+    requeue = _write(tmp_path, "r.sh", "#!/bin/bash\n#SBATCH --requeue --gres=gpu:8\nsleep 30\n")
+    live.cli("resume", "node1")
+    live.cli("submit", str(requeue), cwd=tmp_path)
+    jobs = live.wait(lambda js: js[2]["state"] == "RUNNING")
+    assert jobs[2]["nodelist"] == "node1"
     live.cli("drain", "node3", "--down")
     jobs = live.wait(lambda js: js[1]["state"] in TERMINAL, timeout=30)
     assert jobs[1]["state"] == "NODE_FAIL"
     events = [e["kind"] for e in live.api("GET", "/v1/jobs/1").json()["events"]]
     assert "NodeDown" in events
+    # A --requeue job whose node goes down runs again elsewhere (Slurm's JobRequeue).
+    live.cli("drain", "node1", "--down")
+    jobs = live.wait(lambda js: js[2]["attempt"] == 2 and js[2]["state"] == "RUNNING", 30)
+    assert jobs[2]["nodelist"] == "node0"  # node1 and node3 down, node2 drained

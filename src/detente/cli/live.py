@@ -145,9 +145,15 @@ QUEUE_COLS = [("JOBID", "jobid"), ("QUEUE", "queue"), ("NAME", "name"), ("USER",
 
 
 @app.command("queue")
-def queue_cmd(output: Output = typer.Option(Output.table, "-o", "--output")) -> None:
+def queue_cmd(
+    output: Output = typer.Option(Output.table, "-o", "--output"),
+    user: str | None = typer.Option(None, "-u", "--user", help="Only these users (a,b)."),
+    queue: str | None = typer.Option(None, "-p", "--partition", help="Only these queues."),
+    state: str | None = typer.Option(None, "-t", "--states", help="e.g. PENDING,RUNNING."),
+) -> None:
     """Jobs pending and running (like squeue), with why each pending one waits."""
-    rows = _call("GET", "/v1/jobs")
+    params = {k: v for k, v in (("owner", user), ("queue", queue), ("state", state)) if v}
+    rows = _call("GET", "/v1/jobs", params=params)
     for r in rows:
         r["time"] = _duration(r["elapsed"])
         r["where"] = r["nodelist"] or f"({r['reason'] or 'None'})"

@@ -307,17 +307,17 @@ class Reconciler:
         if job.stop_reason not in (FAILED, NODE_FAIL) or job.exit_code is None:
             job.exit_code = bad if bad is not None else (0 if None not in codes else None)
         job.end_time = now
-        if job.stop_reason == PREEMPTED:
+        state = job.stop_reason or (
+            NODE_FAIL if None in codes else (COMPLETED if bad is None else FAILED)
+        )
+        # Slurm's JobRequeue: a --requeue job lost to a node failure runs again.
+        if state == PREEMPTED or (state == NODE_FAIL and job.spec.get("requeue")):
+            why = "preempted" if state == PREEMPTED else "node failure"
             job.state, job.nodes, job.devices, job.end_time = PENDING, None, None, None
-            job.stop_reason, job.kill_at, job.reason = None, None, "requeued after preemption"
-            event(s, job.id, now, "Requeued", "preempted; waits for its next start")
+            job.stop_reason, job.kill_at, job.reason = None, None, f"requeued after {why}"
+            event(s, job.id, now, "Requeued", f"{why}; waits for its next start")
             return
-        if job.stop_reason is not None:
-            job.state = job.stop_reason
-        elif None in codes:
-            job.state = NODE_FAIL
-        else:
-            job.state = COMPLETED if bad is None else FAILED
+        job.state = state
         event(s, job.id, now, job.state, f"exit code {job.exit_code}")
 
     # -- recovery after a restart -------------------------------------------------------

@@ -155,10 +155,21 @@ def submit(spec: JobSpec, s: DB, user: Actor) -> dict[str, list[int]]:
 
 
 @router.get("/v1/jobs")
-def list_jobs(s: DB, user: Actor, all: bool = False) -> list[dict[str, Any]]:
+def list_jobs(
+    s: DB, user: Actor, all: bool = False, owner: str | None = None,
+    queue: str | None = None, state: str | None = None,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Jobs the caller may see; not ended ones unless ``all``; filtered like squeue's
+    ``-u``, ``-p`` and ``-t`` (comma-separated states)."""
     q = jobs.visible(user)
-    if not all:
+    if not all and state is None:
         q = q.where(Job.state.not_in(TERMINAL))
+    if owner:
+        q = q.where(Job.user.in_(owner.split(",")))
+    if queue:
+        q = q.where(Job.queue.in_(queue.split(",")))
+    if state:
+        q = q.where(Job.state.in_(state.upper().split(",")))
     now = time.time()
     return [views.job(j, now) for j in s.scalars(q.order_by(Job.id))]
 
