@@ -91,21 +91,13 @@ def simulate_cmd(
 ) -> None:
     """Replay a real GPU-cluster trace through each profile and write a report."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from detente.core.profiles import PROFILES
     from detente.sim import report, traces
     from detente.sim.clusters import ClusterError
-    from detente.sim.run import SimConfig, simulate_all
+    from detente.sim.run import SimConfig
     from detente.sim.services import parse_spec as parse_service
 
-    names = [p.strip() for p in profile.split(",") if p.strip()]
-    unknown = [p for p in names if p not in PROFILES]
-    if unknown or not names:
-        known = ", ".join(sorted(PROFILES))
-        raise typer.BadParameter(
-            f"unknown profile {unknown}; known: {known}", param_hint="--profile"
-        )
+    names = _profiles(profile)
     if load_scale <= 0 or over_estimate < 1:
         raise typer.BadParameter("--load-scale must be > 0 and --over-estimate ≥ 1")
     cfg = SimConfig(
@@ -121,18 +113,8 @@ def simulate_cmd(
     except (traces.TraceError, OSError) as e:
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from None
-    columns = (
-        TextColumn("{task.description:>10}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
     try:
-        with Progress(*columns, console=console, transient=True) as bar:
-            tasks = {p: bar.add_task(p, total=total) for p in names}
-            results = simulate_all(
-                names, cfg, lambda p, d: bar.update(tasks[p], completed=d), workers
-            )
+        results = _with_progress(console, names, cfg, total, workers)
     except ClusterError as e:
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from None
@@ -144,6 +126,32 @@ def simulate_cmd(
     files = report.write(out, results, meta)
     _sim_table(results)
     Console().print(f"report: {files[1]} ({len(files)} files in {out})")
+
+
+def _profiles(spec: str) -> list[str]:
+    from detente.core.profiles import PROFILES
+
+    names = [p.strip() for p in spec.split(",") if p.strip()]
+    unknown = [p for p in names if p not in PROFILES]
+    if unknown or not names:
+        known = ", ".join(sorted(PROFILES))
+        raise typer.BadParameter(
+            f"unknown profile {unknown}; known: {known}", param_hint="--profile"
+        )
+    return names
+
+
+def _with_progress(console, names, cfg, total, workers):  # type: ignore[no-untyped-def]
+    """Runs the profiles with a progress bar per profile (jobs finished of ``total``)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from detente.sim.run import simulate_all
+
+    columns = (TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())  # fmt: skip
+    with Progress(*columns, console=console, transient=True) as bar:
+        tasks = {p: bar.add_task(p, total=total) for p in names}
+        return simulate_all(names, cfg, lambda p, d: bar.update(tasks[p], completed=d), workers)
 
 
 def _sim_table(results: dict) -> None:  # type: ignore[type-arg]
