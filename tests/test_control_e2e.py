@@ -322,3 +322,26 @@ def test_drain_down_and_resume_nodes(live: Live, tmp_path: Path) -> None:
     live.cli("drain", "node1", "--down")
     jobs = live.wait(lambda js: js[2]["attempt"] == 2 and js[2]["state"] == "RUNNING", 30)
     assert jobs[2]["nodelist"] == "node0"  # node1 and node3 down, node2 drained
+
+
+def test_default_node_is_this_machine(tmp_path: Path) -> None:
+    import os
+
+    lv = Live(tmp_path / "home")
+    lv.home.mkdir()
+    lv.up()
+    try:
+        (node,) = json.loads(lv.cli("nodes", "-o", "json").stdout)
+        assert node["cpus"] == os.cpu_count()
+        cpu_job = _write(
+            tmp_path, "c.sh", "#!/bin/bash\n#SBATCH --cpus-per-task=1\necho $SLURMD_NODENAME\n"
+        )
+        lv.cli("submit", str(cpu_job), cwd=tmp_path)
+        jobs = lv.wait(lambda js: js[1]["state"] in TERMINAL)
+        assert jobs[1]["state"] == "COMPLETED" and jobs[1]["nodelist"] == node["name"]
+        too_big = _write(
+            tmp_path, "b.sh", f"#!/bin/bash\n#SBATCH --gres=gpu:{node['gpus'] + 1}\ntrue\n"
+        )
+        assert lv.cli("submit", str(too_big), cwd=tmp_path, check=False).returncode != 0
+    finally:
+        lv.down()
