@@ -14,6 +14,8 @@ from typing import Any
 
 import httpx
 
+_ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL"}
+
 
 class Live:
     def __init__(self, home: Path, db: str | None = None) -> None:
@@ -41,6 +43,14 @@ class Live:
         self.cli("up", *args)
 
     def down(self) -> None:
+        """Cancels what still runs (so a test leaves no processes behind), then stops."""
+        try:
+            active = [j["id"] for j in self.api("GET", "/v1/jobs").json()]
+            if active:
+                self.api("POST", "/v1/jobs/cancel", json={"ids": active})
+                self.wait(lambda js: all(j["state"] in _ENDED for j in js.values()), 30)
+        except (OSError, httpx.HTTPError, AssertionError, ValueError):
+            pass  # not running, or it did not answer: stop it anyway
         self.cli("down", check=False)
 
     @property
