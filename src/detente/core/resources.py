@@ -15,7 +15,7 @@ Integers keep quota arithmetic exact; conversion from Kubernetes quantity string
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import ItemsView, Iterable, Iterator, Mapping
 from typing import Final
 
 GPU: Final = "nvidia.com/gpu"
@@ -51,12 +51,19 @@ class Resources(Mapping[str, int]):
     def __len__(self) -> int:
         return len(self._d)
 
+    def items(self) -> ItemsView[str, int]:
+        # The dict's own view: the Mapping default goes through __iter__/__getitem__,
+        # and quantities are summed in every cycle.
+        return self._d.items()
+
     def __hash__(self) -> int:
         if self._h is None:
             self._h = hash(frozenset(self._d.items()))
         return self._h
 
     def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
         if isinstance(other, Resources):
             return self._d == other._d
         return NotImplemented
