@@ -17,7 +17,7 @@ from rich.table import Table
 from detente.cli.client import Client, ClientError
 from detente.cli.main import Output, app
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # errors stay whole lines, for scripts
 
 
 def _client() -> Client:

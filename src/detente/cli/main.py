@@ -105,7 +105,7 @@ def simulate_cmd(
         load_scale=load_scale, over_estimate=over_estimate, mtbf_hours=mtbf_hours,
         vc_quotas=vc_quotas, services=services,
     )  # fmt: skip
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     try:
         if services:
             parse_service(services, 86400.0)  # a bad spec fails before any run starts
