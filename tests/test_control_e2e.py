@@ -344,3 +344,17 @@ def test_default_node_is_this_machine(tmp_path: Path) -> None:
         assert lv.cli("submit", str(too_big), cwd=tmp_path, check=False).returncode != 0
     finally:
         lv.down()
+
+
+def test_hold_and_release(live: Live, tmp_path: Path) -> None:
+    block = _write(tmp_path, "b.sh", "#!/bin/bash\n#SBATCH -N 4 --gres=gpu:8\nsleep 3\n")
+    job = _write(tmp_path, "j.sh", "#!/bin/bash\n#SBATCH --gres=gpu:1\ntrue\n")
+    live.cli("submit", str(block), cwd=tmp_path)
+    live.wait(lambda js: js[1]["state"] == "RUNNING")
+    live.cli("submit", str(job), cwd=tmp_path)
+    assert "2: held" in live.cli("hold", "2").stdout
+    jobs = live.wait(lambda js: js[1]["state"] == "COMPLETED" and js[2]["reason"] == "JobHeldUser")
+    assert jobs[2]["state"] == "PENDING"
+    live.cli("release", "2")
+    jobs = live.wait(lambda js: js[2]["state"] == "COMPLETED")
+    assert jobs[2]["start_time"] > jobs[1]["end_time"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 from sqlalchemy import select, text
 
@@ -34,7 +36,30 @@ def test_migrations_are_idempotent(db_url: str) -> None:
     migrate(eng)
     migrate(eng)
     with eng.connect() as c:
-        assert c.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert c.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+
+
+def test_upgrade_from_0001_keeps_jobs(db_url: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from detente.control.store.db import MIGRATIONS
+
+    eng = engine_for(db_url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with eng.begin() as c:
+        cfg.attributes["connection"] = c
+        command.upgrade(cfg, "0001")
+        c.execute(text(
+            "INSERT INTO jobs (name, \"user\", team, queue, state, spec, submit_time, attempt)"
+            " VALUES ('old', 'ana', 'vision', 'vision', 'PENDING', '{\"script\": \"true\"}',"
+            " 1.0, 0)"
+        ))  # fmt: skip
+    migrate(eng)
+    with open_store(db_url)() as s:
+        job = s.scalars(select(Job)).one()
+        assert (job.name, job.user, job.held) == ("old", "ana", False)
 
 
 def test_tokens_are_stored_hashed_and_checked(store) -> None:  # type: ignore[no-untyped-def]
@@ -70,6 +95,21 @@ def test_bad_queue_or_dependency_creates_nothing(store) -> None:  # type: ignore
             jobs.submit(s, u["ana"], bad, QUEUES, 0.0)
         s.rollback()
         assert s.scalars(select(Job)).first() is None
+
+
+def test_held_jobs_wait_until_released(store) -> None:  # type: ignore[no-untyped-def]
+    from detente.control import workloads
+
+    with store() as s:
+        u, _ = _users(s)
+        (jid,) = jobs.submit(s, u["ana"], JobSpec(script="true"), QUEUES, 0.0)
+        with pytest.raises(jobs.JobError):
+            jobs.hold(s, u["bo"], [jid], True, 1.0)  # not bo's job
+        assert jobs.hold(s, u["ana"], [jid], True, 1.0) == {jid: "held"}
+        job = s.get(Job, jid)
+        assert workloads.blocked(job, {}, Counter()) == "JobHeldUser"
+        assert jobs.hold(s, u["ana"], [jid], False, 2.0) == {jid: "released"}
+        assert workloads.blocked(job, {}, Counter()) is None
 
 
 def test_who_sees_and_cancels_what(store) -> None:  # type: ignore[no-untyped-def]

@@ -249,6 +249,20 @@ def cancel_cmd(
         print(f"{jid}: {what}")
 
 
+@app.command("hold")
+def hold_cmd(jobs: list[int] = typer.Argument(...)) -> None:
+    """Keep pending jobs from starting (like scontrol hold) until released."""
+    for jid, what in _call("POST", "/v1/jobs/hold", json={"ids": jobs}).items():
+        print(f"{jid}: {what}")
+
+
+@app.command("release")
+def release_cmd(jobs: list[int] = typer.Argument(...)) -> None:
+    """Let held jobs start again (like scontrol release)."""
+    for jid, what in _call("POST", "/v1/jobs/release", json={"ids": jobs}).items():
+        print(f"{jid}: {what}")
+
+
 @app.command("token")
 def token_cmd(
     user: str = typer.Argument(...),

@@ -104,3 +104,18 @@ def cancel(s: Session, actor: User, job_ids: Sequence[int], now: float) -> dict[
             out[jid] = STOPPING
     s.commit()
     return out
+
+
+def hold(s: Session, actor: User, job_ids: Sequence[int], held: bool, now: float) -> dict[int, str]:
+    """Holds (or releases) pending jobs: a held job stays pending (``JobHeldUser``)."""
+    out: dict[int, str] = {}
+    for jid in job_ids:
+        job = get(s, actor, jid)
+        if job.state != PENDING:
+            out[jid] = f"not pending ({job.state})"
+            continue
+        job.held = held
+        event(s, jid, now, "Held" if held else "Released", f"by {actor.name}")
+        out[jid] = "held" if held else "released"
+    s.commit()
+    return out

@@ -195,6 +195,16 @@ def cancel(body: CancelRequest, s: DB, user: Actor) -> dict[int, str]:
     return jobs.cancel(s, user, body.ids, time.time())
 
 
+@router.post("/v1/jobs/hold", dependencies=[Wakes])
+def hold(body: CancelRequest, s: DB, user: Actor) -> dict[int, str]:
+    return jobs.hold(s, user, body.ids, True, time.time())
+
+
+@router.post("/v1/jobs/release", dependencies=[Wakes])
+def release(body: CancelRequest, s: DB, user: Actor) -> dict[int, str]:
+    return jobs.hold(s, user, body.ids, False, time.time())
+
+
 @router.get("/v1/jobs/{job_id}/logs")
 def logs(
     job_id: int, s: DB, user: Actor, rec: Rec, offset: int = 0, pod: int | None = None

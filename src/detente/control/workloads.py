@@ -73,6 +73,8 @@ def workload(job: Job, config: QueueConfig, grace: float = 0.0) -> Workload:
 
 def blocked(job: Job, deps: dict[int, Job], running_in_array: Counter[int]) -> str | None:
     """Why ``job`` may not queue yet (Slurm's reason), or None."""
+    if job.held:
+        return "JobHeldUser"
     for d in job.spec.get("dependencies", []):
         dep = deps.get(d["job_id"])
         if dep is None or dep.state not in TERMINAL:

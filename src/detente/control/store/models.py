@@ -61,6 +61,8 @@ class Job(Base):
     stop_reason: Mapped[str | None] = mapped_column(String(20), nullable=True)
     #: When SIGKILL follows the SIGTERM sent at stop (epoch seconds).
     kill_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    #: Held by its user or an admin: stays pending until released (revision 0002).
+    held: Mapped[bool] = mapped_column(default=False)
 
 
 class Pod(Base):
