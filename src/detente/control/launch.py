@@ -11,6 +11,7 @@ from detente.api.hostlist import compress
 from detente.control.spec import JobSpec
 from detente.control.store.models import Job, Pod
 from detente.executors.base import PodLaunch
+from detente.executors.local import pod_log
 
 BASE_PORT = 29500
 
@@ -90,7 +91,12 @@ def pod_launch(state_dir: Path, job: Job, pod: Pod) -> PodLaunch:
 
 
 def exit_file(state_dir: Path, job: Job, pod: Pod) -> Path:
-    return job_dir(state_dir, job) / f"attempt-{pod.attempt}" / f"pod-{pod.rank}.exit"
+    return _pod_file(state_dir, job, pod.attempt, pod.rank)
+
+
+def _pod_file(state_dir: Path, job: Job, attempt: int, rank: int) -> Path:
+    """A pod's exit file; its own log sits beside it (`executors.local.pod_log`)."""
+    return job_dir(state_dir, job) / f"attempt-{attempt}" / f"pod-{rank}.exit"
 
 
 def read_logs(
@@ -98,16 +104,15 @@ def read_logs(
 ) -> tuple[str, int]:
     """Text from byte ``offset`` of the job's output files (each once, rank order), or
     with ``pod`` of that pod's own log in the current run."""
-    spec = JobSpec.model_validate(job.spec)
-    d = job_dir(state_dir, job)
-    seen: list[Path] = []
-    if pod is not None:
-        seen.append(d / f"attempt-{job.attempt}" / f"pod-{pod}.log")
-    for rank, node in enumerate(job.nodes or ["?"]):
-        for p in log_paths(job, spec, node, rank) if pod is None else ():
-            full = p if p.is_absolute() else d / p
-            if full not in seen:
-                seen.append(full)
-    blob = b"".join(p.read_bytes() for p in seen if p.exists())
+    files = [pod_log(_pod_file(state_dir, job, job.attempt, pod))] if pod is not None else []
+    if pod is None:
+        spec = JobSpec.model_validate(job.spec)
+        d = job_dir(state_dir, job)
+        for rank, node in enumerate(job.nodes or ["?"]):
+            for p in log_paths(job, spec, node, rank):
+                full = p if p.is_absolute() else d / p
+                if full not in files:
+                    files.append(full)
+    blob = b"".join(p.read_bytes() for p in files if p.exists())
     chunk = blob[offset : offset + limit]
     return chunk.decode(errors="replace"), offset + len(chunk)

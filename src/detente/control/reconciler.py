@@ -330,15 +330,15 @@ class Reconciler:
         counts = {"adopted": 0, "ended": 0, "started": 0, "lost": 0}
         with self.sessions() as s:
             jobs = list(s.scalars(select(Job).where(Job.state.in_(ACTIVE))))
-            pods = {j.id: self._pods(s, j) for j in jobs}
+            pods = self._pods_of(s, jobs)
             tokens = {p.token for ps in pods.values() for p in ps if not p.done}
             found = self.executor.find(tokens)
             relaunch = []
             for job in jobs:
-                for p in pods[job.id]:
+                for p in pods.get(job.id, []):
                     if not p.done:
                         counts[self._recover_pod(job, p, found)] += 1
-                if any(p.pid is None and not p.done for p in pods[job.id]):
+                if any(p.pid is None and not p.done for p in pods.get(job.id, [])):
                     job.state = LAUNCHING
                     relaunch.append(job.id)
                 elif job.state == LAUNCHING:
