@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from detente.executors.local import proc_start
 from detente.testing.live import Live
 
 JOBS, KILLS = 200, 20
@@ -20,6 +21,12 @@ SCRIPT = """#!/bin/bash
 sleep $(( RANDOM % 6 + 1 ))
 echo "$SLURM_JOB_ID" >> "$IDS"
 """
+
+
+def _wait_gone(pid: int) -> None:
+    deadline = time.time() + 10
+    while proc_start(pid) is not None and time.time() < deadline:
+        time.sleep(0.01)
 
 
 def test_kill_9_twenty_times_loses_no_job_and_runs_none_twice(tmp_path: Path) -> None:
@@ -40,6 +47,7 @@ def test_kill_9_twenty_times_loses_no_job_and_runs_none_twice(tmp_path: Path) ->
             time.sleep(rng.uniform(0.0, 1.2))
             pid = int((live.home / "detente.pid").read_text())
             os.kill(pid, signal.SIGKILL)
+            _wait_gone(pid)  # SIGKILL lands asynchronously; `up` refuses a live one
             live.up()
         jobs = live.wait(lambda js: all(j["state"] == "COMPLETED" for j in js.values()), 240)
     finally:
