@@ -19,8 +19,8 @@ from detente.executors.base import PodLaunch
 from detente.executors.local import LocalExecutor
 
 
-class Crash(Exception):
-    pass
+class Crash(BaseException):
+    """Stands for the process dying: not an Exception, which the loop would survive."""
 
 
 class CrashAfterFirstLaunch(LocalExecutor):
@@ -40,7 +40,7 @@ def _setup(tmp_path: Path, db_url: str):  # type: ignore[no-untyped-def]
         out = tmp_path / "ranks.txt"
         spec = JobSpec(script=f'#!/bin/bash\necho "$NODE_RANK" >> {out}\nsleep 1\n',
                        nodes=2, gpus_per_node=8, chdir=str(tmp_path))  # fmt: skip
-        (job_id,) = jobs.submit(s, user, spec, {"default"}, time.time())
+        (job_id,) = jobs.submit(s, user, spec, workloads.cluster_and_config(s)[1], time.time())
     return sessions, job_id, out
 
 
@@ -94,8 +94,8 @@ def test_fair_share_usage_survives_restarts_and_orders_the_queue(tmp_path: Path)
         for team in ("a", "b"):
             users[team] = auth.authenticate(s, auth.create_user(s, f"u{team}", team))
         spec = JobSpec(script="#!/bin/bash\nsleep 1\n", gpus_per_node=8, chdir=str(tmp_path))
-        (ja,) = jobs.submit(s, users["a"], spec, {"a", "b"}, now - 30)
-        (jb,) = jobs.submit(s, users["b"], spec, {"a", "b"}, now - 10)
+        (ja,) = jobs.submit(s, users["a"], spec, workloads.cluster_and_config(s)[1], now - 30)
+        (jb,) = jobs.submit(s, users["b"], spec, workloads.cluster_and_config(s)[1], now - 10)
     rec = Reconciler(sessions, build("detente"), tmp_path)
     assert rec.step().admitted == 1
     with sessions() as s:
@@ -110,10 +110,15 @@ def test_a_job_that_cannot_start_fails_with_the_reason(tmp_path: Path) -> None:
         workloads.put_setting(s, "nodes", layout.node_specs("1x8"))
         user = auth.authenticate(s, auth.create_user(s, "ana", "default"))
         spec = JobSpec(script="true", chdir=str(tmp_path / "missing"))
-        (job_id,) = jobs.submit(s, user, spec, {"default"}, time.time())
+        (job_id,) = jobs.submit(s, user, spec, workloads.cluster_and_config(s)[1], time.time())
     rec = Reconciler(sessions, build("detente"), tmp_path)
-    rec.step()
-    rec.step()
+    deadline = time.time() + 20
+    while time.time() < deadline:  # the pod finds out, as its user, and records why
+        rec.step()
+        with sessions() as s:
+            if s.get(Job, job_id).state == "FAILED":
+                break
+        time.sleep(0.1)
     with sessions() as s:
         job = s.get(Job, job_id)
         assert job.state == "FAILED" and "launch failed" in (job.reason or "")

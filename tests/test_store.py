@@ -7,12 +7,13 @@ from collections import Counter
 import pytest
 from sqlalchemy import select, text
 
-from detente.control import auth, jobs
+from detente.control import auth, jobs, layout
 from detente.control.spec import JobSpec
 from detente.control.store.db import engine_for, migrate, open_store
 from detente.control.store.models import CANCELLED, PENDING, STOPPING, Job, User
 
-QUEUES = {"default", "vision", "nlp"}
+# The default queues: one ClusterQueue, a LocalQueue per team (and "default").
+QUEUES = layout.queue_config(layout.cluster(layout.node_specs("2x8")), None, {"vision", "nlp"})
 
 
 @pytest.fixture
@@ -36,7 +37,7 @@ def test_migrations_are_idempotent(db_url: str) -> None:
     migrate(eng)
     migrate(eng)
     with eng.connect() as c:
-        assert c.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        assert c.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
 
 
 def test_upgrade_from_0001_keeps_jobs(db_url: str) -> None:
@@ -60,6 +61,11 @@ def test_upgrade_from_0001_keeps_jobs(db_url: str) -> None:
     with open_store(db_url)() as s:
         job = s.scalars(select(Job)).one()
         assert (job.name, job.user, job.held) == ("old", "ana", False)
+        assert job.spec == {"script": "true"} and job.version == 0
+        # New jobs get their own spec rows after the migrated ones (ids do not collide).
+        u = auth.authenticate(s, auth.create_user(s, "ana", "vision"))
+        (jid,) = jobs.submit(s, u, JobSpec(script="echo new"), QUEUES, 2.0)
+        assert s.get(Job, jid).spec["script"] == "echo new"
 
 
 def test_tokens_are_stored_hashed_and_checked(store) -> None:  # type: ignore[no-untyped-def]

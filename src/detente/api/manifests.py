@@ -181,6 +181,8 @@ class WorkloadPriorityClassDoc(Loose):
     metadata: Meta
     value: int
     description: str = ""
+    #: detente's: the LocalQueues whose jobs may use this class (default: all).
+    allowedQueues: list[str] | None = None
 
 
 # -- detente Job --------------------------------------------------------------------------

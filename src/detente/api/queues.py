@@ -62,7 +62,12 @@ class QueueBuilder:
             for _, d in self._of(m.LocalQueueDoc)
         ]
         pcs = [
-            PriorityClass(d.metadata.name, d.value, d.description)  # type: ignore[attr-defined]
+            PriorityClass(
+                d.metadata.name,
+                d.value,
+                d.description,  # type: ignore[attr-defined]
+                None if d.allowedQueues is None else tuple(d.allowedQueues),  # type: ignore[attr-defined]
+            )
             for _, d in self._of(m.WorkloadPriorityClassDoc)
         ]
         if not cqs:

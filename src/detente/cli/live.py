@@ -67,21 +67,44 @@ def up_cmd(
     db: str | None = typer.Option(None, "--db", help="sqlite:///PATH or postgresql://…"),
     port: int = typer.Option(0, "--port", help="Port on 127.0.0.1 (default: a free one)."),
     profile: str = typer.Option("detente", "--profile"),
+    single_user: bool = typer.Option(
+        False, "--single-user", help="Run every job as this user even when root."
+    ),
+    max_array_size: int = typer.Option(
+        1001, "--max-array-size", min=1, max=100_000, help="Slurm's MaxArraySize."
+    ),
+    max_script_size: int = typer.Option(
+        4 << 20, "--max-script-size", min=1, max=64 << 20, help="Largest batch script (bytes)."
+    ),
 ) -> None:
-    """Start the control plane (API, scheduler, local executor) in the background."""
-    from detente.control.daemon import DaemonError, up
+    """Start the control plane (API, scheduler, local executor) in the background.
+
+    As root it runs in multi-user mode: each user's jobs run as their Unix account
+    (`detente token NAME --unix-user ACCOUNT`). Otherwise, or with --single-user,
+    every job runs as the user who started it."""
+    from detente.control.daemon import DaemonError, mode_for, up
     from detente.control.home import data_dir
     from detente.control.layout import LayoutError
 
     d = data_dir()
+    mode = mode_for(single_user)
+    options = {"mode": mode, "max_array_size": max_array_size,
+               "max_script_bytes": max_script_size}  # fmt: skip
     try:
-        pid, port = up(d, db or os.environ.get("DETENTE_DB"), nodes, port, profile)
+        pid, port = up(d, db or os.environ.get("DETENTE_DB"), nodes, port, profile, options)
     except (DaemonError, LayoutError) as e:
         err.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from None
     Console().print(
         f"detente up: pid {pid}, http://127.0.0.1:{port} (admin token in {d / 'admin.token'})"
     )
+    if mode == "single-user":
+        Console().print(
+            "single-user mode: every job runs as this Unix user; tokens cannot map to "
+            "another Unix identity"
+        )
+    else:
+        Console().print("multi-user mode: jobs run as their users' Unix accounts")
 
 
 @app.command("down")
@@ -116,15 +139,21 @@ def sbatch_cmd(
 
 def _submit(argv: list[str]) -> None:
     from detente.control.sbatch import SbatchError, parse, split_argv
+    from detente.control.spec import SCRIPT_CEILING
 
     try:
         cli, script, rest = split_argv(argv)
         parsable = "--parsable" in cli  # sbatch's: print the job id only
         cli = [a for a in cli if a != "--parsable"]
+        if Path(script).stat().st_size > SCRIPT_CEILING:
+            raise SbatchError(f"{script}: larger than {SCRIPT_CEILING >> 20} MiB")
         text = Path(script).read_text()
         parsed = parse(text, script, cli, dict(os.environ), rest)
     except OSError as e:
         err.print(f"[red]error:[/red] {e.filename}: {e.strerror}")
+        raise typer.Exit(2) from None
+    except UnicodeDecodeError:
+        err.print(f"[red]error:[/red] {script}: not UTF-8 text")
         raise typer.Exit(2) from None
     except SbatchError as e:
         err.print(f"[red]error:[/red] {e}")
@@ -268,9 +297,30 @@ def token_cmd(
     user: str = typer.Argument(...),
     team: str = typer.Option(..., "--team", help="The user's team (LocalQueue)."),
     role: str = typer.Option("user", "--role", help="user, team-admin or admin."),
+    unix_user: str | None = typer.Option(
+        None, "--unix-user", help="Unix account the user's jobs run as (default: the name)."
+    ),
 ) -> None:
     """Create a user (or re-key one) and print their token once. Admin only."""
-    print(_call("POST", "/v1/users", json={"name": user, "team": team, "role": role})["token"])
+    body = {"name": user, "team": team, "role": role}
+    if unix_user is not None:
+        body["unix_user"] = unix_user
+    print(_call("POST", "/v1/users", json=body)["token"])
+
+
+@app.command("audit")
+def audit_cmd(
+    limit: int = typer.Option(100, "--limit", "-n", min=1),
+    output: Output = typer.Option(Output.table, "-o", "--output"),
+) -> None:
+    """The audit log (admin only): tokens, applies, node changes, admin cancels, and
+    refused authorizations, with who and when."""
+    rows = _call("GET", "/v1/audit", params={"limit": limit})
+    for r in rows:
+        r["when"] = _clock(r["time"])
+    cols = [("TIME", "when"), ("ACTOR", "actor"), ("ACTION", "action"),
+            ("OUTCOME", "outcome"), ("TARGET", "target")]  # fmt: skip
+    _table(rows, cols, output)
 
 
 @app.command("apply")

@@ -2,12 +2,19 @@
 
 Tokens are 32 random bytes (URL-safe); only their SHA-256 is stored, so a leaked
 database does not leak credentials. Comparison of hashes is constant-time.
+
+Each user maps to a Unix account. In **multi-user** mode (the control plane runs as
+root) pods run as that account, which must exist and must not be root or the
+daemon's own user. In **single-user** mode (not root, or ``up --single-user``) every
+token maps to the daemon's own user, and no second Unix identity can be created.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import os
+import pwd
 import secrets
 
 from sqlalchemy import select
@@ -16,6 +23,7 @@ from sqlalchemy.orm import Session
 from detente.control.store.models import User
 
 ROLES = ("user", "team-admin", "admin")
+MULTI, SINGLE = "multi-user", "single-user"
 
 
 class AuthError(Exception):
@@ -26,17 +34,58 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_user(s: Session, name: str, team: str, role: str = "user") -> str:
-    """Creates (or re-keys) ``name`` and returns its new token — the only time it is seen."""
+def daemon_user() -> str:
+    return pwd.getpwuid(os.geteuid()).pw_name
+
+
+def check_unix_user(mode: str, name: str) -> None:
+    """AuthError unless jobs may run as Unix user ``name`` in ``mode``."""
+    if mode == SINGLE:
+        if name != daemon_user():
+            raise AuthError(
+                f"unix_user: single-user mode runs every job as {daemon_user()!r}; "
+                f"cannot map to another Unix identity (got {name!r})"
+            )
+        return
+    try:
+        pw = pwd.getpwnam(name)
+    except KeyError:
+        raise AuthError(f"unix_user: no such Unix account (got {name!r})") from None
+    if pw.pw_uid in (0, os.geteuid()):
+        raise AuthError(f"unix_user: jobs never run as root or the daemon's user (got {name!r})")
+
+
+def create_user(
+    s: Session, name: str, team: str, role: str = "user", unix_user: str | None = None,
+    mode: str = SINGLE,
+) -> str:  # fmt: skip
+    """Creates (or re-keys) ``name`` and returns its new token — the only time it is
+    seen. The caller commits. ``unix_user`` defaults to the name (multi-user mode) or
+    the daemon's user (single-user mode)."""
     if role not in ROLES:
         raise AuthError(f"role: must be one of {', '.join(ROLES)} (got {role!r})")
+    if unix_user is None:
+        unix_user = name if mode == MULTI else daemon_user()
+    check_unix_user(mode, unix_user)
     token = secrets.token_urlsafe(32)
     user = s.get(User, name)
     if user is None:
-        s.add(User(name=name, team=team, role=role, token_hash=digest(token)))
+        s.add(User(name=name, team=team, role=role, token_hash=digest(token), unix_user=unix_user))
     else:
         user.team, user.role, user.token_hash = team, role, digest(token)
-    s.commit()
+        user.unix_user = unix_user
+    return token
+
+
+def create_admin(s: Session, name: str = "admin") -> str:
+    """The bootstrap admin: it submits no work of its own in multi-user mode (it has no
+    Unix account unless one is mapped with ``token``); the caller commits."""
+    token = secrets.token_urlsafe(32)
+    user = s.get(User, name)
+    if user is None:
+        s.add(User(name=name, team="default", role="admin", token_hash=digest(token)))
+    else:
+        user.token_hash = digest(token)
     return token
 
 

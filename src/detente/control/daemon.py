@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -40,18 +41,40 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def prepare(d: Path, db: str, nodes: str | None) -> None:
-    """Migrates the store, records the node layout, and makes sure an admin exists with
-    its token in ``admin.token`` (0600)."""
+def mode_for(single_user: bool) -> str:
+    """Multi-user (jobs run as their users' Unix accounts) only when running as root."""
+    return auth.MULTI if os.geteuid() == 0 and not single_user else auth.SINGLE
+
+
+def secure(d: Path, db: str) -> None:
+    """The data directory 0700 and the SQLite files 0600, whatever existed before:
+    they hold the admin token and every job's stored environment."""
+    os.chmod(d, 0o700)
+    if db.startswith("sqlite:///"):
+        path = Path(db[len("sqlite:///") :])
+        for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            if p.exists():
+                os.chmod(p, 0o600)
+
+
+def prepare(d: Path, db: str, nodes: str | None, options: dict[str, Any] | None = None) -> None:
+    """Migrates the store, records the node layout and ``options`` (``mode``,
+    ``max_array_size``, ``max_script_bytes``), and makes sure an admin exists with its
+    token in ``admin.token`` (0600)."""
+    os.umask(0o077)
     sessions = open_store(db)
+    secure(d, db)
     with sessions() as s:
         if nodes is not None or workloads.setting(s, "nodes") is None:
             workloads.put_setting(s, "nodes", layout.node_specs(nodes))
+        for key, value in (options or {}).items():
+            workloads.put_setting(s, key, value)
         s.commit()
         token_file = d / "admin.token"
         admin = s.get(User, "admin")
         if admin is None or not token_file.exists():
-            token = auth.create_user(s, "admin", "default", "admin")
+            token = auth.create_admin(s)
+            s.commit()
             fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(token)
@@ -67,17 +90,21 @@ def running_pid(d: Path) -> int | None:
     return pid if proc_start(pid) is not None else None
 
 
-def up(d: Path, db: str | None, nodes: str | None, port: int, profile: str) -> tuple[int, int]:
+def up(
+    d: Path, db: str | None, nodes: str | None, port: int, profile: str,
+    options: dict[str, Any] | None = None,
+) -> tuple[int, int]:  # fmt: skip
     """Starts the control plane in the background; returns (pid, port) once it answers."""
     if (pid := running_pid(d)) is not None:
         raise DaemonError(f"already running (pid {pid}); `detente down` first")
     db = db or default_db(d)
-    prepare(d, db, nodes)
+    prepare(d, db, nodes, options)
     port = port or _free_port()
     # The URL may hold a password: it goes through the environment, not argv (ps).
     cmd = [sys.executable, "-m", "detente.control.daemon", str(d), str(port), profile]
     with (d / "detente.log").open("ab") as logf:
         env = {**os.environ, "DETENTE_DB": db}
+        env.pop("DETENTE_TOKEN", None)
         proc = subprocess.Popen(
             cmd, stdout=logf, stderr=logf, stdin=subprocess.DEVNULL, start_new_session=True, env=env
         )
@@ -126,7 +153,9 @@ def serve(d: Path, db: str, port: int, profile_name: str) -> None:
     from detente.core.profiles import build
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    os.umask(0o077)
     sessions = open_store(db)
+    secure(d, db)
     rec = Reconciler(sessions, build(profile_name), d)
     app = create_app(sessions, rec)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")

@@ -6,11 +6,14 @@ only records the intent (``STOPPING`` with ``stop_reason``); the reconciler sign
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
+from detente.control import audit
 from detente.control.spec import JobSpec
 from detente.control.store.models import (
     ACTIVE,
@@ -20,8 +23,14 @@ from detente.control.store.models import (
     TERMINAL,
     Event,
     Job,
+    JobSpecRow,
     User,
 )
+from detente.core.queues import QueueConfig
+
+T = TypeVar("T")
+#: Attempts at a compare-and-set before giving up (another writer kept winning).
+CAS_TRIES = 20
 
 
 class JobError(ValueError):
@@ -46,26 +55,71 @@ def visible(actor: User) -> Select[tuple[Job]]:
     return q.where(Job.user == actor.name)
 
 
-def submit(
-    s: Session, actor: User, spec: JobSpec, queues: set[str], now: float, commit: bool = True
-) -> list[int]:
-    """Creates the job (one per array task) and returns the ids; JobError if the queue
-    or a dependency does not exist. Nothing is created unless all of it is valid. With
-    ``commit=False`` the caller owns the transaction (to apply many jobs at once)."""
+def with_cas(s: Session, change: Callable[[], T]) -> T:
+    """Runs ``change`` (which reads rows, changes them and commits) until its commit is
+    not beaten by another writer (a compare-and-set on each job's version)."""
+    for _ in range(CAS_TRIES):
+        try:
+            return change()
+        except StaleDataError:
+            s.rollback()
+            s.expire_all()
+    raise JobError("busy: the job kept changing under this request; try again", 409)
+
+
+def team_queues(actor: User, config: QueueConfig) -> set[str]:
+    """The LocalQueues ``actor`` may submit to: their team's (a LocalQueue named after
+    the team or in the team's namespace); every queue for the admin."""
+    lqs = config.local_queues.values()
+    if actor.role == "admin":
+        return {lq.name for lq in lqs}
+    return {lq.name for lq in lqs if actor.team in (lq.name, lq.namespace)}
+
+
+def check_access(actor: User, spec: JobSpec, config: QueueConfig) -> str:
+    """The queue ``spec`` goes to, if ``actor`` may use it and its priority class;
+    JobError (400 unknown, 403 not allowed) otherwise."""
     queue = spec.queue or actor.team
-    if queue not in queues:
-        raise JobError(f"spec.queue: unknown queue {queue!r} (known: {', '.join(sorted(queues))})")
+    known = {lq.name for lq in config.local_queues.values()}
+    if queue not in known:
+        raise JobError(f"spec.queue: unknown queue {queue!r} (known: {', '.join(sorted(known))})")
+    if queue not in team_queues(actor, config):
+        raise JobError(f"spec.queue: {actor.name} (team {actor.team}) may not submit to "
+                       f"queue {queue!r}", 403)  # fmt: skip
+    if spec.priority_class:
+        pc = config.priority_classes.get(spec.priority_class)
+        if pc is None:
+            raise JobError(f"spec.priority_class: unknown priority class {spec.priority_class!r}")
+        if (
+            actor.role != "admin"
+            and pc.allowed_queues is not None
+            and (queue not in pc.allowed_queues)
+        ):
+            raise JobError(f"spec.priority_class: {spec.priority_class!r} is not allowed in "
+                           f"queue {queue!r}", 403)  # fmt: skip
+    return queue
+
+
+def submit(
+    s: Session, actor: User, spec: JobSpec, config: QueueConfig, now: float, commit: bool = True
+) -> list[int]:
+    """Creates the job (one per array task, sharing one stored spec) and returns the
+    ids; JobError if the queue, priority class or a dependency is unknown or not the
+    caller's to use (a job the caller may not see is reported exactly as a missing
+    one). Nothing is created unless all of it is valid. With ``commit=False`` the caller
+    owns the transaction (to apply many jobs at once)."""
+    queue = check_access(actor, spec, config)
     for d in spec.dependencies:
-        if s.get(Job, d.job_id) is None:
+        if s.scalars(visible(actor).where(Job.id == d.job_id)).first() is None:
             raise JobError(f"spec.dependencies: no job {d.job_id}")
     tasks: Sequence[int | None] = spec.array or [None]
     ids: list[int] = []
     first: Job | None = None
+    row = JobSpecRow(data=spec.model_dump(mode="json"))
     for task in tasks:
         job = Job(
             name=spec.name, user=actor.name, team=actor.team, queue=queue, state=PENDING,
-            spec=spec.model_dump(mode="json"), submit_time=now, attempt=0,
-            array_task_id=task,
+            spec_row=row, submit_time=now, attempt=0, array_task_id=task,
         )  # fmt: skip
         s.add(job)
         s.flush()
@@ -88,7 +142,18 @@ def get(s: Session, actor: User, job_id: int) -> Job:
 
 def cancel(s: Session, actor: User, job_ids: Sequence[int], now: float) -> dict[int, str]:
     """job id → what happened. A pending job ends at once; an active one is stopped by
-    the reconciler (SIGTERM, grace, SIGKILL). Ended jobs are left as they are."""
+    the reconciler (SIGTERM, grace, SIGKILL). Ended jobs are left as they are. The
+    change is a compare-and-set: an accepted cancel is never undone by the scheduler."""
+    out = with_cas(s, lambda: _cancel(s, actor, job_ids, now))
+    if actor.role != "user":
+        others = [j for j in job_ids if (r := s.get(Job, j)) is not None and r.user != actor.name]
+        if others:
+            audit.record(s, actor.name, "cancel", ",".join(map(str, others)), "ok", now)
+            s.commit()
+    return out
+
+
+def _cancel(s: Session, actor: User, job_ids: Sequence[int], now: float) -> dict[int, str]:
     out: dict[int, str] = {}
     for jid in job_ids:
         job = get(s, actor, jid)
@@ -108,6 +173,12 @@ def cancel(s: Session, actor: User, job_ids: Sequence[int], now: float) -> dict[
 
 def hold(s: Session, actor: User, job_ids: Sequence[int], held: bool, now: float) -> dict[int, str]:
     """Holds (or releases) pending jobs: a held job stays pending (``JobHeldUser``)."""
+    return with_cas(s, lambda: _hold(s, actor, job_ids, held, now))
+
+
+def _hold(
+    s: Session, actor: User, job_ids: Sequence[int], held: bool, now: float
+) -> dict[int, str]:
     out: dict[int, str] = {}
     for jid in job_ids:
         job = get(s, actor, jid)

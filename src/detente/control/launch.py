@@ -4,14 +4,17 @@ working directory, and its log files. Pure functions of the job row."""
 from __future__ import annotations
 
 import os
+import pwd
 import re
 from pathlib import Path
 
 from detente.api.hostlist import compress
 from detente.control.spec import JobSpec
 from detente.control.store.models import Job, Pod
-from detente.executors.base import PodLaunch
+from detente.executors.base import PodLaunch, RunAs
 from detente.executors.local import pod_log
+
+STANDARD_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 BASE_PORT = 29500
 
@@ -35,22 +38,36 @@ def expand(pattern: str, job: Job, node: str, rank: int) -> str:
     return re.sub(r"%([jAaxuNn%])", lambda m: values[m.group(1)], pattern)
 
 
-def log_paths(job: Job, spec: JobSpec, node: str, rank: int) -> tuple[Path, Path]:
+def run_as(unix_user: str | None) -> RunAs | None:
+    """The identity of ``unix_user`` (None: the daemon's own, single-user mode);
+    KeyError if no such account exists."""
+    if unix_user is None:
+        return None
+    pw = pwd.getpwnam(unix_user)
+    groups = tuple(g for g in os.getgrouplist(pw.pw_name, pw.pw_gid) if g != pw.pw_gid)
+    return RunAs(pw.pw_uid, pw.pw_gid, groups, pw.pw_dir, pw.pw_name)
+
+
+def log_paths(job: Job, spec: JobSpec, node: str, rank: int) -> tuple[str, str]:
+    """The job's ``--output``/``--error`` with sbatch's patterns expanded, relative to
+    its working directory (opened by the pod as its user, never by the daemon)."""
     default = "slurm-%A_%a.out" if job.array_task_id is not None else "slurm-%j.out"
-    cwd = Path(spec.chdir or ".")
-    out = cwd / expand(spec.output or default, job, node, rank)
-    err = cwd / expand(spec.error, job, node, rank) if spec.error else out
+    out = expand(spec.output or default, job, node, rank)
+    err = expand(spec.error, job, node, rank) if spec.error else out
     return out, err
 
 
-def environment(job: Job, spec: JobSpec, rank: int) -> dict[str, str]:
-    """The pod's environment: the submitter's exported variables, then the rendezvous
-    (MASTER_ADDR/PORT, WORLD_SIZE, NODE_RANK) and Slurm's job variables. RANK and
+def environment(job: Job, spec: JobSpec, rank: int, user: RunAs | None = None) -> dict[str, str]:
+    """The pod's environment: a standard PATH and the user's HOME, the submitter's
+    exported variables, then the rendezvous (MASTER_ADDR/PORT, WORLD_SIZE, NODE_RANK)
+    and Slurm's job variables. Nothing of the daemon's own environment. RANK and
     LOCAL_RANK are per task, set by the shim."""
     nodes = job.nodes or []
     devices = (job.devices or [[]])[rank]
     ntasks = spec.tasks_per_node
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/")}
+    pw = pwd.getpwuid(user.uid if user else os.geteuid())
+    env = {"PATH": STANDARD_PATH, "HOME": pw.pw_dir, "USER": pw.pw_name,
+           "LOGNAME": pw.pw_name, "SHELL": pw.pw_shell or "/bin/sh"}  # fmt: skip
     env.update(spec.env)
     env.update(
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(master_port(job.id)),
@@ -78,15 +95,18 @@ def environment(job: Job, spec: JobSpec, rank: int) -> dict[str, str]:
     return env
 
 
-def pod_launch(state_dir: Path, job: Job, pod: Pod) -> PodLaunch:
+def pod_launch(state_dir: Path, job: Job, pod: Pod, user: RunAs | None = None) -> PodLaunch:
+    """How ``pod`` starts: as ``user`` (None: the daemon's user), in ``--chdir`` (else
+    the user's home in multi-user mode, the job's state directory otherwise)."""
     spec = JobSpec.model_validate(job.spec)
     d = job_dir(state_dir, job)
     out, err = log_paths(job, spec, pod.node, pod.rank)
+    cwd = spec.chdir or (user.home if user else str(d))
     return PodLaunch(
         token=pod.token, rank=pod.rank, ntasks=spec.tasks_per_node,
-        env=environment(job, spec, pod.rank), cwd=spec.chdir or str(d), script=d / "script.sh",
-        args=spec.args, stdout=out if out.is_absolute() else d / out,
-        stderr=err if err.is_absolute() else d / err, exit_file=exit_file(state_dir, job, pod),
+        env=environment(job, spec, pod.rank, user), cwd=cwd, script=d / "script.sh",
+        args=spec.args, stdout=out, stderr=err, exit_file=exit_file(state_dir, job, pod),
+        user=user,
     )  # fmt: skip
 
 
@@ -99,20 +119,36 @@ def _pod_file(state_dir: Path, job: Job, attempt: int, rank: int) -> Path:
     return job_dir(state_dir, job) / f"attempt-{attempt}" / f"pod-{rank}.exit"
 
 
+def launch_reason(state_dir: Path, job: Job, pod: Pod) -> str | None:
+    """Why the pod could not start, as its shim recorded it, if it could not."""
+    try:
+        return exit_file(state_dir, job, pod).with_suffix(".reason").read_text()[:1000]
+    except OSError:
+        return None
+
+
 def read_logs(
     state_dir: Path, job: Job, offset: int, pod: int | None = None, limit: int = 1 << 20
 ) -> tuple[str, int]:
-    """Text from byte ``offset`` of the job's output files (each once, rank order), or
-    with ``pod`` of that pod's own log in the current run."""
-    files = [pod_log(_pod_file(state_dir, job, job.attempt, pod))] if pod is not None else []
-    if pod is None:
-        spec = JobSpec.model_validate(job.spec)
-        d = job_dir(state_dir, job)
-        for rank, node in enumerate(job.nodes or ["?"]):
-            for p in log_paths(job, spec, node, rank):
-                full = p if p.is_absolute() else d / p
-                if full not in files:
-                    files.append(full)
-    blob = b"".join(p.read_bytes() for p in files if p.exists())
-    chunk = blob[offset : offset + limit]
-    return chunk.decode(errors="replace"), offset + len(chunk)
+    """Text from byte ``offset`` of the job's output: its pods' logs in the daemon's
+    own spool (rank order), or with ``pod`` that pod's log only — never a path the
+    user gave, so a job pointed at another file cannot read it through the API."""
+    ranks = [pod] if pod is not None else range(len(job.nodes or [None]))
+    files = [pod_log(_pod_file(state_dir, job, job.attempt, r)) for r in ranks]
+    chunks, skip = [], offset
+    for p in files:
+        try:
+            size = p.stat().st_size
+        except OSError:
+            continue
+        if skip >= size:
+            skip -= size
+            continue
+        with p.open("rb") as f:
+            f.seek(skip)
+            chunks.append(f.read(limit - sum(map(len, chunks))))
+        skip = 0
+        if sum(map(len, chunks)) >= limit:
+            break
+    blob = b"".join(chunks)
+    return blob.decode(errors="replace"), offset + len(blob)

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from detente.api.loader import JobEntry, ManifestError, load_documents
-from detente.control import jobs, workloads
+from detente.control import audit, jobs, workloads
 from detente.control.spec import JobSpec
 from detente.control.store.models import Job, User
 from detente.core.cycle import run_cycle
@@ -28,8 +28,39 @@ QUEUE_KINDS = {"Topology", "ResourceFlavor", "ClusterQueue", "Cohort", "LocalQue
                "WorkloadPriorityClass"}  # fmt: skip
 
 
+#: How deep a document may nest (Kueue's objects need fewer than 10 levels).
+MAX_DEPTH = 64
+
+
 class ApplyError(ValueError):
     pass
+
+
+def _bad_value(doc: Any) -> str | None:
+    """Why a JSON document cannot be stored (too deep, a non-finite number, a string
+    with NUL or a lone surrogate), or None. Iterative: a 50,000-deep list is fine."""
+    todo = [(doc, 1)]
+    while todo:
+        v, d = todo.pop()
+        if d > MAX_DEPTH:
+            return f"nested deeper than {MAX_DEPTH} levels"
+        if isinstance(v, float) and not math.isfinite(v):
+            return f"numbers must be finite (got {v})"
+        if isinstance(v, str) and ("\x00" in v or not _utf8(v)):
+            return f"strings must be UTF-8 without NUL (got {v[:40]!a})"
+        if isinstance(v, dict):
+            todo += [(x, d + 1) for x in v.values()] + [(k, d + 1) for k in v]
+        elif isinstance(v, list):
+            todo += [(x, d + 1) for x in v]
+    return None
+
+
+def _utf8(v: str) -> bool:
+    try:
+        v.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _key(doc: Any) -> tuple[str, str]:
@@ -86,6 +117,11 @@ def apply(
     """Applies ``docs`` in one transaction, or with ``dry_run`` rolls it back after
     planning. The plan names the queue objects created, changed and unchanged, the jobs
     submitted, and which of those a scheduling cycle would start now."""
+    for f, i, d in docs:
+        if not isinstance(d, dict):
+            raise ApplyError(f"{f}: document {i}: must be a mapping (got {type(d).__name__})")
+        if (why := _bad_value(d)) is not None:
+            raise ApplyError(f"{f}: document {i}: {why}")
     stored: list[list[Any]] = workloads.setting(s, "manifests", []) or []
     merged, new_jobs, plan = _merge(actor, stored, docs)
     try:
@@ -97,13 +133,12 @@ def apply(
     workloads.put_setting(s, "generation", workloads.setting(s, "generation", 0) + 1)
     s.flush()
     cl, config = workloads.cluster_and_config(s)
-    queues = {lq.name for lq in config.local_queues.values()}
     ids: list[int] = []
     try:
         for sp in specs:
             if (why := workloads.never_fits(cl, config, sp)) is not None:
                 raise jobs.JobError(f"job {sp.name}: {why}")
-            ids += jobs.submit(s, actor, sp, queues, now, commit=False)
+            ids += jobs.submit(s, actor, sp, config, now, commit=False)
     except jobs.JobError as e:
         s.rollback()
         raise ApplyError(str(e)) from None
@@ -115,8 +150,13 @@ def apply(
     if dry_run:
         s.rollback()
     else:
+        audit.record(s, actor.name, "apply", _summary(plan), "ok", now)
         s.commit()
     return out
+
+
+def _summary(plan: dict[str, list[str]]) -> str:
+    return "; ".join(f"{k}: {', '.join(v)}" for k, v in plan.items() if v and k != "unchanged")
 
 
 def _would_start(s: Session, profile: Profile, ids: set[int], now: float) -> set[int]:

@@ -7,8 +7,8 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from detente.control import workloads
-from detente.control.jobs import JobError, event
+from detente.control import audit, workloads
+from detente.control.jobs import JobError, event, with_cas
 from detente.control.store.models import ACTIVE, NODE_FAIL, STOPPING, Job, User
 
 STATES = ("drain", "down", "resume")
@@ -19,6 +19,12 @@ def set_state(
 ) -> dict[str, str]:
     if actor.role != "admin":
         raise JobError("only the admin changes node states", 403)
+    return with_cas(s, lambda: _set_state(s, actor, node, state, reason, now))
+
+
+def _set_state(
+    s: Session, actor: User, node: str, state: str, reason: str, now: float
+) -> dict[str, str]:
     if state not in STATES:
         raise JobError(f"state: one of {', '.join(STATES)} (got {state!r})")
     names = {n["name"] for n in workloads.setting(s, "nodes", [])}
@@ -36,5 +42,6 @@ def set_state(
             if node in (job.nodes or []) and job.state != STOPPING:
                 job.state, job.stop_reason = STOPPING, NODE_FAIL
                 event(s, job.id, now, "NodeDown", f"{node}: {states[node]['reason']}")
+    audit.record(s, actor.name, f"node-{state}", f"{node}: {reason}", "ok", now)
     s.commit()
     return {"node": node, "state": "up" if state == "resume" else state}

@@ -17,7 +17,10 @@ The clock is injected; nothing here sleeps.
 
 from __future__ import annotations
 
+import logging
 import math
+import os
+import shutil
 import signal
 import time
 import uuid
@@ -26,10 +29,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
 
-from detente.control import launch, workloads
+from detente.control import auth, launch, workloads
 from detente.control.jobs import event
 from detente.control.store.models import (
     ACTIVE,
@@ -44,6 +48,7 @@ from detente.control.store.models import (
     Event,
     Job,
     Pod,
+    User,
 )
 from detente.core.cycle import CycleResult, run_cycle
 from detente.core.fairshare import Usage
@@ -57,6 +62,13 @@ from detente.executors.local import LocalExecutor
 
 PREEMPTED = "PREEMPTED"
 USAGE_SAVE_PERIOD = 10.0
+#: A pod whose process is gone is declared lost only if no exit file appears within
+#: this many seconds (the shim writes it just before it exits).
+LOST_GRACE = 2.0
+#: Below this much free space the disk counts as full: no pod is declared lost for a
+#: missing exit file then (its shim may be waiting to write it).
+DISK_FULL_BYTES = 1 << 20
+log = logging.getLogger("detente")
 
 
 def usage_to_json(u: Usage) -> dict[str, Any]:
@@ -101,6 +113,8 @@ class Reconciler:
         self._last = StepStats()
         #: Workloads built from job rows, by job id (see `workloads.load`).
         self._workloads: dict[int, Workload] = {}
+        #: Pod id → when its process was first seen gone without an exit file.
+        self._gone: dict[int, float] = {}
 
     # -- the step -------------------------------------------------------------------
 
@@ -110,7 +124,11 @@ class Reconciler:
         self.executor.reap()
         with self.sessions() as s:
             ended = self._settle(s, self.clock())
-            s.commit()
+            try:
+                s.commit()
+            except StaleDataError:  # the API changed a job meanwhile: settle it next step
+                s.rollback()
+                ended = 0
         with self.sessions() as s:
             # Every job change writes an event; queue changes bump the generation.
             mark = (s.scalar(select(func.max(Event.id))), workloads.setting(s, "generation", 0))
@@ -129,7 +147,8 @@ class Reconciler:
     def _step(self, s: Session) -> StepStats:
         stats = StepStats()
         t0 = time.perf_counter()
-        snap, queues, jobs = workloads.load(s, self.profile, self._workloads)
+        reasons: dict[int, str] = {}
+        snap, queues, jobs = workloads.load(s, self.profile, self._workloads, reasons)
         if self.usage is None:
             self.usage = usage_from_json(workloads.setting(s, "usage"))
         snap.usage = self.usage
@@ -139,6 +158,9 @@ class Reconciler:
             workloads.put_setting(s, "usage", usage_to_json(snap.usage))
             self._usage_saved = self.clock()
         stats.cycle_seconds = time.perf_counter() - t0
+        for name, why in result.pending.items():
+            reasons[int(name)] = why.reason
+        self._write_reasons(s, jobs, reasons)
         stats.launches = self._record(s, snap, result, jobs, self.clock())
         stats.admitted = len(stats.launches)
         stats.pending = len(result.pending)
@@ -165,18 +187,27 @@ class Reconciler:
 
     # -- apply: record, then act ------------------------------------------------------
 
+    @staticmethod
+    def _write_reasons(s: Session, jobs: dict[int, Job], reasons: dict[int, str]) -> None:
+        """Pending reasons are advisory: written without a version check (and only to
+        jobs still pending), so they never race a user's cancel."""
+        rows = [{"jid": j, "why": r} for j, r in reasons.items() if jobs[j].reason != r]
+        if rows:
+            t = Job.__table__
+            stmt = update(t).where(t.c.id == bindparam("jid"), t.c.state == PENDING)
+            s.connection().execute(stmt.values(reason=bindparam("why")), rows)
+            s.commit()
+
     def _record(
         self, s: Session, snap: Snapshot, result: CycleResult, jobs: dict[int, Job], now: float
     ) -> list[int]:
+        """Records the decisions as compare-and-sets; if a job changed meanwhile (a
+        cancel), none is applied and the next step decides again."""
         for p in result.preemptions:
             victim = s.get(Job, int(p.victim))
             if victim is not None and victim.state in (RUNNING, LAUNCHING):
                 victim.state, victim.stop_reason = STOPPING, PREEMPTED
                 event(s, victim.id, now, "Preempted", p.reason)
-        for name, why in result.pending.items():
-            job = jobs[int(name)]
-            if job.reason != why.reason:
-                job.reason = why.reason
         out = []
         for adm in result.admissions:
             job = jobs[int(adm.workload.name)]
@@ -190,32 +221,78 @@ class Reconciler:
                           token=uuid.uuid4().hex, done=False))  # fmt: skip
             event(s, job.id, now, "Admitted", f"on {','.join(names)} (attempt {job.attempt})")
             out.append(job.id)
-        s.commit()  # the decision is durable before any process starts
+        try:
+            s.commit()  # the decision is durable before any process starts
+        except StaleDataError:
+            s.rollback()
+            self._mark = None  # decide again at once
+            return []
         return out
 
     def _launch(self, job_id: int) -> None:
+        """Starts the job's unstarted pods. Whatever goes wrong fails this job (with the
+        reason) and never the loop."""
+        try:
+            self._launch_job(job_id)
+        except Exception as e:
+            log.exception("launching job %s failed", job_id)
+            with self.sessions() as s:
+                job = s.get(Job, job_id)
+                if job is not None and job.state == LAUNCHING:
+                    self._launch_failed(s, job, self._pods(s, job), f"{type(e).__name__}: {e}")
+
+    def _launch_job(self, job_id: int) -> None:
         with self.sessions() as s:
             job = s.get(Job, job_id)
             if job is None or job.state != LAUNCHING:
                 return
+            try:
+                user = self._run_as(s, job)
+            except (KeyError, auth.AuthError) as e:
+                self._launch_failed(s, job, self._pods(s, job), str(e).strip("'\""))
+                return
             d = launch.job_dir(self.state_dir, job)
-            d.mkdir(parents=True, exist_ok=True)
-            script = d / "script.sh"
-            if not script.exists():
-                script.write_text(job.spec["script"])
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+            write_atomically(d / "script.sh", job.spec["script"])
             pods = self._pods(s, job)
+            started: dict[int, tuple[int, int]] = {}
             for pod in pods:
                 if pod.pid is None and not pod.done:
                     try:
                         pod.pid, pod.pid_start = self.executor.launch(
-                            launch.pod_launch(self.state_dir, job, pod)
+                            launch.pod_launch(self.state_dir, job, pod, user)
                         )
-                    except OSError as e:  # e.g. --chdir missing: the job fails, whole
+                        started[pod.id] = (pod.pid, pod.pid_start)
+                    except OSError as e:  # could not even fork: the job fails, whole
                         self._launch_failed(s, job, pods, f"{e.strerror}: {e.filename}")
                         return
             job.state = RUNNING
             event(s, job.id, self.clock(), "Started", f"{len(job.nodes or [])} pod(s)")
+            try:
+                s.commit()
+            except StaleDataError:  # cancelled during launch: record what runs, then stop it
+                s.rollback()
+                self._record_pids(job_id, started)
+
+    def _record_pids(self, job_id: int, started: dict[int, tuple[int, int]]) -> None:
+        with self.sessions() as s:
+            for pod_id, (pid, start) in started.items():
+                pod = s.get(Pod, pod_id)
+                if pod is not None:
+                    pod.pid, pod.pid_start = pid, start
             s.commit()
+
+    def _run_as(self, s: Session, job: Job) -> launch.RunAs | None:
+        """The Unix identity the job runs as: its user's account in multi-user mode
+        (KeyError / AuthError if it has none, or may not be used), else the daemon's."""
+        mode = workloads.setting(s, "mode", auth.SINGLE)
+        if mode != auth.MULTI:
+            return None
+        user = s.get(User, job.user)
+        if user is None or user.unix_user is None:
+            raise KeyError(f"user {job.user} has no Unix account to run as")
+        auth.check_unix_user(mode, user.unix_user)
+        return launch.run_as(user.unix_user)
 
     def _launch_failed(self, s: Session, job: Job, pods: list[Pod], why: str) -> None:
         for p in pods:
@@ -223,7 +300,10 @@ class Reconciler:
                 p.done = True
         job.state, job.stop_reason, job.reason = STOPPING, FAILED, f"launch failed: {why}"
         event(s, job.id, self.clock(), "LaunchFailed", why)
-        s.commit()  # started pods are stopped by the next settle
+        try:
+            s.commit()  # started pods are stopped by the next settle
+        except StaleDataError:
+            s.rollback()
 
     @staticmethod
     def _pods_of(s: Session, jobs: list[Job]) -> dict[int, list[Pod]]:
@@ -251,7 +331,7 @@ class Reconciler:
             if job.state == LAUNCHING:
                 continue  # recover() owns unconfirmed launches
             pods = by_job.get(job.id, [])
-            self._read_exits(job, pods)
+            self._read_exits(job, pods, now)
             self._check_limits(s, job, pods, now)
             if job.state == STOPPING:
                 self._escalate(job, pods, now)
@@ -260,15 +340,34 @@ class Reconciler:
                 ended += 1
         return ended
 
-    def _read_exits(self, job: Job, pods: list[Pod]) -> None:
+    def _read_exits(self, job: Job, pods: list[Pod], now: float) -> None:
+        """Pods that ended: by their exit file, or lost — gone without one for
+        `LOST_GRACE` seconds (liveness is read *before* the file, so a pod that wrote it
+        and exited is never taken for lost). A lost pod's remaining processes are
+        killed before its devices are freed; none is declared lost while the disk is
+        full."""
         for p in pods:
             if p.done:
                 continue
+            alive = self.executor.alive(p.pid, p.pid_start)
             code = self.executor.exit_code(launch.exit_file(self.state_dir, job, p))
             if code is not None:
                 p.done, p.exit_code = True, code
-            elif not self.executor.alive(p.pid, p.pid_start):
-                p.done = True  # gone without an exit file: killed, or its node "failed"
+                self._gone.pop(p.id, None)
+            elif p.pid is None and job.state == STOPPING:
+                p.done = True  # never started, and now never will
+            elif not alive:
+                first = self._gone.setdefault(p.id, now)
+                if now - first >= LOST_GRACE and not self._disk_full():
+                    self.executor.kill_pod(p.pid, p.token)
+                    p.done = True  # gone without an exit file: killed, or its node "failed"
+                    self._gone.pop(p.id, None)
+
+    def _disk_full(self) -> bool:
+        try:
+            return shutil.disk_usage(self.state_dir).free < DISK_FULL_BYTES
+        except OSError:
+            return False
 
     def _check_limits(self, s: Session, job: Job, pods: list[Pod], now: float) -> None:
         if job.state != RUNNING:
@@ -317,6 +416,10 @@ class Reconciler:
             job.stop_reason, job.kill_at, job.reason = None, None, f"requeued after {why}"
             event(s, job.id, now, "Requeued", f"{why}; waits for its next start")
             return
+        if state == FAILED and job.reason is None:
+            whys = (launch.launch_reason(self.state_dir, job, p) for p in pods)
+            why = next(filter(None, whys), None)
+            job.reason = f"launch failed: {why}" if why else None
         job.state = state
         event(s, job.id, now, job.state, f"exit code {job.exit_code}")
 
@@ -335,15 +438,24 @@ class Reconciler:
             found = self.executor.find(tokens)
             relaunch = []
             for job in jobs:
-                for p in pods.get(job.id, []):
-                    if not p.done:
-                        counts[self._recover_pod(job, p, found)] += 1
-                if any(p.pid is None and not p.done for p in pods.get(job.id, [])):
+                try:
+                    for p in pods.get(job.id, []):
+                        if not p.done:
+                            counts[self._recover_pod(job, p, found)] += 1
+                except Exception:  # one bad job must not stop recovery of the others
+                    log.exception("recovering job %s failed", job.id)
+                    continue
+                unstarted = any(p.pid is None and not p.done for p in pods.get(job.id, []))
+                if unstarted and job.state != STOPPING:  # a cancelled job stays cancelled
                     job.state = LAUNCHING
                     relaunch.append(job.id)
                 elif job.state == LAUNCHING:
                     job.state = RUNNING
-            s.commit()
+            try:
+                s.commit()
+            except StaleDataError:  # the API won a race: recover again from what it wrote
+                s.rollback()
+                return self.recover()
         for job_id in relaunch:
             self._launch(job_id)
         return counts
@@ -359,3 +471,15 @@ class Reconciler:
         if p.pid is not None and job.state == LAUNCHING:
             p.pid = None  # its pid was never confirmed and no such process exists
         return "started" if p.pid is None else "lost"
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Writes ``text`` to ``path`` via a temp file and rename: a crash leaves the old
+    file or the new one, never a truncated script that would then run."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -13,8 +13,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from detente.api.quantity import parse_slurm_time
-from detente.control.spec import Dependency, JobSpec
+from detente.control.spec import ARRAY_CEILING, Dependency, JobSpec
 
 SHORT = {"-J": "job-name", "-N": "nodes", "-c": "cpus-per-task", "-t": "time",
          "-p": "partition", "-q": "qos", "-o": "output", "-e": "error", "-D": "chdir",
@@ -71,10 +73,11 @@ def _array(v: str) -> tuple[list[int], int | None]:
     for part in spec.split(","):
         rng, _, step = part.partition(":")
         lo, _, hi = rng.partition("-")
-        a, b = int(lo), int(hi or lo)
-        if a < 0 or b < a:
+        a, b, by = int(lo), int(hi or lo), int(step or 1)
+        # Bounded before anything is built: 0-10000000 must not allocate ten million ids.
+        if a < 0 or b < a or by < 1 or b >= ARRAY_CEILING:
             raise ValueError
-        out.extend(range(a, b + 1, int(step or 1)))
+        out.extend(range(a, b + 1, by))
     return sorted(set(out)), (_positive(limit) if limit else None)
 
 
@@ -178,18 +181,35 @@ def split_argv(argv: list[str]) -> tuple[list[str], str, list[str]]:
     raise SbatchError("no batch script given")
 
 
-def directives(script: str) -> list[tuple[int, str, str]]:
-    """(line, option, value) of each ``#SBATCH`` option before the first command."""
+def directives(script: str, source: str = "script") -> list[tuple[int, str, str]]:
+    """(line, option, value) of each ``#SBATCH`` option before the first command;
+    SbatchError naming the line if one cannot be split (an unclosed quote)."""
     out = []
     for n, line in enumerate(script.splitlines(), start=1):
         s = line.strip()
         if n == 1 and s.startswith("#!"):
             continue
         if s.startswith("#SBATCH"):
-            out.extend((n, k, v) for k, v in _split(shlex.split(s[7:], comments=True)))
+            try:
+                words = shlex.split(s[7:], comments=True)
+            except ValueError as e:
+                raise SbatchError(f"{source}:{n}: cannot parse #SBATCH line: {e}") from None
+            out.extend((n, k, v) for k, v in _split(words))
         elif s and not s.startswith("#"):
             break
     return out
+
+
+def _validate(d: dict[str, Any], source: str) -> JobSpec:
+    try:
+        return JobSpec.model_validate(d)
+    except ValidationError as e:
+        lines = []
+        for err in e.errors():
+            path = ".".join(str(p) for p in err["loc"])
+            got = repr(err.get("input"))[:80]
+            lines.append(f"{source}: {path}: {err['msg']} (got {got})")
+        raise SbatchError("\n".join(lines)) from None
 
 
 def parse(
@@ -205,7 +225,7 @@ def parse(
     d: dict[str, Any] = {"script": script, "args": list(args or []), "env": env}
     d["name"] = source.rsplit("/", 1)[-1]
     warnings, errors = [], []
-    found = [(f"{source}:{n}", k, v) for n, k, v in directives(script)]
+    found = [(f"{source}:{n}", k, v) for n, k, v in directives(script, source)]
     found += [("command line", k, v) for k, v in _split(list(cli or []))]
     for where, opt, val in found:
         setter = OPTIONS.get(opt)
@@ -214,8 +234,8 @@ def parse(
             continue
         try:
             setter(d, val, env)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, OverflowError):
             errors.append(f"{where}: --{opt}: invalid value {val!r}")
     if errors:
         raise SbatchError("\n".join(errors))
-    return Parsed(JobSpec.model_validate(d), warnings)
+    return Parsed(_validate(d, source), warnings)

@@ -11,61 +11,97 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from detente.control import auth, jobs, launch, manifests, views, workloads
+from detente.control import audit, auth, errors, jobs, launch, manifests, views, workloads
 from detente.control import nodes as nodes_admin
 from detente.control.metrics import Metrics
 from detente.control.reconciler import Reconciler
-from detente.control.spec import JobSpec
+from detente.control.spec import (
+    INT64,
+    MAX_ARRAY_SIZE,
+    MAX_SCRIPT_BYTES,
+    Ident,
+    JobId,
+    JobSpec,
+    Text,
+)
 from detente.control.store.models import TERMINAL, Event, Job, Pod, User
 
 log = logging.getLogger("detente")
 
 
 class Loop:
-    """The reconciler's thread: a step every ``period`` seconds, or sooner when woken."""
+    """The reconciler's thread: a step every ``period`` seconds, or sooner when woken.
+
+    No exception stops it: a failed step is logged and retried (the store is the
+    truth). ``healthy`` is False once no step has completed for ``stale`` seconds,
+    which ``/healthz`` reports as 503."""
 
     def __init__(self, rec: Reconciler, metrics: Metrics, period: float = 0.2) -> None:
         self.rec, self.metrics, self.period = rec, metrics, period
         self.wake, self.stop = threading.Event(), threading.Event()
         self.thread = threading.Thread(target=self._run, name="reconciler", daemon=True)
+        self.last_step = time.monotonic()
+        self.stale = max(15.0, 50 * period)
+
+    def healthy(self) -> bool:
+        return time.monotonic() - self.last_step < self.stale
 
     def _run(self) -> None:
-        log.info("recovered after start: %s", self.rec.recover())
+        try:
+            log.info("recovered after start: %s", self.rec.recover())
+        except Exception:  # recovery is retried job by job in later steps
+            log.exception("recovery failed")
         while not self.stop.is_set():
             try:
                 self.metrics.observe(self.rec.step())
+                self.last_step = time.monotonic()
             except Exception:  # keep scheduling; the store is the truth, retry next step
                 log.exception("reconciler step failed")
             self.wake.wait(self.period)
             self.wake.clear()
 
 
+IdList = Annotated[list[JobId], Field(min_length=1, max_length=100_000)]
+QueryText = Annotated[str | None, Query(max_length=10_000, pattern=r"^[A-Za-z0-9._,-]*$")]
+
+
+FileName = Annotated[Text, Field(max_length=4096)]
+DocIndex = Annotated[int, Field(ge=0, le=INT64)]
+
+
 class CancelRequest(BaseModel):
-    ids: list[int]
+    model_config = ConfigDict(extra="forbid")
+    ids: IdList
 
 
 class UserRequest(BaseModel):
-    name: str
-    team: str
-    role: str = "user"
+    model_config = ConfigDict(extra="forbid")
+    name: Ident
+    team: Ident
+    role: Literal["user", "team-admin", "admin"] = "user"
+    #: The Unix account the user's jobs run as (default: the name; multi-user mode).
+    unix_user: Ident | None = None
 
 
 class NodeStateRequest(BaseModel):
-    state: str
-    reason: str = ""
+    model_config = ConfigDict(extra="forbid")
+    state: Literal["drain", "down", "resume"]
+    reason: Annotated[Text, Field(max_length=1000)] = ""
 
 
 class ApplyRequest(BaseModel):
-    documents: list[tuple[str, int, Any]]
+    model_config = ConfigDict(extra="forbid")
+    documents: Annotated[list[tuple[FileName, DocIndex, Any]], Field(max_length=10_000)]
     dry_run: bool = False
 
 
@@ -80,6 +116,10 @@ def _actor(request: Request, s: Annotated[Session, Depends(_db)]) -> User:
     try:
         return auth.authenticate(s, token)
     except auth.AuthError as e:
+        s.rollback()
+        audit.record(s, "?", "authenticate", f"{request.method} {request.url.path}", "refused",
+                     time.time())  # fmt: skip
+        s.commit()
         raise HTTPException(401, str(e), headers={"WWW-Authenticate": "Bearer"}) from None
 
 
@@ -96,9 +136,10 @@ def _wake(request: Request) -> Iterator[None]:
 DB = Annotated[Session, Depends(_db)]
 Actor = Annotated[User, Depends(_actor)]
 Rec = Annotated[Reconciler, Depends(_rec)]
+JobPath = Annotated[int, PathParam(ge=1, le=INT64)]
 #: Routes that change jobs or queues wake the reconciler (after the response).
 Wakes = Depends(_wake)
-router = APIRouter()
+router = APIRouter(responses=errors.RESPONSES)
 
 
 def create_app(
@@ -121,22 +162,19 @@ def create_app(
     app.state.sessions, app.state.rec, app.state.loop = sessions, rec, loop
     app.state.metrics = metrics
     app.include_router(router)
-
-    @app.exception_handler(jobs.JobError)
-    def _job_error(_: Request, e: jobs.JobError) -> JSONResponse:
-        return JSONResponse({"detail": str(e)}, status_code=e.status)
-
-    @app.exception_handler(manifests.ApplyError)
-    @app.exception_handler(auth.AuthError)
-    def _bad_request(_: Request, e: Exception) -> JSONResponse:
-        return JSONResponse({"detail": str(e)}, status_code=400)
-
+    errors.install(app, sessions)
+    with sessions() as s:
+        limit = 2 * int(workloads.setting(s, "max_script_bytes", MAX_SCRIPT_BYTES)) + (1 << 20)
+    app.add_middleware(errors.BodyLimit, limit=limit)
     return app
 
 
-@router.get("/healthz")
-def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+@router.get("/healthz", responses={503: {"description": "the scheduler loop is stuck"}})
+def healthz(request: Request) -> JSONResponse:
+    """200 while the scheduler loop completes steps; 503 once it has not for a while."""
+    if request.app.state.loop.thread.is_alive() and not request.app.state.loop.healthy():
+        return JSONResponse({"status": "scheduler loop stalled"}, status_code=503)
+    return JSONResponse({"status": "ok"})
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
@@ -147,17 +185,23 @@ def prometheus(request: Request, _: Actor) -> PlainTextResponse:
 
 @router.post("/v1/jobs", status_code=201, dependencies=[Wakes])
 def submit(spec: JobSpec, s: DB, user: Actor) -> dict[str, list[int]]:
+    max_array = int(workloads.setting(s, "max_array_size", MAX_ARRAY_SIZE))
+    max_script = int(workloads.setting(s, "max_script_bytes", MAX_SCRIPT_BYTES))
+    if too_big := spec.check_limits(max_array, max_script):
+        raise HTTPException(413 if too_big[0].startswith("script") else 400, "; ".join(too_big))
+    if workloads.setting(s, "mode") == auth.MULTI and user.unix_user is None:
+        raise HTTPException(403, f"user {user.name} has no Unix account to run jobs as "
+                                 "(map one: detente token NAME --unix-user ACCOUNT)")  # fmt: skip
     cl, config = workloads.cluster_and_config(s)
-    queues = {lq.name for lq in config.local_queues.values()}
     if (why := workloads.never_fits(cl, config, spec)) is not None:
         raise HTTPException(400, why)
-    return {"ids": jobs.submit(s, user, spec, queues, time.time())}
+    return {"ids": jobs.submit(s, user, spec, config, time.time())}
 
 
 @router.get("/v1/jobs")
 def list_jobs(
-    s: DB, user: Actor, all: bool = False, owner: str | None = None,
-    queue: str | None = None, state: str | None = None,
+    s: DB, user: Actor, all: bool = False, owner: QueryText = None,
+    queue: QueryText = None, state: QueryText = None,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Jobs the caller may see; not ended ones unless ``all``; filtered like squeue's
     ``-u``, ``-p`` and ``-t`` (comma-separated states)."""
@@ -182,12 +226,14 @@ def history(s: DB, user: Actor) -> list[dict[str, Any]]:
 
 
 @router.get("/v1/jobs/{job_id}")
-def describe(job_id: int, s: DB, user: Actor, rec: Rec) -> dict[str, Any]:
+def describe(job_id: JobPath, s: DB, user: Actor, rec: Rec) -> dict[str, Any]:
     j = jobs.get(s, user, job_id)
     pods = list(s.scalars(select(Pod).where(Pod.job_id == j.id, Pod.attempt == j.attempt)))
     events = list(s.scalars(select(Event).where(Event.job_id == j.id).order_by(Event.id)))
     prio = manifests.priority_terms(s, rec.profile, j) if j.state == "PENDING" else None
-    return views.describe(j, pods, events, time.time(), prio)
+    # The stored environment is its owner's and the admins' to see (it may hold keys).
+    env_ok = user.role == "admin" or user.name == j.user
+    return views.describe(j, pods, events, time.time(), prio, env_ok)
 
 
 @router.post("/v1/jobs/cancel", dependencies=[Wakes])
@@ -207,8 +253,10 @@ def release(body: CancelRequest, s: DB, user: Actor) -> dict[int, str]:
 
 @router.get("/v1/jobs/{job_id}/logs")
 def logs(
-    job_id: int, s: DB, user: Actor, rec: Rec, offset: int = 0, pod: int | None = None
-) -> dict[str, Any]:
+    job_id: JobPath, s: DB, user: Actor, rec: Rec,
+    offset: Annotated[int, Query(ge=0, le=INT64)] = 0,
+    pod: Annotated[int | None, Query(ge=0, le=100_000)] = None,
+) -> dict[str, Any]:  # fmt: skip
     j = jobs.get(s, user, job_id)
     data, end = launch.read_logs(rec.state_dir, j, offset, pod)
     return {"data": data, "offset": end, "done": j.state in TERMINAL}
@@ -221,15 +269,37 @@ def nodes(s: DB, _: Actor, rec: Rec) -> list[dict[str, Any]]:
 
 
 @router.post("/v1/nodes/{node}/state", dependencies=[Wakes])
-def node_state(node: str, body: NodeStateRequest, s: DB, user: Actor) -> dict[str, str]:
+def node_state(
+    node: Annotated[str, PathParam(max_length=200)], body: NodeStateRequest, s: DB, user: Actor
+) -> dict[str, str]:
     return nodes_admin.set_state(s, user, node, body.state, body.reason, time.time())
 
 
 @router.post("/v1/users", status_code=201)
 def create_user(body: UserRequest, s: DB, user: Actor) -> dict[str, str]:
+    """Creates (or re-keys) a user; the token is returned this once. The team must
+    have a LocalQueue once queues are applied (without applied queues each team gets
+    its own queue in the default ClusterQueue)."""
     if user.role != "admin":
         raise HTTPException(403, "only the admin creates users")
-    return {"name": body.name, "token": auth.create_user(s, body.name, body.team, body.role)}
+    if not workloads.team_known(s, body.team):
+        raise HTTPException(400, f"team: no LocalQueue for team {body.team!r}")
+    mode = workloads.setting(s, "mode", auth.SINGLE)
+    token = auth.create_user(s, body.name, body.team, body.role, body.unix_user, mode)
+    audit.record(s, user.name, "token", f"{body.name} team={body.team} role={body.role}",
+                 "ok", time.time())  # fmt: skip
+    s.commit()
+    return {"name": body.name, "token": token}
+
+
+@router.get("/v1/audit")
+def audit_log(
+    s: DB, user: Actor, limit: Annotated[int, Query(ge=1, le=100_000)] = 1000
+) -> list[dict[str, Any]]:
+    """The newest audit entries (admins only)."""
+    if user.role != "admin":
+        raise HTTPException(403, "only the admin reads the audit log")
+    return audit.entries(s, limit)
 
 
 @router.post("/v1/apply", dependencies=[Wakes])

@@ -1,45 +1,126 @@
-"""What a user submits: a job's parsed request, validated at the API edge (pydantic)."""
+"""What a user submits: a job's parsed request, validated at the API edge (pydantic).
+
+Every field is bounded here, so nothing a client sends can stop the control plane
+later: strings carry no NUL or control characters (the script may hold tabs and line
+ends) and no lone surrogates, numbers are finite and fit in 64 bits, environment names
+are what exec(2) can pass, and sizes are capped (`MAX_SCRIPT_BYTES`, `MAX_ARRAY_SIZE`
+are the defaults; the control plane may be configured lower or higher per install).
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+INT64 = 2**63 - 1
+#: sbatch's MaxArraySize default: task ids 0 … 1000.
+MAX_ARRAY_SIZE = 1001
+#: The largest batch script taken by default (sbatch itself stops at 4 MiB by default).
+MAX_SCRIPT_BYTES = 4 << 20
+#: Hard ceilings, whatever an install configures (memory per request stays bounded).
+ARRAY_CEILING = 100_000
+SCRIPT_CEILING = 64 << 20
+#: What exec(2) can pass: no ``=``, NUL or control characters (``BASH_FUNC_f%%`` is fine).
+ENV_NAME = re.compile(r"[^=\x00-\x1f\x7f]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SCRIPT_BAD = re.compile(r"[\x00]")
+
+
+def _text(v: str) -> str:
+    """No NUL or control characters, and valid UTF-8 (no lone surrogates)."""
+    if _CONTROL.search(v):
+        raise ValueError("must not contain NUL or control characters")
+    return _utf8(v)
+
+
+def _utf8(v: str) -> str:
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid UTF-8 (no lone surrogates)") from None
+    return v
+
+
+def _utf8_ok(v: str) -> bool:
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _no_nul(v: str) -> str:
+    if _SCRIPT_BAD.search(v):
+        raise ValueError("must not contain NUL")
+    return _utf8(v)
+
+
+Text = Annotated[str, AfterValidator(_text)]
+Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_text)]
+Ident = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")]
+PathText = Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(_text)]
+Arg = Annotated[str, Field(max_length=131072), AfterValidator(_no_nul)]
+JobId = Annotated[int, Field(ge=1, le=INT64)]
 
 
 class Dependency(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
     kind: Literal["afterok", "afterany", "afternotok"]
-    job_id: int
+    job_id: JobId
 
 
 class JobSpec(BaseModel):
     """A batch job: ``nodes`` pods (one per node), each running ``tasks_per_node``
     copies of the script. Quantities are per node; memory in bytes; times in seconds."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    name: str = "script"
-    queue: str | None = None
-    nodes: int = Field(1, ge=1)
-    tasks_per_node: int = Field(1, ge=1)
-    gpus_per_node: int = Field(0, ge=0)
-    cpus_per_task: int = Field(1, ge=1)
-    mem_per_node: int = Field(0, ge=0)
-    time_limit: float | None = Field(None, gt=0)
-    priority_class: str | None = None
+    name: Name = "script"
+    queue: Ident | None = None
+    nodes: int = Field(1, ge=1, le=100_000)
+    tasks_per_node: int = Field(1, ge=1, le=4096)
+    gpus_per_node: int = Field(0, ge=0, le=1_000_000)
+    cpus_per_task: int = Field(1, ge=1, le=1_000_000)
+    mem_per_node: int = Field(0, ge=0, le=2**62)
+    time_limit: float | None = Field(None, gt=0, le=1e10)
+    priority_class: Ident | None = None
     exclusive: bool = False
     #: May be preempted and requeued (sbatch ``--requeue``); it restarts from scratch
     #: unless its script checkpoints on SIGTERM.
     requeue: bool = False
-    array: list[int] | None = None
-    array_limit: int | None = Field(None, ge=1)
-    dependencies: list[Dependency] = []
-    output: str | None = None
-    error: str | None = None
-    chdir: str | None = None
-    #: Variables the job sees besides detente's: the submitter's (``--export=ALL``),
-    #: listed ones, or none.
-    env: dict[str, str] = {}
-    script: str
-    args: list[str] = []
+    array: list[Annotated[int, Field(ge=0, lt=ARRAY_CEILING)]] | None = Field(
+        None, min_length=1, max_length=ARRAY_CEILING
+    )
+    array_limit: int | None = Field(None, ge=1, le=ARRAY_CEILING)
+    dependencies: list[Dependency] = Field([], max_length=1000)
+    output: PathText | None = None
+    error: PathText | None = None
+    chdir: PathText | None = None
+    #: Variables the job sees besides detente's: those ``--export`` named (all of the
+    #: submitter's with ``ALL``, sbatch's default); visible to the owner and admins only.
+    env: dict[str, Annotated[str, Field(max_length=131072), AfterValidator(_no_nul)]] = Field(
+        {}, max_length=10_000
+    )
+    script: Annotated[str, Field(max_length=SCRIPT_CEILING), AfterValidator(_no_nul)]
+    args: list[Arg] = Field([], max_length=10_000)
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        for k in env:
+            if not ENV_NAME.fullmatch(k) or len(k) > 1000 or not _utf8_ok(k):
+                raise ValueError(f"environment variable name {k[:80]!r} is not valid")
+        return env
+
+    def check_limits(self, max_array: int, max_script: int) -> list[str]:
+        """What this spec exceeds of an install's limits: ``field: message`` lines."""
+        out = []
+        if self.array is not None and max(self.array) >= max_array:
+            out.append(
+                f"array: task id {max(self.array)} is at or above MaxArraySize ({max_array})"
+            )
+        if (size := len(self.script.encode())) > max_script:
+            out.append(f"script: {size} bytes is over the limit ({max_script} bytes)")
+        return out

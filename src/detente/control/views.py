@@ -34,10 +34,13 @@ def job(j: Job, now: float) -> dict[str, Any]:
 
 
 def describe(
-    j: Job, pods: list[Pod], events: list[Event], now: float, priority: dict[str, float] | None
-) -> dict[str, Any]:
+    j: Job, pods: list[Pod], events: list[Event], now: float, priority: dict[str, float] | None,
+    show_env: bool = False,
+) -> dict[str, Any]:  # fmt: skip
+    """The job in full; its stored environment only with ``show_env`` (owner, admin)."""
     out = job(j, now)
-    out["spec"] = {k: v for k, v in j.spec.items() if k not in ("script", "env")}
+    hidden = ("script",) if show_env else ("script", "env")
+    out["spec"] = {k: v for k, v in j.spec.items() if k not in hidden}
     out["placement"] = [
         {"rank": p.rank, "node": p.node, "devices": (j.devices or [])[p.rank]
          if j.devices and p.rank < len(j.devices) else [], "pid": p.pid,

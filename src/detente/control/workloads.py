@@ -23,6 +23,7 @@ from detente.control.store.models import (
     STOPPING,
     TERMINAL,
     Job,
+    JobSpecRow,
     Setting,
     User,
 )
@@ -89,11 +90,15 @@ def blocked(job: Job, deps: dict[int, Job], running_in_array: Counter[int]) -> s
 
 
 def load(
-    s: Session, profile: Profile, cache: dict[int, Workload] | None = None
-) -> tuple[Snapshot, QueueManager, dict[int, Job]]:
+    s: Session, profile: Profile, cache: dict[int, Workload] | None = None,
+    reasons: dict[int, str] | None = None,
+) -> tuple[Snapshot, QueueManager, dict[int, Job]]:  # fmt: skip
     """The snapshot with active jobs charged, the queue of eligible pending jobs, and the
     rows by id. ``cache`` keeps built workloads across calls (a job's workload never
-    changes while the queue config stays the same; the caller clears it otherwise)."""
+    changes while the queue config stays the same; the caller clears it otherwise).
+    Why ineligible jobs wait goes into ``reasons`` (job id → reason); the rows are not
+    changed, so loading never writes (writes are compare-and-set, see `Job`)."""
+    reasons = {} if reasons is None else reasons
     cl, config = cluster_and_config(s)
     cache = {} if cache is None else cache
 
@@ -121,7 +126,7 @@ def load(
             continue
         why = blocked(job, deps, in_array)
         if why is not None:
-            job.reason = why
+            reasons[job.id] = why
             continue
         if job.array_job_id is not None:
             in_array[job.array_job_id] += 1  # counts toward the limit from now
@@ -145,8 +150,8 @@ def _admission(job: Job, snap: Snapshot, w: Workload) -> Admission:
 
 def never_fits(cl: Cluster, config: QueueConfig, spec: JobSpec) -> str | None:
     """Why a job could never run on this cluster (sbatch rejects such jobs at once)."""
-    job = Job(id=0, name=spec.name, user="", queue=spec.queue or "default", spec=spec.model_dump(),
-              submit_time=0.0)  # fmt: skip
+    job = Job(id=0, name=spec.name, user="", queue=spec.queue or "default",
+              spec_row=JobSpecRow(data=spec.model_dump()), submit_time=0.0)  # fmt: skip
     w = workload(job, config)
     ps = w.pod_sets[0]
     if cl.ever_slots(0, ps.request, True) < ps.count:
@@ -157,3 +162,14 @@ def never_fits(cl: Cluster, config: QueueConfig, spec: JobSpec) -> str | None:
             f"at most {cl.max_node_gpus} GPU(s) per node"
         )
     return None
+
+
+def team_known(s: Session, team: str) -> bool:
+    """Whether ``team`` has a queue: without applied ClusterQueues every team gets its
+    own LocalQueue in the default ClusterQueue; with them, a LocalQueue must be named
+    after the team or sit in its namespace."""
+    manifests = setting(s, "manifests") or []
+    if not any(isinstance(d, dict) and d.get("kind") == "ClusterQueue" for _, _, d in manifests):
+        return True
+    _, config = cluster_and_config(s)
+    return any(team in (lq.name, lq.namespace) for lq in config.local_queues.values())

@@ -101,6 +101,8 @@ class PriorityClass:
     name: str
     value: int
     description: str = ""
+    #: LocalQueue names whose jobs may use this class; None: every queue.
+    allowed_queues: tuple[str, ...] | None = None
 
 
 def cohort_node(name: str) -> str:

@@ -7,6 +7,8 @@ every decision in the store before calling it. Contracts:
 * `exit_code` reads a pod's recorded end; None while it runs (or if it vanished).
 * `signal` reaches the pod's whole process group, and nothing if the process is gone.
 * `find` returns the live pods among ``tokens`` (re-adoption after a crash).
+* `kill_pod` kills every process left of a pod whose leader is gone (by session and
+  token), so its devices can be given to another job.
 """
 
 from __future__ import annotations
@@ -18,7 +20,22 @@ from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)
+class RunAs:
+    """The Unix identity a pod runs as (multi-user mode)."""
+
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+    home: str
+    name: str
+    umask: int = 0o077
+
+
+@dataclass(frozen=True, slots=True)
 class PodLaunch:
+    """What one pod runs. ``stdout``/``stderr`` are the job's own paths: the pod opens
+    them as ``user`` (None: the daemon's own user, single-user mode)."""
+
     token: str
     rank: int
     ntasks: int
@@ -26,9 +43,10 @@ class PodLaunch:
     cwd: str
     script: Path
     args: list[str]
-    stdout: Path
-    stderr: Path
+    stdout: str
+    stderr: str
     exit_file: Path
+    user: RunAs | None = None
 
 
 class Executor(Protocol):
@@ -43,3 +61,5 @@ class Executor(Protocol):
     def reap(self) -> None: ...
 
     def find(self, tokens: set[str]) -> dict[str, tuple[int, int]]: ...
+
+    def kill_pod(self, pid: int | None, token: str) -> int: ...

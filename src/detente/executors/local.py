@@ -10,6 +10,8 @@ pid never passes for a pod.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -48,24 +50,28 @@ class LocalExecutor:
         return alive(pid, start)
 
     def launch(self, pod: PodLaunch) -> tuple[int, int]:
-        """Starts ``pod``'s shim in a new session; returns (pid, start time). OSError if
-        its output cannot be opened or its working directory does not exist."""
-        # The output's folder is the user's to make (sbatch does not create it either).
-        pod.exit_file.parent.mkdir(parents=True, exist_ok=True)
-        env = {**pod.env, TOKEN_VAR: pod.token}
-        cmd = [sys.executable, "-m", "detente.executors.shim", str(pod.exit_file)]
-        cmd += [str(pod.ntasks), str(pod.rank * pod.ntasks), str(pod_log(pod.exit_file)), "--"]
-        cmd += ["/bin/bash", str(pod.script), *pod.args]
-        with pod.stdout.open("ab") as out:
-            err = out if pod.stderr == pod.stdout else pod.stderr.open("ab")
-            try:
-                p = subprocess.Popen(
-                    cmd, env=env, cwd=pod.cwd, stdout=out, stderr=err,
-                    stdin=subprocess.DEVNULL, start_new_session=True,
-                )  # fmt: skip
-            finally:
-                if err is not out:
-                    err.close()
+        """Starts ``pod``'s shim in a new session; returns (pid, start time). The shim
+        runs isolated with an environment of its own (the job's reaches only its tasks:
+        no LD_PRELOAD or PYTHONPATH of a user's runs in the daemon's name); the pod's
+        launch config sits beside its exit file, private to the daemon."""
+        pod.exit_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        cfg = {
+            "exit_file": str(pod.exit_file), "pod_log": str(pod_log(pod.exit_file)),
+            "ntasks": pod.ntasks, "base": pod.rank * pod.ntasks, "script": str(pod.script),
+            "args": pod.args, "env": {**pod.env, TOKEN_VAR: pod.token}, "cwd": pod.cwd,
+            "stdout": pod.stdout, "stderr": pod.stderr,
+            "user": dataclasses.asdict(pod.user) if pod.user else None,
+        }  # fmt: skip
+        conf = pod.exit_file.with_suffix(".json")
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(cfg, f)
+        env = {TOKEN_VAR: pod.token, "PATH": "/usr/local/bin:/usr/bin:/bin"}
+        p = subprocess.Popen(
+            [sys.executable, "-I", "-m", "detente.executors.shim", str(conf)], env=env,
+            cwd=str(pod.exit_file.parent), stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
         start = proc_start(p.pid)
         return p.pid, start if start is not None else -1
 
@@ -82,6 +88,10 @@ class LocalExecutor:
         if pid is not None and alive(pid, start):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, sig)
+
+    @staticmethod
+    def kill_pod(pid: int | None, token: str) -> int:
+        return kill_pod(token)
 
     @staticmethod
     def reap() -> None:
@@ -117,6 +127,27 @@ class LocalExecutor:
                         found[tok] = (pid, start)
                     break
         return found
+
+
+def _has_token(pid: int, token: str) -> bool:
+    try:
+        env = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+    return f"{TOKEN_VAR}={token}".encode() in env.split(b"\0")
+
+
+def kill_pod(token: str) -> int:
+    """SIGKILLs every process of a pod: all carry its token (the shim puts it in every
+    task's environment, and children inherit it), also a task that left the session.
+    Returns how many were signalled."""
+    killed = 0
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit() and int(d.name) != os.getpid() and _has_token(int(d.name), token):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(d.name), signal.SIGKILL)
+                killed += 1
+    return killed
 
 
 def _leader(pid: int) -> bool:

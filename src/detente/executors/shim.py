@@ -1,68 +1,175 @@
 """The process that stands for one pod.
 
-``python -m detente.executors.shim EXIT NTASKS BASE PODLOG -- CMD…``
+``python -I -m detente.executors.shim CONFIG``
 
-It starts ``NTASKS`` copies of the command (ranks ``BASE`` … ``BASE + NTASKS - 1``),
-copies their output both to its own stdout/stderr (the job's ``--output`` and
-``--error`` files) and to ``PODLOG`` (this pod's log), waits for all, and writes the
-pod's exit code to ``EXIT`` atomically (write, then rename). It leads its own session,
-so it outlives a crash of the control plane, which re-adopts it by the token in its
+CONFIG (JSON, written by the executor in the daemon's private state directory) names
+the script, its arguments and environment, the Unix account to run as, the working
+directory, the job's ``--output``/``--error`` paths, the pod's own log and its exit
+file. The shim:
+
+1. opens the output files *as the job's user* (a writer process per file running
+   ``cat >> FILE`` under the user's uid, gids and umask), so a job writes only where
+   its user may, and a FIFO or slow device blocks this pod, never the control plane;
+2. hands the script to ``NTASKS`` copies of bash through a memfd (the script stays in
+   the daemon's private directory, which the user cannot read), as the user;
+3. copies their output to the writers and to the pod's own log (the API serves logs
+   from there, never from a user-given path), waits for all, and writes the pod's exit
+   code to the exit file atomically (write, then rename), retrying while the disk is
+   full so a finished pod is never taken for a lost one. A pod that could not start
+   writes exit code 1 and its reason beside the exit file (``.reason``).
+
+It runs isolated (``-I``: no PYTHON* variables, no user site) with an environment of
+its own; the job's environment reaches only the tasks. It leads its own session, so it
+outlives a crash of the control plane, which re-adopts it by the token in its
 environment. SIGTERM sent to the process group reaches the tasks; the shim itself
 keeps waiting so it can record how they ended.
 """
 
 from __future__ import annotations
 
+import errno
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
+import time
+from pathlib import Path
+from typing import Any, BinaryIO
+
+
+class LaunchError(Exception):
+    pass
 
 
 def _code(rc: int) -> int:
     return 128 - rc if rc < 0 else rc  # killed by signal N → 128 + N, as shells report
 
 
-def _pump(src: int, dests: tuple[int, ...]) -> None:
+def _pump(src: int, dests: list[int]) -> None:
     while chunk := os.read(src, 65536):
-        for d in dests:
-            os.write(d, chunk)
+        for d in list(dests):
+            try:
+                os.write(d, chunk)
+            except OSError:  # a writer that died (or a full disk) loses only its copy
+                dests.remove(d)
     os.close(src)
 
 
-def main(argv: list[str]) -> int:
-    exit_path, ntasks, base, pod_log = argv[0], int(argv[1]), int(argv[2]), argv[3]
-    cmd = argv[argv.index("--") + 1 :]
-    # A handler (not SIG_IGN) so that the tasks, after exec, get the default action.
-    signal.signal(signal.SIGTERM, lambda *_: None)
-    log = os.open(pod_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    merged = os.fstat(1).st_ino == os.fstat(2).st_ino
-    procs, pumps = [], []
-    for local in range(ntasks):
-        env = dict(os.environ)
-        rank = base + local
+def _run_as(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Popen keywords that make a child the job's user (uid, gid, groups, umask)."""
+    user = cfg.get("user")
+    if not user:
+        return {"umask": 0o077}
+    return {"user": user["uid"], "group": user["gid"], "extra_groups": user["groups"],
+            "umask": user.get("umask", 0o077)}  # fmt: skip
+
+
+def _writer(path: str, cfg: dict[str, Any]) -> subprocess.Popen[bytes]:
+    """A process of the job's user appending its stdin to ``path``; LaunchError if the
+    user may not open it."""
+    kw = _run_as(cfg)
+    check = subprocess.run(["/bin/sh", "-c", ': >>"$1"', "sh", path], cwd=cfg["cwd"],
+                           capture_output=True, env=cfg["env"], **kw)  # fmt: skip
+    if check.returncode != 0:
+        why = check.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["denied"]
+        raise LaunchError(f"cannot open output {path}: {why[0]}")
+    return subprocess.Popen(["/bin/sh", "-c", 'exec cat >>"$1"', "sh", path], cwd=cfg["cwd"],
+                            stdin=subprocess.PIPE, env=cfg["env"], **kw)  # fmt: skip
+
+
+def _script_fd(path: str) -> int:
+    """The script in a memfd the job's user can read through /dev/fd."""
+    fd = os.memfd_create("detente-batch-script", 0)
+    os.write(fd, Path(path).read_bytes())
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def _tasks(cfg: dict[str, Any], script: int, merged: bool) -> list[subprocess.Popen[bytes]]:
+    procs = []
+    for local in range(cfg["ntasks"]):
+        env = dict(cfg["env"])
+        rank = cfg["base"] + local
         env.update(RANK=str(rank), LOCAL_RANK=str(local), SLURM_PROCID=str(rank))
         env.update(SLURM_LOCALID=str(local))
         err = subprocess.STDOUT if merged else subprocess.PIPE
-        p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=err)
+        try:
+            p = subprocess.Popen(
+                ["/bin/bash", f"/dev/fd/{script}", *cfg["args"]], env=env, cwd=cfg["cwd"],
+                stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL,
+                pass_fds=(script,), **_run_as(cfg),
+            )  # fmt: skip
+        except OSError as e:
+            for q in procs:
+                q.kill()
+            raise LaunchError(f"{e.strerror}: {e.filename or cfg['cwd']}") from None
         procs.append(p)
-        for pipe, fd in ((p.stdout, 1), (p.stderr, 2)):
-            if pipe is not None:
-                t = threading.Thread(target=_pump, args=(os.dup(pipe.fileno()), (fd, log)))
-                pipe.close()
-                t.start()
-                pumps.append(t)
+    return procs
+
+
+def run(cfg: dict[str, Any], log: int) -> int:
+    """Runs the pod; its exit code (the first failing task's, else 0)."""
+    outs = {cfg["stdout"]: None, cfg["stderr"]: None}
+    writers = {p: _writer(p, cfg) for p in outs}
+    merged = cfg["stdout"] == cfg["stderr"]
+    script = _script_fd(cfg["script"])
+    procs = _tasks(cfg, script, merged)
+    os.close(script)
+    pumps = []
+    for p in procs:
+        pipes = ((p.stdout, cfg["stdout"]), (p.stderr, cfg["stderr"]))
+        for pipe, path in pipes:
+            if pipe is None:
+                continue
+            w: BinaryIO | None = writers[path].stdin
+            dests = [log] + ([w.fileno()] if w is not None else [])
+            t = threading.Thread(target=_pump, args=(os.dup(pipe.fileno()), dests))
+            pipe.close()
+            t.start()
+            pumps.append(t)
     codes = [_code(p.wait()) for p in procs]
     for t in pumps:
         t.join()
-    code = next((c for c in codes if c != 0), 0)
-    tmp = exit_path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(str(code))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, exit_path)
+    for wp in writers.values():
+        if wp.stdin is not None:
+            wp.stdin.close()
+        wp.wait()
+    return next((c for c in codes if c != 0), 0)
+
+
+def write_atomically(path: str, text: str) -> None:
+    """Writes ``text`` to ``path`` (temp file, fsync, rename); while the disk is full it
+    retries every second rather than leave the pod's end unrecorded."""
+    while True:
+        try:
+            tmp = path + ".tmp"
+            with open(tmp, "w") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+            return
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            time.sleep(1.0)
+
+
+def main(argv: list[str]) -> int:
+    cfg = json.loads(Path(argv[0]).read_text())
+    # A handler (not SIG_IGN) so that the tasks, after exec, get the default action.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    log = os.open(cfg["pod_log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        code = run(cfg, log)
+    except (LaunchError, OSError) as e:
+        why = str(e) if isinstance(e, LaunchError) else f"{e.strerror}: {e.filename}"
+        os.write(log, f"detente: pod could not start: {why}\n".encode())
+        write_atomically(cfg["exit_file"][: -len(".exit")] + ".reason", why)
+        code = 1
+    write_atomically(cfg["exit_file"], str(code))
     return code
 
 

@@ -39,8 +39,10 @@ class Live:
             raise AssertionError(f"detente {' '.join(args)} failed:\n{p.stdout}\n{p.stderr}")
         return p
 
-    def up(self, *args: str) -> None:
-        self.cli("up", *args)
+    def up(self, *args: str, multi_user: bool = False) -> None:
+        """``detente up``; single-user unless ``multi_user`` (tests run as root, where
+        multi-user mode would need a Unix account for every token)."""
+        self.cli("up", *args, *(() if multi_user else ("--single-user",)))
 
     def down(self) -> None:
         """Cancels what still runs (so a test leaves no processes behind), then stops."""

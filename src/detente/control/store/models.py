@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import JSON, Float, ForeignKey, Integer, String, Text
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 class Base(DeclarativeBase):
@@ -23,15 +23,32 @@ COMPLETED, FAILED, CANCELLED, TIMEOUT, NODE_FAIL = (
     "TIMEOUT",
     "NODE_FAIL",
 )
-TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED, TIMEOUT, NODE_FAIL})
+OUT_OF_MEMORY = "OUT_OF_MEMORY"
+TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED, TIMEOUT, NODE_FAIL, OUT_OF_MEMORY})
 ACTIVE = frozenset({LAUNCHING, RUNNING, STOPPING})
 SHORT = {
     PENDING: "PD", LAUNCHING: "CF", RUNNING: "R", STOPPING: "CG", COMPLETED: "CD",
-    FAILED: "F", CANCELLED: "CA", TIMEOUT: "TO", NODE_FAIL: "NF",
+    FAILED: "F", CANCELLED: "CA", TIMEOUT: "TO", NODE_FAIL: "NF", OUT_OF_MEMORY: "OOM",
 }  # fmt: skip
 
 
+class JobSpecRow(Base):
+    """A submission's parsed request, stored once: every task of an array shares it
+    (revision 0003), so a 1,000-task array stores its script once."""
+
+    __tablename__ = "job_specs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    #: `detente.control.spec.JobSpec` as JSON.
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
 class Job(Base):
+    """A job (or one array task). Every change is a compare-and-set on ``version``
+    (SQLAlchemy's version counter: ``UPDATE … WHERE id = ? AND version = ?``), so the
+    API's cancel and the scheduler's admission can never overwrite each other: the
+    second writer gets `sqlalchemy.orm.exc.StaleDataError` and must re-read."""
+
     __tablename__ = "jobs"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -42,8 +59,8 @@ class Job(Base):
     queue: Mapped[str] = mapped_column(String(100), index=True)
     state: Mapped[str] = mapped_column(String(20), index=True, default=PENDING)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
-    #: The parsed submission (`detente.control.spec.JobSpec` as JSON).
-    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    spec_id: Mapped[int] = mapped_column(ForeignKey("job_specs.id"), index=True)
+    spec_row: Mapped[JobSpecRow] = relationship(lazy="selectin")
     submit_time: Mapped[float] = mapped_column(Float)
     start_time: Mapped[float | None] = mapped_column(Float, nullable=True)
     end_time: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -63,6 +80,14 @@ class Job(Base):
     kill_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     #: Held by its user or an admin: stays pending until released (revision 0002).
     held: Mapped[bool] = mapped_column(default=False)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """The parsed submission (shared by an array's tasks: do not mutate)."""
+        return self.spec_row.data
 
 
 class Pod(Base):
@@ -103,6 +128,22 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(20))  # user | team-admin | admin
     #: SHA-256 of the bearer token; the token itself is never stored.
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: The Unix account the user's jobs run as (multi-user mode); revision 0003.
+    unix_user: Mapped[str | None] = mapped_column(String(100), nullable=True)
+
+
+class Audit(Base):
+    """Who did what, when: token creation, apply, node changes, cancels by an admin,
+    and refused authorizations (revision 0003). Readable by admins only."""
+
+    __tablename__ = "audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    time: Mapped[float] = mapped_column(Float, index=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(40))
+    target: Mapped[str] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(String(20))
 
 
 class Setting(Base):
