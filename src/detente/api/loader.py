@@ -79,15 +79,73 @@ class Problems:
             raise ManifestError(self.items)
 
 
+#: Limits on one manifest file: its size, nesting depth, and the number of nodes it
+#: expands to once aliases are followed (a "billion laughs" file is refused).
+MAX_FILE_BYTES = 16 << 20
+MAX_DEPTH = 64
+MAX_EXPANDED_NODES = 100_000
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with a depth limit (no RecursionError on a 50,000-deep
+    document) and a limit on nodes after alias expansion."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise yaml.YAMLError(f"nested deeper than {MAX_DEPTH} levels")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_document(self) -> Any:
+        node = super().compose_document()
+        if node is not None and _expanded(node) > MAX_EXPANDED_NODES:
+            raise yaml.YAMLError(f"expands to more than {MAX_EXPANDED_NODES:,} nodes via aliases")
+        return node
+
+
+def _expanded(root: yaml.Node) -> int:
+    """Nodes in the document once every alias is expanded (memoized per node)."""
+    size: dict[int, int] = {}
+    todo: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while todo:
+        node, done = todo.pop()
+        if id(node) in size:
+            continue
+        kids: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            kids = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            kids = [x for pair in node.value for x in pair]
+        if done:
+            size[id(node)] = min(1 + sum(size[id(k)] for k in kids), MAX_EXPANDED_NODES + 1)
+        else:
+            todo.append((node, True))
+            todo += [(k, False) for k in kids if id(k) not in size]
+    return size[id(root)]
+
+
 def read_documents(paths: Iterable[str | Path]) -> list[tuple[str, int, Any]]:
     out: list[tuple[str, int, Any]] = []
     problems: list[str] = []
     for p in paths:
         try:
+            if Path(p).stat().st_size > MAX_FILE_BYTES:
+                problems.append(f"{p}: larger than {MAX_FILE_BYTES >> 20} MiB")
+                continue
             text = Path(p).read_text()
-            docs = list(yaml.safe_load_all(text))
+            docs = list(yaml.load_all(text, Loader=_BoundedLoader))
         except OSError as e:
             problems.append(f"{p}: cannot read: {e.strerror}")
+            continue
+        except UnicodeDecodeError:
+            problems.append(f"{p}: not UTF-8 text")
             continue
         except yaml.YAMLError as e:
             problems.append(f"{p}: not valid YAML: {e}")

@@ -75,8 +75,11 @@ def _writer(path: str, cfg: dict[str, Any]) -> subprocess.Popen[bytes]:
     if check.returncode != 0:
         why = check.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["denied"]
         raise LaunchError(f"cannot open output {path}: {why[0]}")
+    # Its own process group: a SIGTERM to the pod must not cut off the tasks' last words;
+    # it ends when the shim closes its stdin (or dies).
     return subprocess.Popen(["/bin/sh", "-c", 'exec cat >>"$1"', "sh", path], cwd=cfg["cwd"],
-                            stdin=subprocess.PIPE, env=cfg["env"], **kw)  # fmt: skip
+                            stdin=subprocess.PIPE, env=cfg["env"], process_group=0,
+                            **kw)  # fmt: skip
 
 
 def _script_fd(path: str) -> int:

@@ -1,0 +1,228 @@
+"""The API refuses what could stop or subvert the control plane, in-process (the real
+app over a real SQLite store; the scheduler loop is not started): bad input gets a
+4xx naming the field, teams are enforced, ids the caller may not see answer as
+missing, and refusals are audited."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from detente.control import auth, layout, workloads
+from detente.control.reconciler import Reconciler
+from detente.control.server import create_app
+from detente.control.store.db import open_store
+from detente.control.store.models import Job
+from detente.core.profiles import build
+
+QUEUES = [
+    ["q.yaml", 0, {"apiVersion": "kueue.x-k8s.io/v1beta1", "kind": "ClusterQueue",
+                   "metadata": {"name": "cq"}, "spec": {"resourceGroups": [{
+                       "coveredResources": ["nvidia.com/gpu", "cpu", "memory"],
+                       "flavors": [{"name": "default", "resources": [
+                           {"name": "nvidia.com/gpu", "nominalQuota": 16},
+                           {"name": "cpu", "nominalQuota": 1000},
+                           {"name": "memory", "nominalQuota": "4Ti"}]}]}]}}],
+    ["q.yaml", 1, {"apiVersion": "kueue.x-k8s.io/v1beta1", "kind": "ResourceFlavor",
+                   "metadata": {"name": "default"}}],
+    ["q.yaml", 2, {"apiVersion": "kueue.x-k8s.io/v1beta1", "kind": "LocalQueue",
+                   "metadata": {"name": "vision", "namespace": "vision"},
+                   "spec": {"clusterQueue": "cq"}}],
+    ["q.yaml", 3, {"apiVersion": "kueue.x-k8s.io/v1beta1", "kind": "LocalQueue",
+                   "metadata": {"name": "nlp", "namespace": "nlp"},
+                   "spec": {"clusterQueue": "cq"}}],
+    ["q.yaml", 4, {"apiVersion": "kueue.x-k8s.io/v1beta1", "kind": "WorkloadPriorityClass",
+                   "metadata": {"name": "urgent"}, "value": 1000, "allowedQueues": ["nlp"]}],
+]  # fmt: skip
+
+
+class Api:
+    """The app and a token per user: admin, ana and al (vision), bob (nlp)."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.sessions = open_store(f"sqlite:///{tmp_path / 'detente.db'}")
+        with self.sessions() as s:
+            workloads.put_setting(s, "nodes", layout.node_specs("2x8"))
+            self.tokens = {"admin": auth.create_admin(s)}
+            for name, team in (("ana", "vision"), ("al", "vision"), ("bob", "nlp")):
+                self.tokens[name] = auth.create_user(s, name, team)
+            s.commit()
+        rec = Reconciler(self.sessions, build("detente"), tmp_path)
+        self.client = TestClient(create_app(self.sessions, rec, start_loop=False))
+        assert (
+            self.call("admin", "POST", "/v1/apply", json={"documents": QUEUES}).status_code == 200
+        )
+
+    def call(self, who: str, method: str, path: str, **kw: Any) -> Any:
+        headers = {"Authorization": f"Bearer {self.tokens[who]}"} if who else {}
+        headers["Content-Type"] = "application/json"
+        if "json" in kw:  # as JSON allows: lone surrogates travel as \ud800 escapes
+            kw["content"] = json.dumps(kw.pop("json"))
+        return self.client.request(method, path, headers=headers, **kw)
+
+    def submit(self, who: str, **spec: Any) -> Any:
+        return self.call(who, "POST", "/v1/jobs", json={"script": "true", **spec})
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Api:
+    return Api(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "spec, field",
+    [
+        ({"env": {"A": "x\x00y"}}, "env"),
+        ({"env": {"A=B": "x"}}, "env"),
+        ({"env": {"": "x"}}, "env"),
+        ({"args": ["a\x00b"]}, "args"),
+        ({"name": "a\x00b"}, "name"),
+        ({"name": "a\nb"}, "name"),
+        ({"chdir": "/tmp\x00"}, "chdir"),
+        ({"output": "x\x00"}, "output"),
+        ({"script": "echo \x00"}, "script"),
+        ({"dependencies": [{"kind": "afterok", "job_id": 2**63}]}, "dependencies"),
+        ({"array": [0, 10_000_000]}, "array"),
+        ({"nodes": 10**30}, "nodes"),
+        ({"queue": "../etc"}, "queue"),
+        ({"env": {"A": "\ud800"}}, "env"),
+    ],
+)
+def test_bad_fields_are_refused_naming_the_field(
+    api: Api, spec: dict[str, Any], field: str
+) -> None:
+    r = api.submit("ana", **spec)
+    assert r.status_code == 422, r.text
+    assert field in r.json()["detail"]
+
+
+@pytest.mark.parametrize("number", ["Infinity", "-Infinity", "NaN", "1e400"])
+def test_non_finite_time_limits_are_refused(api: Api, number: str) -> None:
+    body = '{"script": "true", "time_limit": ' + number + "}"
+    r = api.call("ana", "POST", "/v1/jobs", content=body)
+    assert r.status_code == 422 and "time_limit" in r.json()["detail"]
+
+
+def test_array_and_script_limits(api: Api) -> None:
+    r = api.submit("ana", array=[0, 1001])
+    assert r.status_code == 400 and "MaxArraySize" in r.json()["detail"]
+    r = api.submit("ana", script="#" * ((4 << 20) + 1))
+    assert r.status_code == 413 and "script" in r.json()["detail"]
+    huge = '{"script": "' + "x" * (20 << 20) + '"}'
+    r = api.call("ana", "POST", "/v1/jobs", content=huge)
+    assert r.status_code == 413
+    ok = api.submit("ana", array=list(range(1001)))
+    assert ok.status_code == 201 and len(ok.json()["ids"]) == 1001
+
+
+def test_array_tasks_share_one_stored_spec(api: Api) -> None:
+    ids = api.submit("ana", array=list(range(50)), script="#!/bin/bash\n" + "#" * 100_000).json()
+    with api.sessions() as s:
+        spec_ids = {s.get(Job, i).spec_id for i in ids["ids"]}  # type: ignore[union-attr]
+    assert len(spec_ids) == 1
+
+
+def test_ids_beyond_int64_and_bad_paths_are_4xx(api: Api) -> None:
+    assert api.call("ana", "GET", f"/v1/jobs/{2**64}").status_code == 422
+    assert api.call("ana", "GET", "/v1/jobs/0/logs").status_code == 422
+    r = api.call("ana", "POST", "/v1/jobs/cancel", json={"ids": [2**63]})
+    assert r.status_code == 422
+
+
+@pytest.mark.parametrize("doc", [None, [], [1, 2], "text", 3])
+def test_apply_documents_that_are_not_mappings_are_400(api: Api, doc: Any) -> None:
+    r = api.call("admin", "POST", "/v1/apply", json={"documents": [["f.yaml", 0, doc]]})
+    assert r.status_code == 400 and "f.yaml: document 0" in r.json()["detail"]
+
+
+def test_apply_refuses_deep_or_non_finite_documents(api: Api) -> None:
+    deep: Any = "x"
+    for _ in range(200):
+        deep = [deep]
+    r = api.call("admin", "POST", "/v1/apply", json={"documents": [["f", 0, {"a": deep}]]})
+    assert r.status_code == 400 and "deeper" in r.json()["detail"]
+    body = '{"documents": [["f", 0, {"kind": "Job", "value": NaN}]]}'
+    r = api.call("admin", "POST", "/v1/apply", content=body)
+    assert r.status_code == 400 and "finite" in r.json()["detail"]
+    very_deep = '{"documents": [["f", 0, {"a": ' + "[" * 100_000 + "]" * 100_000 + "}]]}"
+    assert api.call("admin", "POST", "/v1/apply", content=very_deep).status_code in (400, 422)
+
+
+def test_users_submit_only_to_their_teams_queues(api: Api) -> None:
+    assert api.submit("ana").status_code == 201  # her team's queue by default
+    r = api.submit("ana", queue="nlp")
+    assert r.status_code == 403 and "may not submit to queue 'nlp'" in r.json()["detail"]
+    assert api.submit("bob", queue="nlp").status_code == 201
+    assert api.submit("admin", queue="nlp").status_code == 201  # admins anywhere
+
+
+def test_priority_classes_are_limited_to_their_queues(api: Api) -> None:
+    r = api.submit("ana", priority_class="urgent")
+    assert r.status_code == 403 and "not allowed in queue 'vision'" in r.json()["detail"]
+    assert api.submit("bob", priority_class="urgent").status_code == 201
+    r = api.submit("bob", priority_class="nosuch")
+    assert r.status_code == 400 and "unknown priority class" in r.json()["detail"]
+
+
+def test_unknown_teams_are_refused(api: Api) -> None:
+    r = api.call("admin", "POST", "/v1/users", json={"name": "eve", "team": "nosuchteam"})
+    assert r.status_code == 400 and "nosuchteam" in r.json()["detail"]
+    r = api.call("admin", "POST", "/v1/users", json={"name": "eve", "team": "nlp"})
+    assert r.status_code == 201
+
+
+def test_ids_the_caller_may_not_see_answer_as_missing(api: Api) -> None:
+    (bobs,) = api.submit("bob").json()["ids"]
+    missing = 10**9
+    for jid in (bobs, missing):
+        dep = api.submit("ana", dependencies=[{"kind": "afterok", "job_id": jid}])
+        assert (dep.status_code, dep.json()["detail"]) == (400, f"spec.dependencies: no job {jid}")
+        got = api.call("ana", "GET", f"/v1/jobs/{jid}")
+        assert (got.status_code, got.json()["detail"]) == (404, f"no job {jid}")
+        logs = api.call("ana", "GET", f"/v1/jobs/{jid}/logs")
+        assert (logs.status_code, logs.json()["detail"]) == (404, f"no job {jid}")
+
+
+def test_stored_environment_is_visible_to_owner_and_admin_only(api: Api) -> None:
+    (jid,) = api.submit("ana", env={"AWS_SECRET_ACCESS_KEY": "s3cr3t"}).json()["ids"]
+    assert "s3cr3t" in api.call("ana", "GET", f"/v1/jobs/{jid}").text
+    assert "s3cr3t" in api.call("admin", "GET", f"/v1/jobs/{jid}").text
+    api.tokens["lead"] = _token(api, "lead", "vision", "team-admin")
+    seen = api.call("lead", "GET", f"/v1/jobs/{jid}")
+    assert seen.status_code == 200 and "s3cr3t" not in seen.text
+
+
+def _token(api: Api, name: str, team: str, role: str) -> str:
+    r = api.call("admin", "POST", "/v1/users", json={"name": name, "team": team, "role": role})
+    return str(r.json()["token"])
+
+
+def test_audit_log_records_who_did_what(api: Api) -> None:
+    api.tokens["bad"] = "not-a-token"
+    assert api.call("bad", "GET", "/v1/jobs").status_code == 401
+    assert api.submit("ana", queue="nlp").status_code == 403
+    _token(api, "cy", "nlp", "user")
+    (jid,) = api.submit("bob").json()["ids"]
+    api.call("admin", "POST", "/v1/jobs/cancel", json={"ids": [jid]})
+    api.call("admin", "POST", "/v1/nodes/node0/state", json={"state": "drain", "reason": "fan"})
+    assert api.call("ana", "GET", "/v1/audit").status_code == 403
+    log = api.call("admin", "GET", "/v1/audit").json()
+    got = {(e["actor"], e["action"], e["outcome"]) for e in log}
+    assert {("?", "authenticate", "refused"), ("ana", "refused", "refused"),
+            ("admin", "token", "ok"), ("admin", "cancel", "ok"), ("admin", "apply", "ok"),
+            ("admin", "node-drain", "ok")} <= got  # fmt: skip
+    assert all(api.tokens["ana"] not in json.dumps(e) for e in log)
+
+
+def test_healthz_reports_a_stalled_scheduler(api: Api) -> None:
+    loop = api.client.app.state.loop  # type: ignore[attr-defined]
+    assert api.client.get("/healthz").status_code == 200
+    loop.thread.start = lambda: None  # (never started in these tests)
+    loop.thread.is_alive = lambda: True
+    loop.last_step -= loop.stale + 1
+    r = api.client.get("/healthz")
+    assert r.status_code == 503 and "stalled" in r.json()["status"]
