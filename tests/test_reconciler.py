@@ -31,6 +31,13 @@ class CrashAfterFirstLaunch(LocalExecutor):
         raise Crash(got)
 
 
+class CrashBeforeLaunch(LocalExecutor):
+    """ "Dies" once the decision is recorded, before any pod starts."""
+
+    def launch(self, pod: PodLaunch) -> tuple[int, int]:
+        raise Crash()
+
+
 def _setup(tmp_path: Path, db_url: str):  # type: ignore[no-untyped-def]
     sessions = open_store(db_url)
     with sessions() as s:
@@ -123,3 +130,28 @@ def test_a_job_that_cannot_start_fails_with_the_reason(tmp_path: Path) -> None:
         job = s.get(Job, job_id)
         assert job.state == "FAILED" and "launch failed" in (job.reason or "")
         assert "missing" in (job.reason or "")
+
+
+def test_a_truncated_script_left_by_a_crash_is_never_run(tmp_path: Path) -> None:
+    """A crash mid-write left half a script (and a temp file) in the job's folder: the
+    launch writes the stored script out again, atomically, and runs all of it."""
+    sessions, job_id, out = _setup(tmp_path, f"sqlite:///{tmp_path / 'd.db'}")
+    crashing = Reconciler(sessions, build("detente"), tmp_path, CrashBeforeLaunch())
+    with pytest.raises(Crash):
+        crashing.step()
+    with sessions() as s:
+        d = tmp_path / "jobs" / str(job_id)
+        full = s.get(Job, job_id).spec["script"]  # type: ignore[union-attr]
+    (d / "script.sh").write_text(full[: len(full) // 3])  # cut inside the first line
+    (d / "script.sh.tmp").write_text(full[:5])
+    rec = Reconciler(sessions, build("detente"), tmp_path)
+    rec.recover()
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        rec.step()
+        with sessions() as s:
+            if s.get(Job, job_id).state == COMPLETED:  # type: ignore[union-attr]
+                break
+        time.sleep(0.1)
+    assert (d / "script.sh").read_text() == full
+    assert sorted(out.read_text().split()) == ["0", "1"]  # both ranks ran the whole script

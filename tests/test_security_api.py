@@ -173,3 +173,9 @@ def test_healthz_reports_a_stalled_scheduler(api: Api) -> None:
     loop.last_step -= loop.stale + 1
     r = api.client.get("/healthz")
     assert r.status_code == 503 and "stalled" in r.json()["status"]
+
+
+def test_single_user_mode_refuses_a_second_unix_identity(api: Api) -> None:
+    body = {"name": "eve", "team": "nlp", "unix_user": "nobody"}
+    r = api.call("admin", "POST", "/v1/users", json=body)
+    assert r.status_code == 400 and "single-user mode" in r.json()["detail"]

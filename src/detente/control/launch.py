@@ -106,7 +106,7 @@ def pod_launch(state_dir: Path, job: Job, pod: Pod, user: RunAs | None = None) -
         token=pod.token, rank=pod.rank, ntasks=spec.tasks_per_node,
         env=environment(job, spec, pod.rank, user), cwd=cwd, script=d / "script.sh",
         args=spec.args, stdout=out, stderr=err, exit_file=exit_file(state_dir, job, pod),
-        user=user,
+        user=user, memory=spec.mem_per_node,
     )  # fmt: skip
 
 
@@ -117,6 +117,11 @@ def exit_file(state_dir: Path, job: Job, pod: Pod) -> Path:
 def _pod_file(state_dir: Path, job: Job, attempt: int, rank: int) -> Path:
     """A pod's exit file; its own log sits beside it (`executors.local.pod_log`)."""
     return job_dir(state_dir, job) / f"attempt-{attempt}" / f"pod-{rank}.exit"
+
+
+def out_of_memory(state_dir: Path, job: Job, pod: Pod) -> bool:
+    """Whether the pod's memory cgroup killed a task (its shim leaves a marker)."""
+    return exit_file(state_dir, job, pod).with_suffix(".oom").exists()
 
 
 def launch_reason(state_dir: Path, job: Job, pod: Pod) -> str | None:

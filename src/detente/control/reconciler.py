@@ -41,6 +41,7 @@ from detente.control.store.models import (
     FAILED,
     LAUNCHING,
     NODE_FAIL,
+    OUT_OF_MEMORY,
     PENDING,
     RUNNING,
     STOPPING,
@@ -416,6 +417,8 @@ class Reconciler:
             job.stop_reason, job.kill_at, job.reason = None, None, f"requeued after {why}"
             event(s, job.id, now, "Requeued", f"{why}; waits for its next start")
             return
+        if state == FAILED and any(launch.out_of_memory(self.state_dir, job, p) for p in pods):
+            state, job.reason = OUT_OF_MEMORY, "a task exceeded the job's memory (--mem)"
         if state == FAILED and job.reason is None:
             whys = (launch.launch_reason(self.state_dir, job, p) for p in pods)
             why = next(filter(None, whys), None)

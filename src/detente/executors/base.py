@@ -47,6 +47,8 @@ class PodLaunch:
     stderr: str
     exit_file: Path
     user: RunAs | None = None
+    #: Memory limit in bytes (0: none), enforced by a cgroup where possible.
+    memory: int = 0
 
 
 class Executor(Protocol):

@@ -61,6 +61,7 @@ class LocalExecutor:
             "args": pod.args, "env": {**pod.env, TOKEN_VAR: pod.token}, "cwd": pod.cwd,
             "stdout": pod.stdout, "stderr": pod.stderr,
             "user": dataclasses.asdict(pod.user) if pod.user else None,
+            "memory": pod.memory, "token": pod.token,
         }  # fmt: skip
         conf = pod.exit_file.with_suffix(".json")
         fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -74,6 +75,11 @@ class LocalExecutor:
         )  # fmt: skip
         start = proc_start(p.pid)
         return p.pid, start if start is not None else -1
+
+    @staticmethod
+    def out_of_memory(exit_file: Path) -> bool:
+        """Whether the pod's cgroup saw the kernel kill a task for memory."""
+        return exit_file.with_suffix(".oom").exists()
 
     @staticmethod
     def exit_code(exit_file: Path) -> int | None:

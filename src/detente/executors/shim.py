@@ -10,9 +10,11 @@ file. The shim:
 1. opens the output files *as the job's user* (a writer process per file running
    ``cat >> FILE`` under the user's uid, gids and umask), so a job writes only where
    its user may, and a FIFO or slow device blocks this pod, never the control plane;
-2. hands the script to ``NTASKS`` copies of bash through a memfd (the script stays in
+2. joins a cgroup of its own with the job's memory limit (``--mem``; root only, a
+   memory controller needed), so exceeding it ends the job ``OUT_OF_MEMORY``;
+3. hands the script to ``NTASKS`` copies of bash through a memfd (the script stays in
    the daemon's private directory, which the user cannot read), as the user;
-3. copies their output to the writers and to the pod's own log (the API serves logs
+4. copies their output to the writers and to the pod's own log (the API serves logs
    from there, never from a user-given path), waits for all, and writes the pod's exit
    code to the exit file atomically (write, then rename), retrying while the disk is
    full so a finished pod is never taken for a lost one. A pod that could not start
@@ -112,6 +114,62 @@ def _tasks(cfg: dict[str, Any], script: int, merged: bool) -> list[subprocess.Po
     return procs
 
 
+def _memory_cgroup() -> Path | None:
+    """This process's memory cgroup folder (v1 ``memory`` controller, or v2 with the
+    memory controller available), or None."""
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, ctrls, path = line.split(":", 2)
+        if "memory" in ctrls.split(","):
+            return Path("/sys/fs/cgroup/memory") / path.lstrip("/")
+        if ctrls == "" and "memory" in _read("/sys/fs/cgroup/cgroup.controllers").split():
+            return Path("/sys/fs/cgroup") / path.lstrip("/")
+    return None
+
+
+def _read(path: str | Path) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def enter_cgroup(cfg: dict[str, Any], log: int) -> Path | None:
+    """Moves the shim (and so every task it starts) into a cgroup of its own with the
+    job's memory limit. Needs root and a memory controller; without them the limit is
+    not enforced, and the pod's log says so."""
+    limit = int(cfg.get("memory") or 0)
+    if not limit or os.geteuid() != 0:
+        return None
+    try:
+        base = _memory_cgroup()
+        if base is None:
+            raise OSError("no memory cgroup controller")
+        d = base / f"detente-{cfg['token']}"
+        d.mkdir(exist_ok=True)
+        v2 = (d / "memory.max").exists()
+        (d / ("memory.max" if v2 else "memory.limit_in_bytes")).write_text(str(limit))
+        (d / "cgroup.procs").write_text(str(os.getpid()))
+        return d
+    except OSError as e:
+        os.write(log, f"detente: memory limit not enforced: {e}\n".encode())
+        return None
+
+
+def leave_cgroup(d: Path | None) -> bool:
+    """Whether the cgroup saw an out-of-memory kill; then moves back and removes it."""
+    if d is None:
+        return False
+    events = _read(d / "memory.events") or _read(d / "memory.oom_control")
+    oom = any(ln.split()[0] == "oom_kill" and int(ln.split()[1]) > 0
+              for ln in events.splitlines() if len(ln.split()) == 2)  # fmt: skip
+    try:
+        (d.parent / "cgroup.procs").write_text(str(os.getpid()))
+        d.rmdir()
+    except OSError:
+        pass  # a stray process still holds it; the next boot clears it
+    return oom
+
+
 def run(cfg: dict[str, Any], log: int) -> int:
     """Runs the pod; its exit code (the first failing task's, else 0)."""
     outs = {cfg["stdout"]: None, cfg["stderr"]: None}
@@ -165,8 +223,12 @@ def main(argv: list[str]) -> int:
     # A handler (not SIG_IGN) so that the tasks, after exec, get the default action.
     signal.signal(signal.SIGTERM, lambda *_: None)
     log = os.open(cfg["pod_log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    group = enter_cgroup(cfg, log)
     try:
         code = run(cfg, log)
+        if leave_cgroup(group):  # Slurm's OUT_OF_MEMORY: the kernel killed a task
+            write_atomically(cfg["exit_file"][: -len(".exit")] + ".oom", "oom")
+            os.write(log, b"detente: out of memory: the job exceeded its --mem\n")
     except (LaunchError, OSError) as e:
         why = str(e) if isinstance(e, LaunchError) else f"{e.strerror}: {e.filename}"
         os.write(log, f"detente: pod could not start: {why}\n".encode())

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-_ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL"}
+_ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY"}
 
 
 class Live:
@@ -64,7 +64,7 @@ class Live:
         return (self.home / "admin.token").read_text().strip()
 
     def api(self, method: str, path: str, token: str | None = None, **kw: Any) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {token or self.token}"}
+        headers = {"Authorization": f"Bearer {token or self.token}", **kw.pop("headers", {})}
         return httpx.request(method, self.url + path, headers=headers, timeout=30, **kw)
 
     def jobs(self) -> dict[int, dict[str, Any]]:
