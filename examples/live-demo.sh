@@ -7,7 +7,9 @@ export DETENTE_HOME=${DETENTE_HOME:-$(mktemp -d)}
 work=$(mktemp -d)
 here=$(cd "$(dirname "$0")" && pwd)
 trap '$D down >/dev/null' EXIT
-$D up --nodes 4x8
+# Single-user: every job runs as you (as root, `up` alone would run each user's jobs
+# under their own Unix account; see docs/security.md).
+$D up --nodes 4x8 --single-user
 cd "$work"
 train=$($D submit --parsable "$here/slurm/train.sh")
 $D sbatch "$here/slurm/sweep.sh"

@@ -5,6 +5,7 @@ Unix accounts they need."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -342,3 +343,65 @@ def test_a_job_over_its_memory_ends_out_of_memory(tmp_path: Path) -> None:
     assert js[big]["state"] == "OUT_OF_MEMORY", (js[big], log)
     assert js[small]["state"] == "COMPLETED"
     assert "out of memory" in log
+
+
+@root_only
+def test_a_job_gets_no_more_cpu_than_it_asked_for(tmp_path: Path) -> None:
+    """Two busy loops for 3 s in a one-CPU job use at most about 3 CPU-seconds (the
+    cgroup's CPU quota), where the machine's two cores would give them 6."""
+    live = Live(tmp_path / "home")
+    live.home.mkdir()
+    live.up("--nodes", "1x8")
+    script = """#!/bin/bash
+for i in 1 2; do timeout 3 sh -c 'while :; do :; done' & done
+wait
+times | tail -1 > cpu.txt
+"""
+    try:
+        spec = {"script": script, "cpus_per_task": 1, "chdir": str(tmp_path)}
+        (jid,) = live.api("POST", "/v1/jobs", json=spec).json()["ids"]
+        assert _wait(live, [jid], timeout=60)[jid]["state"] == "COMPLETED"
+    finally:
+        live.down()
+    user, sys_ = ((tmp_path / "cpu.txt").read_text().split())[:2]
+
+    def seconds(t: str) -> float:
+        m, s = t.rstrip("s").split("m")
+        return 60 * float(m) + float(s)
+
+    assert seconds(user) + seconds(sys_) < 3 * 1.25
+
+
+@root_only
+def test_a_full_disk_fails_no_running_job_and_refuses_writes_with_507(tmp_path: Path) -> None:
+    """The data directory on a 24 MiB tmpfs, filled while a job runs: the job's end
+    cannot be written, yet it is not taken for lost (NODE_FAIL); submissions answer 507
+    while the disk is full; once space is freed the job ends COMPLETED."""
+    home = tmp_path / "home"
+    home.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(home)], check=True)
+    live = Live(home)
+    filler = home / "filler"
+    try:
+        live.up("--nodes", "1x8")
+        spec = {"script": "sleep 4\necho done\n", "chdir": str(tmp_path)}
+        (jid,) = live.api("POST", "/v1/jobs", json=spec).json()["ids"]
+        deadline = time.time() + 30
+        while live.api("GET", f"/v1/jobs/{jid}").json()["state"] != "RUNNING":
+            assert time.time() < deadline
+            time.sleep(0.1)
+        with filler.open("wb") as f, contextlib.suppress(OSError):
+            while True:
+                f.write(b"\0" * (1 << 20))
+        codes = {live.api("POST", "/v1/jobs", json=spec).status_code for _ in range(20)}
+        time.sleep(8)  # the job ended meanwhile; its exit file waits for space
+        during = live.api("GET", f"/v1/jobs/{jid}").json()["state"]
+        filler.unlink()
+        js = _wait(live, [jid], timeout=60)
+    finally:
+        filler.unlink(missing_ok=True)
+        live.down()
+        subprocess.run(["umount", "-l", str(home)], check=False)
+    assert 507 in codes and codes <= {201, 507}, codes
+    assert during in ("RUNNING", "STOPPING")
+    assert js[jid]["state"] == "COMPLETED"

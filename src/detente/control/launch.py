@@ -107,6 +107,7 @@ def pod_launch(state_dir: Path, job: Job, pod: Pod, user: RunAs | None = None) -
         env=environment(job, spec, pod.rank, user), cwd=cwd, script=d / "script.sh",
         args=spec.args, stdout=out, stderr=err, exit_file=exit_file(state_dir, job, pod),
         user=user, memory=spec.mem_per_node,
+        cpu_milli=spec.tasks_per_node * spec.cpus_per_task * 1000,
     )  # fmt: skip
 
 

@@ -49,6 +49,8 @@ class PodLaunch:
     user: RunAs | None = None
     #: Memory limit in bytes (0: none), enforced by a cgroup where possible.
     memory: int = 0
+    #: CPU quota in milli-CPUs (0: none), enforced by a cgroup where possible.
+    cpu_milli: int = 0
 
 
 class Executor(Protocol):

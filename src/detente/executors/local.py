@@ -61,7 +61,7 @@ class LocalExecutor:
             "args": pod.args, "env": {**pod.env, TOKEN_VAR: pod.token}, "cwd": pod.cwd,
             "stdout": pod.stdout, "stderr": pod.stderr,
             "user": dataclasses.asdict(pod.user) if pod.user else None,
-            "memory": pod.memory, "token": pod.token,
+            "memory": pod.memory, "cpu_milli": pod.cpu_milli, "token": pod.token,
         }  # fmt: skip
         conf = pod.exit_file.with_suffix(".json")
         fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -10,8 +10,9 @@ file. The shim:
 1. opens the output files *as the job's user* (a writer process per file running
    ``cat >> FILE`` under the user's uid, gids and umask), so a job writes only where
    its user may, and a FIFO or slow device blocks this pod, never the control plane;
-2. joins a cgroup of its own with the job's memory limit (``--mem``; root only, a
-   memory controller needed), so exceeding it ends the job ``OUT_OF_MEMORY``;
+2. joins cgroups of its own with the job's memory limit (``--mem``) and CPU quota
+   (tasks × ``--cpus-per-task``), root only, v1 or v2; exceeding the memory ends the
+   job ``OUT_OF_MEMORY``;
 3. hands the script to ``NTASKS`` copies of bash through a memfd (the script stays in
    the daemon's private directory, which the user cannot read), as the user;
 4. copies their output to the writers and to the pod's own log (the API serves logs
@@ -114,14 +115,14 @@ def _tasks(cfg: dict[str, Any], script: int, merged: bool) -> list[subprocess.Po
     return procs
 
 
-def _memory_cgroup() -> Path | None:
-    """This process's memory cgroup folder (v1 ``memory`` controller, or v2 with the
-    memory controller available), or None."""
+def _cgroup_dir(controller: str) -> Path | None:
+    """This process's cgroup folder for ``controller`` (v1: that controller's
+    hierarchy; v2: the unified one, if it offers the controller), or None."""
     for line in Path("/proc/self/cgroup").read_text().splitlines():
         _, ctrls, path = line.split(":", 2)
-        if "memory" in ctrls.split(","):
-            return Path("/sys/fs/cgroup/memory") / path.lstrip("/")
-        if ctrls == "" and "memory" in _read("/sys/fs/cgroup/cgroup.controllers").split():
+        if controller in ctrls.split(","):
+            return Path("/sys/fs/cgroup") / controller / path.lstrip("/")
+        if ctrls == "" and controller in _read("/sys/fs/cgroup/cgroup.controllers").split():
             return Path("/sys/fs/cgroup") / path.lstrip("/")
     return None
 
@@ -133,40 +134,57 @@ def _read(path: str | Path) -> str:
         return ""
 
 
-def enter_cgroup(cfg: dict[str, Any], log: int) -> Path | None:
-    """Moves the shim (and so every task it starts) into a cgroup of its own with the
-    job's memory limit. Needs root and a memory controller; without them the limit is
-    not enforced, and the pod's log says so."""
-    limit = int(cfg.get("memory") or 0)
-    if not limit or os.geteuid() != 0:
-        return None
-    try:
-        base = _memory_cgroup()
-        if base is None:
-            raise OSError("no memory cgroup controller")
-        d = base / f"detente-{cfg['token']}"
-        d.mkdir(exist_ok=True)
-        v2 = (d / "memory.max").exists()
-        (d / ("memory.max" if v2 else "memory.limit_in_bytes")).write_text(str(limit))
-        (d / "cgroup.procs").write_text(str(os.getpid()))
-        return d
-    except OSError as e:
-        os.write(log, f"detente: memory limit not enforced: {e}\n".encode())
-        return None
+PERIOD_US = 100_000
 
 
-def leave_cgroup(d: Path | None) -> bool:
-    """Whether the cgroup saw an out-of-memory kill; then moves back and removes it."""
-    if d is None:
-        return False
-    events = _read(d / "memory.events") or _read(d / "memory.oom_control")
-    oom = any(ln.split()[0] == "oom_kill" and int(ln.split()[1]) > 0
-              for ln in events.splitlines() if len(ln.split()) == 2)  # fmt: skip
-    try:
-        (d.parent / "cgroup.procs").write_text(str(os.getpid()))
-        d.rmdir()
-    except OSError:
-        pass  # a stray process still holds it; the next boot clears it
+def _limits(cfg: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """controller → {v2 file: value, v1 file: value} for the job's limits."""
+    out: dict[str, dict[str, str]] = {}
+    if mem := int(cfg.get("memory") or 0):
+        out["memory"] = {"memory.max": str(mem), "memory.limit_in_bytes": str(mem)}
+    if cpus := int(cfg.get("cpu_milli") or 0):
+        quota = max(1000, cpus * PERIOD_US // 1000)
+        out["cpu"] = {"cpu.max": f"{quota} {PERIOD_US}", "cpu.cfs_quota_us": str(quota)}
+    return out
+
+
+def enter_cgroups(cfg: dict[str, Any], log: int) -> list[Path]:
+    """Moves the shim (and so every task it starts) into cgroups of its own with the
+    job's memory and CPU limits. Needs root and the controllers; without them a limit
+    is not enforced, and the pod's log says so."""
+    if os.geteuid() != 0:
+        return []
+    joined: list[Path] = []
+    for controller, files in _limits(cfg).items():
+        try:
+            base = _cgroup_dir(controller)
+            if base is None:
+                raise OSError(f"no {controller} cgroup controller")
+            d = base / f"detente-{cfg['token']}"
+            d.mkdir(exist_ok=True)
+            for name, value in files.items():
+                if (d / name).exists():
+                    (d / name).write_text(value)
+            (d / "cgroup.procs").write_text(str(os.getpid()))
+            joined.append(d)
+        except OSError as e:
+            os.write(log, f"detente: {controller} limit not enforced: {e}\n".encode())
+    return joined
+
+
+def leave_cgroups(groups: list[Path]) -> bool:
+    """Whether a memory cgroup saw an out-of-memory kill; then moves back out and
+    removes the groups."""
+    oom = False
+    for d in groups:
+        events = _read(d / "memory.events") or _read(d / "memory.oom_control")
+        oom |= any(ln.split()[0] == "oom_kill" and int(ln.split()[1]) > 0
+                   for ln in events.splitlines() if len(ln.split()) == 2)  # fmt: skip
+        try:
+            (d.parent / "cgroup.procs").write_text(str(os.getpid()))
+            d.rmdir()
+        except OSError:
+            pass  # a stray process still holds it
     return oom
 
 
@@ -223,10 +241,10 @@ def main(argv: list[str]) -> int:
     # A handler (not SIG_IGN) so that the tasks, after exec, get the default action.
     signal.signal(signal.SIGTERM, lambda *_: None)
     log = os.open(cfg["pod_log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    group = enter_cgroup(cfg, log)
+    groups = enter_cgroups(cfg, log)
     try:
         code = run(cfg, log)
-        if leave_cgroup(group):  # Slurm's OUT_OF_MEMORY: the kernel killed a task
+        if leave_cgroups(groups):  # Slurm's OUT_OF_MEMORY: the kernel killed a task
             write_atomically(cfg["exit_file"][: -len(".exit")] + ".oom", "oom")
             os.write(log, b"detente: out of memory: the job exceeded its --mem\n")
     except (LaunchError, OSError) as e:
