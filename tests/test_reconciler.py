@@ -155,3 +155,35 @@ def test_a_truncated_script_left_by_a_crash_is_never_run(tmp_path: Path) -> None
         time.sleep(0.1)
     assert (d / "script.sh").read_text() == full
     assert sorted(out.read_text().split()) == ["0", "1"]  # both ranks ran the whole script
+
+
+def test_a_spec_stored_by_a_laxer_version_does_not_stop_scheduling(tmp_path: Path) -> None:
+    """Rows written before today's validation (a tab in the name, an environment name
+    with '=') fail alone, with a reason; the job behind them still runs."""
+    from detente.control.store.models import JobSpecRow
+
+    sessions = open_store(f"sqlite:///{tmp_path / 'd.db'}")
+    with sessions() as s:
+        workloads.put_setting(s, "nodes", layout.node_specs("1x8"))
+        user = auth.authenticate(s, auth.create_user(s, "ana", "default"))
+        bad = JobSpecRow(data={"script": "true", "name": "a\tb", "env": {"A=B": "x"},
+                               "chdir": str(tmp_path)})  # fmt: skip
+        s.add(Job(name="a\tb", user="ana", team="default", queue="default", state="PENDING",
+                  spec_row=bad, submit_time=0.0, attempt=0))  # fmt: skip
+        s.commit()
+        spec = JobSpec(script="true", chdir=str(tmp_path))
+        (good,) = jobs.submit(s, user, spec, workloads.cluster_and_config(s)[1], time.time())
+    rec = Reconciler(sessions, build("detente"), tmp_path)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        rec.step()
+        with sessions() as s:
+            states = [j.state for j in s.scalars(select(Job).order_by(Job.id))]
+        if states[1] == COMPLETED and states[0] in ("FAILED", "NODE_FAIL"):
+            break
+        time.sleep(0.1)
+    with sessions() as s:
+        first = s.scalars(select(Job).order_by(Job.id)).first()
+        assert first is not None and first.state == "FAILED", first.state if first else None
+        assert "environment" in (first.reason or "") or "launch failed" in (first.reason or "")
+        assert s.get(Job, good).state == COMPLETED  # type: ignore[union-attr]

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 from detente.api.hostlist import compress
-from detente.control.spec import JobSpec
+from detente.control.spec import JobSpec, stored
 from detente.control.store.models import Job, Pod
 from detente.executors.base import PodLaunch, RunAs
 from detente.executors.local import pod_log
@@ -98,7 +98,7 @@ def environment(job: Job, spec: JobSpec, rank: int, user: RunAs | None = None) -
 def pod_launch(state_dir: Path, job: Job, pod: Pod, user: RunAs | None = None) -> PodLaunch:
     """How ``pod`` starts: as ``user`` (None: the daemon's user), in ``--chdir`` (else
     the user's home in multi-user mode, the job's state directory otherwise)."""
-    spec = JobSpec.model_validate(job.spec)
+    spec = stored(job.spec)
     d = job_dir(state_dir, job)
     out, err = log_paths(job, spec, pod.node, pod.rank)
     cwd = spec.chdir or (user.home if user else str(d))

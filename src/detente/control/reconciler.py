@@ -331,15 +331,21 @@ class Reconciler:
         for job in active:
             if job.state == LAUNCHING:
                 continue  # recover() owns unconfirmed launches
-            pods = by_job.get(job.id, [])
-            self._read_exits(job, pods, now)
-            self._check_limits(s, job, pods, now)
-            if job.state == STOPPING:
-                self._escalate(job, pods, now)
-            if all(p.done for p in pods):
-                self._finish(s, job, pods, now)
-                ended += 1
+            try:
+                ended += self._settle_job(s, job, by_job.get(job.id, []), now)
+            except Exception:  # one job's trouble must not stop the others settling
+                log.exception("settling job %s failed", job.id)
         return ended
+
+    def _settle_job(self, s: Session, job: Job, pods: list[Pod], now: float) -> int:
+        self._read_exits(job, pods, now)
+        self._check_limits(s, job, pods, now)
+        if job.state == STOPPING:
+            self._escalate(job, pods, now)
+        if all(p.done for p in pods):
+            self._finish(s, job, pods, now)
+            return 1
+        return 0
 
     def _read_exits(self, job: Job, pods: list[Pod], now: float) -> None:
         """Pods that ended: by their exit file, or lost — gone without one for

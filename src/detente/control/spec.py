@@ -10,7 +10,7 @@ are the defaults; the control plane may be configured lower or higher per instal
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
@@ -124,3 +124,10 @@ class JobSpec(BaseModel):
         if (size := len(self.script.encode())) > max_script:
             out.append(f"script: {size} bytes is over the limit ({max_script} bytes)")
         return out
+
+
+def stored(data: dict[str, Any]) -> JobSpec:
+    """A spec read back from the store: validated when it was submitted, so it is not
+    validated again (a spec stored by an older, laxer version must not stop the
+    scheduler); missing fields take their defaults. Dependencies stay mappings."""
+    return JobSpec.model_construct(**data)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from detente.api.hostlist import compress
-from detente.control.spec import JobSpec
+from detente.control.spec import stored
 from detente.control.store.models import SHORT, Event, Job, Pod
 from detente.core.snapshot import Snapshot
 
@@ -17,7 +17,7 @@ def job_id_text(job: Job) -> str:
 
 
 def job(j: Job, now: float) -> dict[str, Any]:
-    spec = JobSpec.model_validate(j.spec)
+    spec = stored(j.spec)
     end = j.end_time if j.end_time is not None else now
     elapsed = end - j.start_time if j.start_time is not None else 0.0
     gpus = spec.nodes * spec.gpus_per_node

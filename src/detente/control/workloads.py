@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from detente.control import layout
-from detente.control.spec import JobSpec
+from detente.control.spec import JobSpec, stored
 from detente.control.store.models import (
     ACTIVE,
     COMPLETED,
@@ -56,7 +56,7 @@ def cluster_and_config(s: Session) -> tuple[Cluster, QueueConfig]:
 
 
 def workload(job: Job, config: QueueConfig, grace: float = 0.0) -> Workload:
-    spec = JobSpec.model_validate(job.spec)
+    spec = stored(job.spec)
     req = Resources(
         {GPU: spec.gpus_per_node * 1000, CPU: spec.tasks_per_node * spec.cpus_per_task * 1000,
          MEMORY: spec.mem_per_node}
@@ -128,9 +128,14 @@ def load(
         if why is not None:
             reasons[job.id] = why
             continue
+        try:
+            built = wl(job)
+        except (TypeError, ValueError, KeyError) as e:  # a bad stored spec waits alone
+            reasons[job.id] = f"InvalidSpec: {e}"[:500]
+            continue
         if job.array_job_id is not None:
             in_array[job.array_job_id] += 1  # counts toward the limit from now
-        queued.append(wl(job))
+        queued.append(built)
     return snap, QueueManager(profile.queue_sort, queued), jobs
 
 

@@ -247,8 +247,8 @@ def main(argv: list[str]) -> int:
         if leave_cgroups(groups):  # Slurm's OUT_OF_MEMORY: the kernel killed a task
             write_atomically(cfg["exit_file"][: -len(".exit")] + ".oom", "oom")
             os.write(log, b"detente: out of memory: the job exceeded its --mem\n")
-    except (LaunchError, OSError) as e:
-        why = str(e) if isinstance(e, LaunchError) else f"{e.strerror}: {e.filename}"
+    except Exception as e:  # whatever it is, the pod's end and its reason are recorded
+        why = f"{e.strerror}: {e.filename}" if isinstance(e, OSError) else str(e)
         os.write(log, f"detente: pod could not start: {why}\n".encode())
         write_atomically(cfg["exit_file"][: -len(".exit")] + ".reason", why)
         code = 1
