@@ -3,6 +3,7 @@ inside the launch window, and pods that end while the control plane is down."""
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -187,3 +188,33 @@ def test_a_spec_stored_by_a_laxer_version_does_not_stop_scheduling(tmp_path: Pat
         assert first is not None and first.state == "FAILED", first.state if first else None
         assert "environment" in (first.reason or "") or "launch failed" in (first.reason or "")
         assert s.get(Job, good).state == COMPLETED  # type: ignore[union-attr]
+
+
+def test_gpus_allocated_counts_up_nodes_and_idle_steps_record_no_latency(tmp_path: Path) -> None:
+    from detente.control.metrics import Metrics
+
+    sessions = open_store(f"sqlite:///{tmp_path / 'd.db'}")
+    with sessions() as s:
+        workloads.put_setting(s, "nodes", layout.node_specs("3x8"))
+        workloads.put_setting(s, "node_states", {"node2": {"state": "down", "reason": "psu"}})
+        user = auth.authenticate(s, auth.create_user(s, "ana", "default"))
+        spec = JobSpec(script="sleep 2", gpus_per_node=8, chdir=str(tmp_path))
+        (jid,) = jobs.submit(s, user, spec, workloads.cluster_and_config(s)[1], time.time())
+    rec, metrics = Reconciler(sessions, build("detente"), tmp_path), Metrics()
+    first = rec.step()
+    metrics.observe(first)
+    assert first.decided and first.admitted == 1
+    assert first.gpus_allocated == 8  # not 16: node2's GPUs are down, not allocated
+    metrics.observe(rec.step())  # decides once more: the launch wrote a "Started" event
+    idle = rec.step()
+    metrics.observe(idle)
+    assert not idle.decided
+    count = metrics.registry.get_sample_value("detente_cycle_seconds_count")
+    assert count == 2  # the idle step recorded no (zero) latency
+    rec.executor.signal(*_pid_of(sessions, jid), signal.SIGKILL)
+
+
+def _pid_of(sessions, jid):  # type: ignore[no-untyped-def]
+    with sessions() as s:
+        pod = s.scalars(select(Pod).where(Pod.job_id == jid)).one()
+        return pod.pid, pod.pid_start

@@ -26,7 +26,8 @@ class Metrics:
         self.admissions.inc(st.admitted)
         self.ended.inc(st.ended)
         self.gpus.set(st.gpus_allocated)
-        self.cycle.observe(st.cycle_seconds)
+        if st.decided:  # an idle step decided nothing: no latency to record
+            self.cycle.observe(st.cycle_seconds)
         for q in self._queues - set(st.pending_by_queue):
             self.pending.labels(q).set(0)
         for q, n in st.pending_by_queue.items():

@@ -51,6 +51,7 @@ from detente.control.store.models import (
     Pod,
     User,
 )
+from detente.core.cluster import NodeCondition
 from detente.core.cycle import CycleResult, run_cycle
 from detente.core.fairshare import Usage
 from detente.core.priority import reprioritize
@@ -89,6 +90,8 @@ class StepStats:
     gpus_allocated: float = 0.0
     pending_by_queue: dict[str, int] = field(default_factory=dict)
     launches: list[int] = field(default_factory=list)
+    #: False for a step that only settled (nothing changed, so nothing was decided).
+    decided: bool = True
 
 
 class Reconciler:
@@ -135,7 +138,9 @@ class Reconciler:
             mark = (s.scalar(select(func.max(Event.id))), workloads.setting(s, "generation", 0))
             now = self.clock()
             if mark == self._mark and now - self._decided < self.profile.calc_period:
-                return replace(self._last, admitted=0, ended=ended, cycle_seconds=0.0)
+                return replace(
+                    self._last, admitted=0, ended=ended, cycle_seconds=0.0, decided=False
+                )
             if self._mark is None or mark[1] != self._mark[1]:
                 self._workloads.clear()  # new queue config: priorities may differ
             stats = self._step(s)
@@ -165,7 +170,7 @@ class Reconciler:
         stats.launches = self._record(s, snap, result, jobs, self.clock())
         stats.admitted = len(stats.launches)
         stats.pending = len(result.pending)
-        stats.gpus_allocated = snap.cluster.total_gpus - snap.state.free_gpus()
+        stats.gpus_allocated = gpus_allocated(snap)
         for name in result.pending:
             q = jobs[int(name)].queue
             stats.pending_by_queue[q] = stats.pending_by_queue.get(q, 0) + 1
@@ -492,3 +497,14 @@ def write_atomically(path: Path, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def gpus_allocated(snap: Snapshot) -> float:
+    """GPUs held by running work on nodes that are not down (a down node's GPUs are
+    neither free nor allocated)."""
+    st = snap.state
+    return sum(
+        n.gpu_devices - sum(st.devices[i]) / 1000
+        for i, n in enumerate(snap.cluster.nodes)
+        if n.condition != NodeCondition.DOWN
+    )
