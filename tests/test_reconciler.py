@@ -14,7 +14,7 @@ from detente.control import auth, jobs, layout, workloads
 from detente.control.reconciler import Reconciler
 from detente.control.spec import JobSpec
 from detente.control.store.db import open_store
-from detente.control.store.models import COMPLETED, LAUNCHING, Job, Pod
+from detente.control.store.models import COMPLETED, LAUNCHING, Job, Pod, User
 from detente.core.profiles import build
 from detente.executors.base import PodLaunch
 from detente.executors.local import LocalExecutor
@@ -63,7 +63,7 @@ def test_crash_inside_the_launch_window_starts_only_the_missing_pod(
         assert s.get(Job, job_id).state == LAUNCHING
         assert [p.pid for p in s.scalars(select(Pod))] == [None, None]
     rec = Reconciler(sessions, build("detente"), tmp_path)
-    assert rec.recover() == {"adopted": 1, "ended": 0, "started": 1, "lost": 0}
+    assert rec.recover() == {"adopted": 1, "ended": 0, "started": 1, "lost": 0, "dropped": 0}
     deadline = time.time() + 20
     while time.time() < deadline:
         rec.step()
@@ -82,7 +82,7 @@ def test_recover_settles_a_pod_that_ended_while_down(tmp_path: Path, db_url: str
     rec.step()
     time.sleep(2.5)  # both pods end while "nobody" watches
     fresh = Reconciler(sessions, build("detente"), tmp_path)
-    assert fresh.recover() == {"adopted": 0, "ended": 2, "started": 0, "lost": 0}
+    assert fresh.recover() == {"adopted": 0, "ended": 2, "started": 0, "lost": 0, "dropped": 0}
     fresh.step()
     with sessions() as s:
         job = s.get(Job, job_id)
@@ -218,3 +218,22 @@ def _pid_of(sessions, jid):  # type: ignore[no-untyped-def]
     with sessions() as s:
         pod = s.scalars(select(Pod).where(Pod.job_id == jid)).one()
         return pod.pid, pod.pid_start
+
+
+def test_a_cancel_recorded_during_launch_is_not_undone_by_a_restart(tmp_path: Path) -> None:
+    """The control plane died after the decision was recorded; the job was cancelled
+    before it came back: recovery must not start it (it ends CANCELLED, no pod ran)."""
+    sessions, job_id, out = _setup(tmp_path, f"sqlite:///{tmp_path / 'd.db'}")
+    crashing = Reconciler(sessions, build("detente"), tmp_path, CrashBeforeLaunch())
+    with pytest.raises(Crash):
+        crashing.step()
+    with sessions() as s:
+        user = s.get(User, "ana")
+        assert jobs.cancel(s, user, [job_id], time.time()) == {job_id: "STOPPING"}
+    rec = Reconciler(sessions, build("detente"), tmp_path)
+    assert rec.recover() == {"adopted": 0, "ended": 0, "started": 0, "lost": 0, "dropped": 2}
+    for _ in range(20):
+        rec.step()
+    with sessions() as s:
+        assert s.get(Job, job_id).state == "CANCELLED"  # type: ignore[union-attr]
+    assert not out.exists()

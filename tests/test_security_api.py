@@ -179,3 +179,20 @@ def test_single_user_mode_refuses_a_second_unix_identity(api: Api) -> None:
     body = {"name": "eve", "team": "nlp", "unix_user": "nobody"}
     r = api.call("admin", "POST", "/v1/users", json=body)
     assert r.status_code == 400 and "single-user mode" in r.json()["detail"]
+
+
+def test_yaml_bombs_and_deep_documents_are_refused_with_the_file(tmp_path: Path) -> None:
+    from detente.api.loader import ManifestError, read_documents
+
+    laughs = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+    prev = "a"
+    for name in "bcdefghi":  # 9^9 nodes once expanded
+        laughs += f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]\n"
+        prev = name
+    bomb, deep = tmp_path / "bomb.yaml", tmp_path / "deep.yaml"
+    bomb.write_text(laughs)
+    deep.write_text("[" * 50_000 + "]" * 50_000)
+    with pytest.raises(ManifestError, match=r"bomb.yaml: not valid YAML: expands to more than"):
+        read_documents([bomb])
+    with pytest.raises(ManifestError, match=r"deep.yaml: not valid YAML: nested deeper than 64"):
+        read_documents([deep])

@@ -119,6 +119,8 @@ class Reconciler:
         self._workloads: dict[int, Workload] = {}
         #: Pod id → when its process was first seen gone without an exit file.
         self._gone: dict[int, float] = {}
+        #: Jobs sent SIGTERM by this process (their SIGKILL time is the row's kill_at).
+        self._termed: set[int] = set()
 
     # -- the step -------------------------------------------------------------------
 
@@ -212,7 +214,8 @@ class Reconciler:
         for p in result.preemptions:
             victim = s.get(Job, int(p.victim))
             if victim is not None and victim.state in (RUNNING, LAUNCHING):
-                victim.state, victim.stop_reason = STOPPING, PREEMPTED
+                # SIGKILL at the preemption's deadline: now + the victim's checkpoint grace.
+                victim.state, victim.stop_reason, victim.kill_at = STOPPING, PREEMPTED, p.deadline
                 event(s, victim.id, now, "Preempted", p.reason)
         out = []
         for adm in result.admissions:
@@ -398,14 +401,15 @@ class Reconciler:
                 event(s, job.id, now, "Stopping", "a pod ended early; stopping the gang")
 
     def _escalate(self, job: Job, pods: list[Pod], now: float) -> None:
+        """SIGTERM once, then SIGKILL at ``kill_at``: a preemption's deadline (set when it
+        was decided), else now + the stop grace."""
         live = [p for p in pods if not p.done]
-        if job.kill_at is None:
-            grace = self.grace
-            if job.stop_reason == PREEMPTED:  # time to checkpoint before requeue
-                grace = max(grace, self.profile.default_grace)
-            job.kill_at = now + grace
+        if job.id not in self._termed:
+            self._termed.add(job.id)  # after a restart it is sent again: harmless
             for p in live:
                 self.executor.signal(p.pid, p.pid_start, signal.SIGTERM)
+        if job.kill_at is None:
+            job.kill_at = now + self.grace
         elif now >= job.kill_at:
             for p in live:
                 self.executor.signal(p.pid, p.pid_start, signal.SIGKILL)
@@ -413,6 +417,7 @@ class Reconciler:
                     p.done = True
 
     def _finish(self, s: Session, job: Job, pods: list[Pod], now: float) -> None:
+        self._termed.discard(job.id)
         codes = [p.exit_code for p in pods]
         bad = next((c for c in codes if c not in (0, None)), None)
         if job.stop_reason not in (FAILED, NODE_FAIL) or job.exit_code is None:
@@ -444,7 +449,7 @@ class Reconciler:
         those that ended meanwhile (their exit files), and starts those recorded but
         never started. Pods with a pid that are gone without an exit file are left for
         `step` to settle as lost."""
-        counts = {"adopted": 0, "ended": 0, "started": 0, "lost": 0}
+        counts = {"adopted": 0, "ended": 0, "started": 0, "lost": 0, "dropped": 0}
         with self.sessions() as s:
             jobs = list(s.scalars(select(Job).where(Job.state.in_(ACTIVE))))
             pods = self._pods_of(s, jobs)
@@ -455,7 +460,10 @@ class Reconciler:
                 try:
                     for p in pods.get(job.id, []):
                         if not p.done:
-                            counts[self._recover_pod(job, p, found)] += 1
+                            kind = self._recover_pod(job, p, found)
+                            if kind == "started" and job.state == STOPPING:
+                                p.done, kind = True, "dropped"  # cancelled before it started
+                            counts[kind] += 1
                 except Exception:  # one bad job must not stop recovery of the others
                     log.exception("recovering job %s failed", job.id)
                     continue
