@@ -15,7 +15,7 @@ from detente.core.queue_manager import QueueManager
 from detente.core.snapshot import Snapshot
 from detente.core.workload import Admission, PodPlacement, Workload
 from detente.sim.driver import Simulation
-from detente.testing import RACK, World, a_job, racks
+from detente.testing import RACK, World, a_cluster_queue, a_job, racks
 
 H = 3600.0
 
@@ -164,3 +164,64 @@ def test_nodes_of_backfilled_short_job() -> None:
     short = limited(a_job("short").nodes(1).exclusive().seq(2).build(), H / 2)
     settle(snap, [head, short], "detente")
     assert nodes_of(snap, "short") == ["r0-n2"]
+
+
+# -- a head blocked by quota keeps its reservation (detente.core.quotaplan) ------------------
+
+
+def _quota_world(nodes: int, quota_gpus: int) -> Snapshot:
+    """``nodes`` × 8 GPUs; one ClusterQueue of ``quota_gpus``; three 8-GPU jobs hold
+    node 0-2 (and 24 GPUs of quota) until t=3600."""
+    snap = World(racks({"r0": nodes})).queue("team", a_cluster_queue("cq", gpus=quota_gpus))
+    snap = snap.snapshot()
+    cq = snap.config.cluster_queues["cq"]
+    for i in range(3):
+        w = limited(a_job(f"running{i}").nodes(1).seq(-10 + i).build(), H)
+        flavors = snap.first_flavors(cq, w)
+        assert flavors is not None
+        pl = [PodPlacement(w.pod_sets[0].name, 0, snap.cluster.index[f"r0-n{i}"])]
+        snap.admit(Admission(w, "cq", flavors, pl, 0.0))
+    return snap
+
+
+def _queued(head_priority: int = 100) -> list[Workload]:
+    head = limited(a_job("head").nodes(4).priority(head_priority).seq(1).build(), H)
+    long = limited(a_job("long").nodes(1).seq(2).build(), 2 * H)
+    short = limited(a_job("short").nodes(1).seq(3).build(), H / 6)
+    return [head, long, short]
+
+
+@pytest.mark.parametrize("profile", ["detente", "slurm"])
+def test_quota_blocked_head_keeps_its_reservation_when_quota_is_the_cluster(profile: str) -> None:
+    """The live default: quota = the cluster (32 GPUs), 24 in use until 3600. The
+    4-node head is blocked by quota, not nodes, and still reserves from 3600; a 2-hour
+    job may not start ahead of it, a 10-minute one may (it ends before 3600)."""
+    snap = _quota_world(nodes=4, quota_gpus=32)
+    res = settle(snap, _queued(), profile)
+    reserved = {r.workload: r for r in res.reservations}
+    assert reserved["head"].start == H and len(reserved["head"].nodes) == 4
+    assert "short" in admitted(snap) and "long" not in admitted(snap)
+
+
+@pytest.mark.parametrize("profile", ["detente", "slurm"])
+def test_backfill_may_not_take_quota_a_reserved_head_needs(profile: str) -> None:
+    """Quota (32) smaller than the cluster (8 nodes): the 2-hour job could run on a
+    node the head's reservation does not hold, but at 3600 its 8 GPUs plus the head's 32
+    would exceed the quota: it waits, naming the hold. The 10-minute job starts."""
+    snap = _quota_world(nodes=8, quota_gpus=32)
+    res = settle(snap, _queued(), profile)
+    reserved = {r.workload: r for r in res.reservations}
+    assert reserved["head"].start == H
+    assert "short" in admitted(snap) and "long" not in admitted(snap)
+    assert "would take quota reserved for head (from t=3600)" in str(res.pending["long"])
+    assert reserved["long"].start == 2 * H  # after the head, not beside it
+
+
+def test_a_head_blocked_by_nodes_leaves_spare_quota_to_backfill() -> None:
+    """The control: quota (64) above the demand, 6 nodes. The head is blocked by nodes,
+    reserves 4 of them from 3600, and the 2-hour job runs now on a node it does not
+    hold: at 3600 their 40 GPUs fit the quota."""
+    snap = _quota_world(nodes=6, quota_gpus=64)
+    res = settle(snap, _queued(), "detente")
+    assert {r.workload for r in res.reservations} == {"head"}
+    assert {"long", "short"} <= admitted(snap)

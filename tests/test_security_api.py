@@ -196,3 +196,14 @@ def test_yaml_bombs_and_deep_documents_are_refused_with_the_file(tmp_path: Path)
         read_documents([bomb])
     with pytest.raises(ManifestError, match=r"deep.yaml: not valid YAML: nested deeper than 64"):
         read_documents([deep])
+
+
+def test_a_job_that_fits_once_a_down_node_returns_is_accepted(api: Api) -> None:
+    from detente.control import workloads
+
+    with api.sessions() as s:
+        workloads.put_setting(s, "node_states", {"node0": {"state": "down", "reason": "psu"}})
+        s.commit()
+    assert api.submit("ana", nodes=2, gpus_per_node=8).status_code == 201
+    r = api.submit("ana", nodes=3, gpus_per_node=8)
+    assert r.status_code == 400 and "Requested node configuration" in r.json()["detail"]

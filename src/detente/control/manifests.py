@@ -132,11 +132,12 @@ def apply(
     workloads.put_setting(s, "manifests", list(merged.values()))
     workloads.put_setting(s, "generation", workloads.setting(s, "generation", 0) + 1)
     s.flush()
-    cl, config = workloads.cluster_and_config(s)
+    _, config = workloads.cluster_and_config(s)
+    whole = workloads.whole_cluster(s)
     ids: list[int] = []
     try:
         for sp in specs:
-            if (why := workloads.never_fits(cl, config, sp)) is not None:
+            if (why := workloads.never_fits(whole, config, sp)) is not None:
                 raise jobs.JobError(f"job {sp.name}: {why}")
             ids += jobs.submit(s, actor, sp, config, now, commit=False)
     except jobs.JobError as e:

@@ -214,8 +214,10 @@ class Reconciler:
         for p in result.preemptions:
             victim = s.get(Job, int(p.victim))
             if victim is not None and victim.state in (RUNNING, LAUNCHING):
-                # SIGKILL at the preemption's deadline: now + the victim's checkpoint grace.
-                victim.state, victim.stop_reason, victim.kill_at = STOPPING, PREEMPTED, p.deadline
+                # SIGKILL at the preemption's deadline (now + the victim's checkpoint grace),
+                # never sooner than the stop grace (Slurm's KillWait) after the SIGTERM.
+                kill_at = max(p.deadline, now + self.grace)
+                victim.state, victim.stop_reason, victim.kill_at = STOPPING, PREEMPTED, kill_at
                 event(s, victim.id, now, "Preempted", p.reason)
         out = []
         for adm in result.admissions:

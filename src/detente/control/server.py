@@ -192,8 +192,8 @@ def submit(spec: JobSpec, s: DB, user: Actor) -> dict[str, list[int]]:
     if workloads.setting(s, "mode") == auth.MULTI and user.unix_user is None:
         raise HTTPException(403, f"user {user.name} has no Unix account to run jobs as "
                                  "(map one: detente token NAME --unix-user ACCOUNT)")  # fmt: skip
-    cl, config = workloads.cluster_and_config(s)
-    if (why := workloads.never_fits(cl, config, spec)) is not None:
+    _, config = workloads.cluster_and_config(s)
+    if (why := workloads.never_fits(workloads.whole_cluster(s), config, spec)) is not None:
         raise HTTPException(400, why)
     return {"ids": jobs.submit(s, user, spec, config, time.time())}
 

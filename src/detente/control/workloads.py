@@ -153,8 +153,15 @@ def _admission(job: Job, snap: Snapshot, w: Workload) -> Admission:
     return adm
 
 
+def whole_cluster(s: Session) -> Cluster:
+    """The cluster with every node up: what "could this job ever run" is asked of (a
+    job that fits once a down node returns is accepted, as sbatch accepts it)."""
+    return layout.cluster(setting(s, "nodes", []))
+
+
 def never_fits(cl: Cluster, config: QueueConfig, spec: JobSpec) -> str | None:
-    """Why a job could never run on this cluster (sbatch rejects such jobs at once)."""
+    """Why a job could never run on ``cl`` (sbatch rejects such jobs at once); ask it of
+    `whole_cluster`."""
     job = Job(id=0, name=spec.name, user="", queue=spec.queue or "default",
               spec_row=JobSpecRow(data=spec.model_dump()), submit_time=0.0)  # fmt: skip
     w = workload(job, config)

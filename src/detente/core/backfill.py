@@ -18,7 +18,7 @@ One fit function, three questions (Slurm's ``select`` modes):
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import replace
 
 from detente.core.admission import (
@@ -32,6 +32,7 @@ from detente.core.admission import (
 from detente.core.framework import Rng
 from detente.core.profiles import BackfillMode, Profile
 from detente.core.queues import ClusterQueue
+from detente.core.quotaplan import QuotaPlan
 from detente.core.snapshot import Snapshot
 from detente.core.status import Code, Status, unschedulable
 from detente.core.timeline import Reservation, Timeline
@@ -53,6 +54,7 @@ class Backfill:
         for r in self.reservations:
             self.timeline.add(r)
         self.failed = ShapeCache()
+        self.quota = QuotaPlan(snap, now, profile.default_time_limit)
         self._unscored: Profile | None = None
         self._floor: dict[Hashable, list[tuple[float, float]]] = {}
         self.tested = len(self.reservations)
@@ -65,11 +67,15 @@ class Backfill:
         hit = cached_failure(self.snap, w, cq, self.failed, limit)
         if hit is not None:
             return hit, None
+        if (taken := self._takes_held_quota(w, cq, limit)) is not None:
+            return taken, None
         blocked = tl.blocking_now(limit)
         tl.cordon(self.snap.state).ensure(blocked)
         status, adm = try_admit(self.snap, w, cq, self.profile, self.failed, rng, self.now, limit)
         if adm is not None:
             tl.note_admission(adm)
+            if cq is not None:
+                self.quota.admitted(w, cq, adm.flavors, self.now + limit)
         elif blocked and status.code == Code.UNSCHEDULABLE and status.plugin != QUOTA:
             delayed = self._would_delay(w, cq, rng)
             if delayed is not None:
@@ -90,30 +96,51 @@ class Backfill:
         return p.reserve_limit is None or len(self.reservations) < p.reserve_limit
 
     def may_reserve(self, status: Status) -> bool:
+        """Blocked now but not for ever (by nodes or by quota), within the depth."""
         p = self.profile
         if p.backfill == BackfillMode.NONE or status.code != Code.UNSCHEDULABLE:
             return False
-        if status.plugin == QUOTA or self.tested >= p.bf_max_job_test:
+        if self.tested >= p.bf_max_job_test:
             return False
         return p.reserve_limit is None or len(self.reservations) < p.reserve_limit
 
     def reserve(self, w: Workload, cq: ClusterQueue | None, rng: Rng, why: Status) -> Status:
-        """Tries to reserve for ``w``; returns the status to report for it."""
+        """Tries to reserve for ``w``; returns the status to report for it. A workload
+        blocked by quota reserves from when its quota frees, and holds that quota."""
         self.tested += 1
-        found = self.earliest(w, self._nodes(w, cq), rng)
+        flavors = self.snap.first_flavors(cq, w) if cq is not None and self.profile.quota else None
+        if why.plugin == QUOTA and (cq is None or flavors is None):
+            return why
+        quota_ok = None
+        # Quota-blocked, or behind a quota hold: the start must leave every hold whole.
+        if cq is not None and flavors is not None and (why.plugin == QUOTA or self.quota.holds):
+            qcq, qfl, borrow = cq, flavors, self.profile.borrowing
+
+            def quota_ok(start: float, limit: float) -> bool:
+                return self.quota.fits_at(w, qcq, qfl, start, limit, borrow)
+
+        found = self.earliest(w, self._nodes(w, cq), rng, quota_ok)
         if found is None:
             return why
+        if quota_ok is not None and cq is not None and flavors is not None:
+            self.quota.hold(w, cq, flavors, found.start, found.end)
         self.timeline.add(found)
         self.reservations.append(found)
         reason = f"{why.reason}; reserved from t={found.start:g} on {len(found.nodes)} node(s)"
         return Status(Code.UNSCHEDULABLE, reason, NAME)
 
-    def earliest(self, w: Workload, nodes: frozenset[int] | None, rng: Rng) -> Reservation | None:
-        """The first checkpoint at which ``w`` fits beside every overlapping reservation."""
+    def earliest(
+        self, w: Workload, nodes: frozenset[int] | None, rng: Rng,
+        quota_ok: Callable[[float, float], bool] | None = None,
+    ) -> Reservation | None:  # fmt: skip
+        """The first checkpoint at which ``w`` fits beside every overlapping reservation
+        (and, with ``quota_ok``, at which its quota is free for its whole limit)."""
         tl, limit = self.timeline, self.timeline.limit(w)
         key = shape(w, nodes)
         need = w.total.gpu_milli
         for start, st in tl.candidates(self._floor_of(key, limit)):
+            if quota_ok is not None and not quota_ok(start, limit):
+                continue  # not a node failure: no floor is recorded for the shape
             tl.cordon(st).ensure(tl.held(start, start + limit))
             if st.free_milli[0] >= need:
                 # Reservations hold whole nodes, so node scores would only cost time.
@@ -131,6 +158,23 @@ class Backfill:
         """The latest start known not to fit: a shape that failed from ``start`` with some
         limit fails there with any longer one (it overlaps more reservations)."""
         return max((s for lim, s in self._floor.get(key, ()) if lim <= limit), default=self.now)
+
+    def _takes_held_quota(
+        self, w: Workload, cq: ClusterQueue | None, limit: float
+    ) -> Status | None:
+        """Why ``w`` may not start now: it would run into a quota hold and take quota
+        the holder needs (see `detente.core.quotaplan`)."""
+        if not self.quota.holds or cq is None or not self.profile.quota:
+            return None
+        flavors = self.snap.first_flavors(cq, w)
+        if flavors is None:
+            return None
+        end = self.now + limit
+        h = self.quota.breaks(w, cq, flavors, self.now, end, self.profile.borrowing)
+        if h is None:
+            return None
+        why = f"would take quota reserved for {h.workload.name} (from t={h.start:g})"
+        return unschedulable(NAME, why)
 
     def _flavor_sets(self, w: Workload, cq: ClusterQueue | None) -> list[frozenset[str]]:
         if cq is None:
