@@ -221,6 +221,17 @@ def test_apply_plans_asks_and_submits(live: Live, tmp_path: Path) -> None:
     assert live.cli("logs", "1").stdout.startswith("small on node[")
     again = live.cli("apply", "-y", "-f", str(f)).stdout
     assert "ClusterQueue/lab unchanged" in again
+    more = _write(tmp_path, "more.yaml", QUEUES_AND_JOBS.split("---")[1].replace("32", "24"))
+    changed = live.cli("apply", "-y", "-f", str(more)).stdout
+    assert "ClusterQueue/lab changed" in changed
+    assert "spec.resourceGroups[0].flavors[0].resources[0].nominalQuota: 32 → 24" in changed
+    refused = live.cli("delete", "-y", "-f", str(f), check=False)  # it holds Job documents
+    assert refused.returncode != 0 and "only queue objects are deleted" in refused.stderr
+    queues = _write(tmp_path, "queues.yaml", "---".join(QUEUES_AND_JOBS.split("---")[:3]))
+    held = live.cli("delete", "-y", "-f", str(queues), check=False)  # the re-apply's 2 jobs
+    assert held.returncode != 0 and "LocalQueue vision (2 job(s))" in held.stderr
+    deleted = live.cli("delete", "-y", "--force", "-f", str(queues)).stdout
+    assert "LocalQueue/vision deleted" in deleted and "ClusterQueue/lab deleted" in deleted
 
 
 def test_up_on_postgresql(pg_url: str, tmp_path: Path) -> None:

@@ -327,27 +327,61 @@ def audit_cmd(
 def apply_cmd(
     files: list[Path] = typer.Option(..., "-f", "--filename"),
     yes: bool = typer.Option(False, "-y", "--yes", help="Apply without asking."),
+    force: bool = typer.Option(
+        False, "--force", help="Also remove LocalQueues that hold jobs (they wait for it)."
+    ),
 ) -> None:
-    """Apply queue manifests and jobs: show the plan, confirm, apply."""
-    from detente.api.loader import ManifestError, read_documents
-
-    try:
-        docs = read_documents(files)
-    except ManifestError as e:
-        err.print("[red]error:[/red] " + "\n".join(e.problems))
-        raise typer.Exit(2) from None
-    body = {"documents": docs, "dry_run": True}
+    """Apply queue manifests and jobs: show the plan (with a field diff), confirm, apply."""
+    docs = _documents(files)
+    body = {"documents": docs, "dry_run": True, "force": force}
     plan = _call("POST", "/v1/apply", json=body)["plan"]
     for verb in ("created", "changed", "unchanged"):
         for name in plan[verb]:
             print(f"{name} {verb}")
+            for line in plan.get("diff", {}).get(name, []):
+                print(f"  {line}")
+    for line in plan.get("stranded", []):
+        print(line)
     for name in plan["jobs"]:
         now = " and start now" if name in plan["admitted"] else ""
         print(f"job {name} will be submitted{now}")
     if not yes and not typer.confirm("Apply?"):
         raise typer.Exit(1)
-    out = _call("POST", "/v1/apply", json={"documents": docs, "dry_run": False})
+    out = _call("POST", "/v1/apply", json={**body, "dry_run": False})
     print(f"applied; submitted jobs {out['submitted']}" if out["submitted"] else "applied")
+
+
+@app.command("delete")
+def delete_cmd(
+    files: list[Path] = typer.Option(..., "-f", "--filename"),
+    yes: bool = typer.Option(False, "-y", "--yes", help="Delete without asking."),
+    force: bool = typer.Option(
+        False, "--force", help="Also remove LocalQueues that hold jobs (they wait for it)."
+    ),
+) -> None:
+    """Delete the queue objects the files name (as kubectl delete -f): plan, confirm."""
+    body = {"documents": _documents(files), "dry_run": True, "force": force}
+    plan = _call("POST", "/v1/delete", json=body)["plan"]
+    for name in plan["deleted"]:
+        print(f"{name} deleted")
+    for name in plan["not_found"]:
+        print(f"{name} not found")
+    for line in plan.get("stranded", []):
+        print(line)
+    if not yes and not typer.confirm("Delete?"):
+        raise typer.Exit(1)
+    _call("POST", "/v1/delete", json={**body, "dry_run": False})
+    print("deleted")
+
+
+def _documents(files: list[Path]) -> list[tuple[str, int, Any]]:
+    from detente.api.loader import ManifestError, read_documents
+
+    try:
+        return read_documents(files)
+    except ManifestError as e:
+        err.print("[red]error:[/red] " + "\n".join(e.problems))
+        raise typer.Exit(2) from None
 
 
 def _node_state(node: str, state: str, reason: str) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from detente.api.loader import JobEntry, ManifestError, load_documents
-from detente.control import audit, jobs, workloads
+from detente.control import audit, jobs, queue_changes, workloads
 from detente.control.spec import JobSpec
 from detente.control.store.models import Job, User
 from detente.core.cycle import run_cycle
@@ -87,10 +87,11 @@ def job_spec(entry: JobEntry) -> JobSpec:
 
 def _merge(
     actor: User, stored: list[list[Any]], docs: list[tuple[str, int, Any]]
-) -> tuple[dict[tuple[str, str], list[Any]], list[tuple[str, int, Any]], dict[str, list[str]]]:
-    """Stored queue objects with ``docs`` laid over them; the job documents; the plan."""
+) -> tuple[dict[tuple[str, str], list[Any]], list[tuple[str, int, Any]], dict[str, Any]]:
+    """Stored queue objects with ``docs`` laid over them; the job documents; the plan
+    (with a field diff per changed object)."""
     merged = {_key(d): [f, i, d] for f, i, d in stored}
-    plan: dict[str, list[str]] = {"created": [], "changed": [], "unchanged": []}
+    plan: dict[str, Any] = {"created": [], "changed": [], "unchanged": [], "diff": {}}
     new_jobs = []
     for f, i, d in docs:
         kind, name = _key(d)
@@ -101,6 +102,8 @@ def _merge(
             old = merged.get((kind, name))
             verb = "created" if old is None else ("unchanged" if old[2] == d else "changed")
             plan[verb].append(f"{kind}/{name}")
+            if verb == "changed":
+                plan["diff"][f"{kind}/{name}"] = queue_changes.diff(old[2], d)
             merged[(kind, name)] = [f, i, d]
         elif kind == "Job":
             new_jobs.append((f, i, d))
@@ -112,11 +115,12 @@ def _merge(
 
 def apply(
     s: Session, actor: User, docs: list[tuple[str, int, Any]], dry_run: bool, profile: Profile,
-    now: float,
+    now: float, force: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """Applies ``docs`` in one transaction, or with ``dry_run`` rolls it back after
-    planning. The plan names the queue objects created, changed and unchanged, the jobs
-    submitted, and which of those a scheduling cycle would start now."""
+    planning. The plan names the queue objects created, changed (with a field diff) and
+    unchanged, the LocalQueues it removes from under jobs (refused without ``force``),
+    the jobs submitted, and which of those a scheduling cycle would start now."""
     for f, i, d in docs:
         if not isinstance(d, dict):
             raise ApplyError(f"{f}: document {i}: must be a mapping (got {type(d).__name__})")
@@ -129,10 +133,16 @@ def apply(
     except ManifestError as e:
         raise ApplyError("\n".join(e.problems)) from None
     specs = [job_spec(e) for e in man.jobs]
+    before = workloads.cluster_and_config(s)[1]
     workloads.put_setting(s, "manifests", list(merged.values()))
     workloads.put_setting(s, "generation", workloads.setting(s, "generation", 0) + 1)
     s.flush()
     _, config = workloads.cluster_and_config(s)
+    try:
+        plan["stranded"] = queue_changes.check_stranded(s, before, config, force)
+    except queue_changes.StrandedError as e:
+        s.rollback()
+        raise ApplyError(str(e)) from None
     whole = workloads.whole_cluster(s)
     ids: list[int] = []
     try:
@@ -158,6 +168,48 @@ def apply(
 
 def _summary(plan: dict[str, list[str]]) -> str:
     return "; ".join(f"{k}: {', '.join(v)}" for k, v in plan.items() if v and k != "unchanged")
+
+
+def delete(
+    s: Session, actor: User, docs: list[tuple[str, int, Any]], dry_run: bool, now: float,
+    force: bool = False,
+) -> dict[str, Any]:  # fmt: skip
+    """Removes the queue objects ``docs`` name (kind and name; the rest of each document
+    is not compared), as ``kubectl delete -f``. What remains must still be valid (a
+    flavor a ClusterQueue uses cannot go), and a LocalQueue holding jobs goes only with
+    ``force``. Jobs are cancelled with cancel, not here."""
+    if actor.role != "admin":
+        raise ApplyError("only the admin deletes queue objects")
+    stored = {_key(d): [f, i, d] for f, i, d in workloads.setting(s, "manifests", []) or []}
+    plan: dict[str, Any] = {"deleted": [], "not_found": []}
+    for f, i, d in docs:
+        kind, name = _key(d)
+        if kind not in QUEUE_KINDS:
+            raise ApplyError(f"{f}: document {i} ({kind} {name}): only queue objects are "
+                             "deleted here (jobs: detente cancel)")  # fmt: skip
+        found = stored.pop((kind, name), None)
+        plan["deleted" if found else "not_found"].append(f"{kind}/{name}")
+    try:
+        load_documents([tuple(v) for v in stored.values()])  # type: ignore[misc]
+    except ManifestError as e:
+        raise ApplyError("\n".join(e.problems)) from None
+    before = workloads.cluster_and_config(s)[1]
+    workloads.put_setting(s, "manifests", list(stored.values()))
+    workloads.put_setting(s, "generation", workloads.setting(s, "generation", 0) + 1)
+    s.flush()
+    try:
+        plan["stranded"] = queue_changes.check_stranded(
+            s, before, workloads.cluster_and_config(s)[1], force
+        )
+    except queue_changes.StrandedError as e:
+        s.rollback()
+        raise ApplyError(str(e)) from None
+    if dry_run:
+        s.rollback()
+    else:
+        audit.record(s, actor.name, "delete", ", ".join(plan["deleted"]), "ok", now)
+        s.commit()
+    return {"plan": plan}
 
 
 def _would_start(s: Session, profile: Profile, ids: set[int], now: float) -> set[int]:

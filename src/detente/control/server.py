@@ -103,6 +103,8 @@ class ApplyRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     documents: Annotated[list[tuple[FileName, DocIndex, Any]], Field(max_length=10_000)]
     dry_run: bool = False
+    #: Remove LocalQueues that hold jobs (they wait for the queue to return).
+    force: bool = False
 
 
 def _db(request: Request) -> Iterator[Session]:
@@ -305,4 +307,13 @@ def audit_log(
 @router.post("/v1/apply", dependencies=[Wakes])
 def apply(body: ApplyRequest, s: DB, user: Actor, rec: Rec) -> dict[str, Any]:
     now = time.time()
-    return manifests.apply(s, user, body.documents, body.dry_run, rec.profile, now)
+    return manifests.apply(s, user, body.documents, body.dry_run, rec.profile, now, body.force)
+
+
+@router.post("/v1/delete", dependencies=[Wakes])
+def delete(body: ApplyRequest, s: DB, user: Actor) -> dict[str, Any]:
+    """Removes the queue objects the documents name (admin)."""
+    for f, i, d in body.documents:
+        if not isinstance(d, dict):
+            raise HTTPException(400, f"{f}: document {i}: must be a mapping")
+    return manifests.delete(s, user, body.documents, body.dry_run, time.time(), body.force)
