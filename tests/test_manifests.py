@@ -217,3 +217,52 @@ def test_duplicate_node_names_are_rejected(tmp_path: Path) -> None:
 def test_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match=r"nope\.yaml: cannot read"):
         load_files([tmp_path / "nope.yaml"])
+
+
+QUEUE_WITH = """
+apiVersion: kueue.x-k8s.io/v1beta1
+kind: ResourceFlavor
+metadata: {name: default}
+spec:
+  nodeTaints: [{key: gpu, value: "true", effect: NoSchedule}]
+---
+apiVersion: kueue.x-k8s.io/v1beta1
+kind: ClusterQueue
+metadata: {name: cq}
+spec:
+  namespaceSelector: {}
+  flavorFungibility: {whenCanBorrow: Borrow}
+  admissionChecks: [prov]
+  resourceGroups:
+  - coveredResources: [nvidia.com/gpu]
+    flavors:
+    - name: default
+      resources:
+      - name: nvidia.com/gpu
+        nominalQuota: 8
+        BORROW: 4
+"""
+
+
+def test_unmodelled_kueue_fields_warn_with_their_path(tmp_path: Path) -> None:
+    f = tmp_path / "q.yaml"
+    f.write_text(QUEUE_WITH.replace("        BORROW: 4\n", ""))
+    got = [w.removesuffix(": not modelled by detente; ignored") for w in load_files([f]).warnings]
+    assert got == [
+        f"{f}: document 0 (ResourceFlavor default): spec.nodeTaints",
+        f"{f}: document 1 (ClusterQueue cq): spec.admissionChecks",
+        f"{f}: document 1 (ClusterQueue cq): spec.flavorFungibility",
+        f"{f}: document 1 (ClusterQueue cq): spec.namespaceSelector",
+    ]
+
+
+def test_a_typo_in_a_kueue_field_is_an_error_at_its_path(tmp_path: Path) -> None:
+    f = tmp_path / "q.yaml"
+    f.write_text(QUEUE_WITH.replace("BORROW", "borowingLimit"))
+    with pytest.raises(ManifestError) as e:
+        load_files([f])
+    (problem,) = e.value.problems
+    assert problem.startswith(
+        f"{f}: document 1 (ClusterQueue cq): spec.resourceGroups.0.flavors.0.resources.0: "
+    )
+    assert "unknown field(s) 'borowingLimit'" in problem and "borrowingLimit" in problem

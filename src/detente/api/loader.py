@@ -59,6 +59,8 @@ class Manifests:
     levels: tuple[str, ...]
     config: QueueConfig
     jobs: list[JobEntry]
+    #: Kueue fields present that detente does not model (accepted, not honoured).
+    warnings: list[str] = field(default_factory=list)
 
     def cluster(self) -> Cluster:
         return Cluster(self.nodes, self.levels)
@@ -207,7 +209,12 @@ def load_documents(docs: list[tuple[str, int, Any]]) -> Manifests:
     ]
     _check_unique(((j.workload.name, "Job") for j in jobs), problems)
     problems.fail()
-    return Manifests(nodes, queues.levels, config, jobs)
+    warnings = [
+        f"{src.where(path)}: not modelled by detente; ignored"
+        for src, doc in valid
+        for path in m.unmodelled(doc)
+    ]
+    return Manifests(nodes, queues.levels, config, jobs, warnings)
 
 
 def _check_unique(names: Iterable[tuple[str, str]], problems: Problems) -> None:

@@ -9,7 +9,7 @@ Quantities and durations are checked by `detente.api.loader`, which knows the pa
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -24,6 +24,39 @@ class Loose(BaseModel):
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Kueue(BaseModel):
+    """A part of a Kueue object. Fields Kueue has but detente does not model are listed
+    in ``UNMODELLED``: they are accepted and reported as warnings (`unmodelled`); any
+    other unknown field (a typo such as ``borowingLimit``) is an error at its path."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    UNMODELLED: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="after")
+    def _known(self) -> Kueue:
+        unknown = sorted(k for k in self.model_extra or {} if k not in self.UNMODELLED)
+        if unknown:
+            known = sorted(set(type(self).model_fields) | self.UNMODELLED)
+            raise ValueError(f"unknown field(s) {', '.join(map(repr, unknown))} "
+                             f"(known: {', '.join(known)})")  # fmt: skip
+        return self
+
+
+def unmodelled(model: BaseModel, path: str = "") -> list[str]:
+    """``path.field`` of every Kueue field present that detente does not model."""
+    out: list[str] = []
+    if isinstance(model, Kueue):
+        out += [f"{path}{k}" for k in sorted(model.model_extra or {})]
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        items = value if isinstance(value, list) else [value]
+        for i, v in enumerate(items):
+            if isinstance(v, BaseModel):
+                at = f"{path}{name}[{i}]." if isinstance(value, list) else f"{path}{name}."
+                out += unmodelled(v, at)
+    return out
 
 
 class Meta(Loose):
@@ -78,15 +111,16 @@ class NodePoolDoc(Strict):
 # -- Kueue ----------------------------------------------------------------------------
 
 
-class TopologyLevel(Loose):
+class TopologyLevel(Kueue):
     nodeLabel: str
 
 
-class TopologySpec(Loose):
+class TopologySpec(Kueue):
     levels: Annotated[list[TopologyLevel], Field(min_length=1)]
 
 
-class TopologyDoc(Loose):
+class TopologyDoc(Kueue):
+    UNMODELLED = frozenset({"status"})
     apiVersion: Literal[
         "kueue.x-k8s.io/v1alpha1", "kueue.x-k8s.io/v1beta1", "kueue.x-k8s.io/v1beta2"
     ]
@@ -95,41 +129,47 @@ class TopologyDoc(Loose):
     spec: TopologySpec
 
 
-class FlavorSpec(Loose):
+class FlavorSpec(Kueue):
+    UNMODELLED = frozenset({"nodeTaints", "tolerations"})
     nodeLabels: dict[str, str] = {}
     topologyName: str | None = None
 
 
-class ResourceFlavorDoc(Loose):
+class ResourceFlavorDoc(Kueue):
+    UNMODELLED = frozenset({"status"})
     apiVersion: Literal["kueue.x-k8s.io/v1beta1", "kueue.x-k8s.io/v1beta2"]
     kind: Literal["ResourceFlavor"]
     metadata: Meta
     spec: FlavorSpec = FlavorSpec()
 
 
-class ResourceQuota(Loose):
+class ResourceQuota(Kueue):
     name: str
     nominalQuota: Qty
     borrowingLimit: Qty | None = None
     lendingLimit: Qty | None = None
 
 
-class FlavorQuotas(Loose):
+class FlavorQuotas(Kueue):
     name: str
     resources: list[ResourceQuota]
 
 
-class ResourceGroupDoc(Loose):
+class ResourceGroupDoc(Kueue):
     coveredResources: Annotated[list[str], Field(min_length=1)]
     flavors: Annotated[list[FlavorQuotas], Field(min_length=1)]
 
 
-class PreemptionDoc(Loose):
+class PreemptionDoc(Kueue):
+    UNMODELLED = frozenset({"borrowWithinCohort"})
     withinClusterQueue: Literal["Never", "LowerPriority", "LowerOrNewerEqualPriority"] = "Never"
     reclaimWithinCohort: Literal["Never", "LowerPriority", "Any"] = "Never"
 
 
-class ClusterQueueSpec(Loose):
+class ClusterQueueSpec(Kueue):
+    UNMODELLED = frozenset({"namespaceSelector", "flavorFungibility", "admissionChecks",
+                            "admissionChecksStrategy", "stopPolicy", "fairSharing",
+                            "admissionScope"})  # fmt: skip
     cohort: str | None = None  # v1beta1
     cohortName: str | None = None  # v1beta2
     queueingStrategy: Literal["StrictFIFO", "BestEffortFIFO"] = "BestEffortFIFO"
@@ -137,20 +177,23 @@ class ClusterQueueSpec(Loose):
     preemption: PreemptionDoc | None = None
 
 
-class ClusterQueueDoc(Loose):
+class ClusterQueueDoc(Kueue):
+    UNMODELLED = frozenset({"status"})
     apiVersion: Literal["kueue.x-k8s.io/v1beta1", "kueue.x-k8s.io/v1beta2"]
     kind: Literal["ClusterQueue"]
     metadata: Meta
     spec: ClusterQueueSpec = ClusterQueueSpec()
 
 
-class CohortSpec(Loose):
+class CohortSpec(Kueue):
+    UNMODELLED = frozenset({"fairSharing"})
     parent: str | None = None  # v1alpha1
     parentName: str | None = None  # v1beta2
     resourceGroups: list[ResourceGroupDoc] = []
 
 
-class CohortDoc(Loose):
+class CohortDoc(Kueue):
+    UNMODELLED = frozenset({"status"})
     apiVersion: Literal[
         "kueue.x-k8s.io/v1alpha1", "kueue.x-k8s.io/v1beta1", "kueue.x-k8s.io/v1beta2"
     ]
@@ -159,23 +202,26 @@ class CohortDoc(Loose):
     spec: CohortSpec = CohortSpec()
 
 
-class FairSharing(Loose):
+class FairSharing(Kueue):
     weight: Annotated[float, Field(ge=0)] = 1.0
 
 
-class LocalQueueSpec(Loose):
+class LocalQueueSpec(Kueue):
+    UNMODELLED = frozenset({"stopPolicy"})
     clusterQueue: str
     fairSharing: FairSharing | None = None
 
 
-class LocalQueueDoc(Loose):
+class LocalQueueDoc(Kueue):
+    UNMODELLED = frozenset({"status"})
     apiVersion: Literal["kueue.x-k8s.io/v1beta1", "kueue.x-k8s.io/v1beta2"]
     kind: Literal["LocalQueue"]
     metadata: Meta
     spec: LocalQueueSpec
 
 
-class WorkloadPriorityClassDoc(Loose):
+class WorkloadPriorityClassDoc(Kueue):
+    UNMODELLED = frozenset({"status"})
     apiVersion: Literal["kueue.x-k8s.io/v1beta1", "kueue.x-k8s.io/v1beta2"]
     kind: Literal["WorkloadPriorityClass"]
     metadata: Meta

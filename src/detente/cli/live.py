@@ -335,6 +335,8 @@ def apply_cmd(
     docs = _documents(files)
     body = {"documents": docs, "dry_run": True, "force": force}
     plan = _call("POST", "/v1/apply", json=body)["plan"]
+    for line in plan.get("warnings", []):
+        err.print(f"[yellow]warning:[/yellow] {line}")
     for verb in ("created", "changed", "unchanged"):
         for name in plan[verb]:
             print(f"{name} {verb}")

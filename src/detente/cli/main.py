@@ -48,11 +48,14 @@ def plan_cmd(
     except KeyError as e:
         raise typer.BadParameter(str(e.args[0]), param_hint="--profile") from None
     try:
-        decisions = plan(load_files(files), prof, now)
+        manifests = load_files(files)
     except ManifestError as e:
         for line in e.problems:
             print(f"error: {line}", file=sys.stderr)
         raise typer.Exit(2) from None
+    for line in manifests.warnings:
+        print(f"warning: {line}", file=sys.stderr)
+    decisions = plan(manifests, prof, now)
     if output == Output.json:
         print(json.dumps({"workloads": [d.as_json() for d in decisions]}, indent=2))
         return

@@ -155,6 +155,8 @@ def apply(
         raise ApplyError(str(e)) from None
     names = dict(zip(ids, (sp.name for sp in specs), strict=False))
     started = _would_start(s, profile, set(ids), now)
+    mine = tuple(f"{f}: document {i} " for f, i, _ in docs)
+    plan["warnings"] = [w for w in man.warnings if w.startswith(mine)]
     out = {"plan": {**plan, "jobs": [sp.name for sp in specs],
                     "admitted": [names[i] for i in ids if i in started]},
            "submitted": [] if dry_run else ids}  # fmt: skip
