@@ -369,3 +369,68 @@ def test_hold_and_release(live: Live, tmp_path: Path) -> None:
     live.cli("release", "2")
     jobs = live.wait(lambda js: js[2]["state"] == "COMPLETED")
     assert jobs[2]["start_time"] > jobs[1]["end_time"]
+
+
+BATCH = """apiVersion: batch/v1
+kind: Job
+metadata:
+  name: kjob
+  labels: {kueue.x-k8s.io/queue-name: default}
+spec:
+  parallelism: 2
+  template:
+    spec:
+      containers:
+      - name: main
+        image: ignored:1
+        command: [bash, -c]
+        args: ["echo $GREETING rank $RANK of $WORLD_SIZE"]
+        env: [{name: GREETING, value: hi}]
+        resources: {limits: {nvidia.com/gpu: 2}}
+"""
+DETENTE_JOB = """apiVersion: detente.dev/v1
+kind: Job
+metadata: {name: NAME}
+spec:
+  queue: default
+  nodes: 2
+  resources: {nvidia.com/gpu: 8}
+  command: "echo $SLURM_RESTART_COUNT"
+"""
+
+
+def test_a_kueue_batch_job_is_planned_and_runs_live(live: Live, tmp_path: Path) -> None:
+    f = _write(tmp_path, "kjob.yaml", BATCH)
+    out = live.cli("apply", "-y", "-f", str(f)).stdout
+    assert "job kjob will be submitted and start now" in out
+    jobs = live.wait(lambda js: len(js) == 1 and js[1]["state"] == "COMPLETED")
+    assert jobs[1]["name"] == "kjob" and jobs[1]["nodes"] == 2
+    logs = live.cli("logs", "1").stdout.splitlines()
+    assert sorted(logs) == ["hi rank 0 of 2", "hi rank 1 of 2"]
+
+
+def test_apply_honours_job_fields_or_refuses_them(live: Live, tmp_path: Path) -> None:
+    spec = DETENTE_JOB.replace("NAME", "careful") + (
+        "  preemptible: true\n  checkpointGrace: 45s\n"
+        "  topology: {required: topology.detente.dev/rack}\n"
+    )
+    live.cli("apply", "-y", "-f", str(_write(tmp_path, "ok.yaml", spec)))
+    stored = live.api("GET", "/v1/jobs/1").json()["spec"]
+    assert stored["requeue"] is True and stored["checkpoint_grace"] == 45
+    assert stored["topology"] == {"mode": "required", "level": "topology.detente.dev/rack"}
+    for extra, field in (("  submitTime: 100\n", "spec.submitTime"),):
+        bad = _write(tmp_path, "bad.yaml", DETENTE_JOB.replace("NAME", "x") + extra)
+        refused = live.cli("apply", "-y", "-f", str(bad), check=False)
+        assert refused.returncode != 0 and field in refused.stderr
+    replicas = DETENTE_JOB.replace("NAME", "r").replace("nodes: 2", "replicas: 2")
+    refused = live.cli("apply", "-y", "-f", str(_write(tmp_path, "r.yaml", replicas)), check=False)
+    assert refused.returncode != 0 and "independent replicas do not run live" in refused.stderr
+    # 4 nodes in one rack of 8: a 9-node rack-bound gang could never run.
+    never = DETENTE_JOB.replace("NAME", "big").replace("nodes: 2", "nodes: 9") + (
+        "  topology: {required: topology.detente.dev/rack}\n"
+    )
+    refused = live.cli("apply", "-y", "-f", str(_write(tmp_path, "n.yaml", never)), check=False)
+    assert refused.returncode != 0 and "Requested node configuration" in refused.stderr
+    nolevel = spec.replace("careful", "b").replace("detente.dev/rack", "detente.dev/block")
+    refused = live.cli("apply", "-y", "-f", str(_write(tmp_path, "l.yaml", nolevel)), check=False)
+    assert refused.returncode != 0 and "no such topology level" in refused.stderr

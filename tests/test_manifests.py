@@ -266,3 +266,45 @@ def test_a_typo_in_a_kueue_field_is_an_error_at_its_path(tmp_path: Path) -> None
         f"{f}: document 1 (ClusterQueue cq): spec.resourceGroups.0.flavors.0.resources.0: "
     )
     assert "unknown field(s) 'borowingLimit'" in problem and "borrowingLimit" in problem
+
+
+BATCH_JOB = """
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: sample
+  labels: {kueue.x-k8s.io/queue-name: team}
+spec:
+  parallelism: 3
+  completions: 3
+  template:
+    spec:
+      containers:
+      - name: main
+        image: registry.example/train:1
+        command: [bash, -c]
+        args: ["echo $GREETING from $RANK"]
+        env: [{name: GREETING, value: hello}]
+        resources:
+          requests: {cpu: 500m, memory: 2Gi}
+          limits: {nvidia.com/gpu: 1}
+      - name: sidecar
+        resources:
+          requests: {cpu: "1"}
+"""
+
+
+def test_a_kueue_managed_batch_job_is_one_workload_of_its_parallelism(tmp_path: Path) -> None:
+    (job,) = load_files([write(tmp_path, BATCH_JOB)]).jobs
+    w = job.workload
+    (ps,) = w.pod_sets
+    assert (w.name, w.queue, ps.count) == ("sample", "default/team", 3)
+    assert (ps.request[GPU], ps.request["cpu"], ps.request["memory"]) == (1000, 1500, 2 << 30)
+    assert job.command == ["bash", "-c", "echo $GREETING from $RANK"]
+    assert job.env == {"GREETING": "hello"} and job.gang
+
+
+def test_a_batch_job_without_the_queue_label_is_refused(tmp_path: Path) -> None:
+    text = BATCH_JOB.replace("  labels: {kueue.x-k8s.io/queue-name: team}\n", "")
+    with pytest.raises(ManifestError, match=r"document 0 \(Job sample\): .*queue-name is required"):
+        load_files([write(tmp_path, text)])

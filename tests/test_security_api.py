@@ -207,3 +207,16 @@ def test_a_job_that_fits_once_a_down_node_returns_is_accepted(api: Api) -> None:
     assert api.submit("ana", nodes=2, gpus_per_node=8).status_code == 201
     r = api.submit("ana", nodes=3, gpus_per_node=8)
     assert r.status_code == 400 and "Requested node configuration" in r.json()["detail"]
+
+
+def test_a_gang_whose_topology_can_never_be_met_is_refused_at_submit(api: Api) -> None:
+    from detente.control import layout, workloads
+
+    with api.sessions() as s:  # 16 nodes in two racks of 8
+        workloads.put_setting(s, "nodes", layout.node_specs("16x8"))
+        s.commit()
+    rack = {"mode": "required", "level": "topology.detente.dev/rack"}
+    assert api.submit("ana", nodes=8, gpus_per_node=8, topology=rack).status_code == 201
+    r = api.submit("ana", nodes=9, gpus_per_node=8, topology=rack)
+    assert r.status_code == 400 and "one rack can hold at most 8" in r.json()["detail"]
+    assert api.submit("ana", nodes=9, gpus_per_node=8).status_code == 201  # no topology asked

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from detente.api import manifests as m
 from detente.api.nodes import expand_pool, node_from_doc
-from detente.api.quantity import canonical, parse_duration
+from detente.api.quantity import canonical, parse_duration, parse_quantity
 from detente.api.queues import QueueBuilder
 from detente.core.cluster import Cluster, Node
 from detente.core.queues import QueueConfig
@@ -51,6 +51,9 @@ class JobEntry:
     running_nodes: list[str] = field(default_factory=list)
     start_time: float | None = None
     command: list[str] = field(default_factory=list)
+    #: All pods start together (a gang); False: ``replicas``, independent pods.
+    gang: bool = True
+    env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -189,13 +192,13 @@ def load_documents(docs: list[tuple[str, int, Any]]) -> Manifests:
     problems.fail()
     nodes: list[Node] = []
     queues = QueueBuilder(problems)
-    job_docs: list[tuple[Source, m.JobDoc]] = []
+    job_docs: list[tuple[Source, m.JobDoc | m.BatchJobDoc]] = []
     for src, doc in valid:
         if isinstance(doc, m.NodeDoc):
             nodes += node_from_doc(src, doc, problems)
         elif isinstance(doc, m.NodePoolDoc):
             nodes += expand_pool(src, doc, problems)
-        elif isinstance(doc, m.JobDoc):
+        elif isinstance(doc, m.JobDoc | m.BatchJobDoc):
             job_docs.append((src, doc))
         else:
             queues.add(src, doc)
@@ -205,7 +208,10 @@ def load_documents(docs: list[tuple[str, int, Any]]) -> Manifests:
     assert config is not None
     node_names = {n.name for n in nodes}
     jobs = [
-        _job(src, doc, seq, config, node_names, problems) for seq, (src, doc) in enumerate(job_docs)
+        _job(src, doc, seq, config, node_names, problems)
+        if isinstance(doc, m.JobDoc)
+        else batch_job(src, doc, seq, config, problems)
+        for seq, (src, doc) in enumerate(job_docs)
     ]
     _check_unique(((j.workload.name, "Job") for j in jobs), problems)
     problems.fail()
@@ -280,8 +286,9 @@ def _job(
         user=s.user,
     )
     entry = JobEntry(
-        w, src, command=[s.command] if isinstance(s.command, str) else list(s.command or [])
-    )
+        w, src, command=[s.command] if isinstance(s.command, str) else list(s.command or []),
+        gang=s.replicas is None,
+    )  # fmt: skip
     if doc.status is not None and doc.status.nodes:
         _running(src, doc.status, entry, count, node_names, problems)
     return entry
@@ -309,3 +316,45 @@ def _duration(src: Source, path: str, value: m.Qty, problems: Problems) -> float
     except ValueError as e:
         problems.add(src, path, str(e))
         return None
+
+
+def batch_job(
+    src: Source, doc: m.BatchJobDoc, seq: int, config: QueueConfig, problems: Problems
+) -> JobEntry:
+    """A Kueue-managed ``batch/v1`` Job: its ``parallelism`` pods as one workload in the
+    LocalQueue its label names, each asking what its containers request (limits where
+    a request is missing, as Kubernetes defaults them); the first container's command,
+    arguments and environment."""
+    tmpl = doc.spec.template.spec
+    total: dict[str, m.Qty] = {}
+    for c in tmpl.containers:
+        for name, qty in {**c.resources.limits, **c.resources.requests}.items():
+            total[name] = _add(total.get(name), qty)
+    req = resources(src, "spec.template.spec.containers[].resources", total, problems)
+    labels = doc.metadata.labels
+    pc_name = labels.get(m.PRIORITY_LABEL, "")
+    pc = config.priority_classes.get(pc_name)
+    if pc_name and pc is None:
+        problems.add(src, f"metadata.labels.{m.PRIORITY_LABEL}", "unknown WorkloadPriorityClass",
+                     pc_name)  # fmt: skip
+    limit = doc.spec.activeDeadlineSeconds
+    w = Workload(
+        name=doc.metadata.name, queue=f"{doc.metadata.namespace}/{labels[m.QUEUE_LABEL]}",
+        pod_sets=(PodSet("main", doc.spec.parallelism, req, one_per_node=False),), seq=seq,
+        priority=pc.value if pc else 0, priority_class=pc_name,
+        time_limit=float(limit) if limit else None,
+    )  # fmt: skip
+    first = tmpl.containers[0]
+    env = {e.name: e.value for e in first.env}
+    return JobEntry(w, src, command=[*first.command, *first.args], env=env)
+
+
+def _add(a: m.Qty | None, b: m.Qty) -> m.Qty:
+    """Two Kubernetes quantities summed ("500m" + 1 → "1.5"); a bad one is left for
+    `resources` to report with its path."""
+    if a is None:
+        return b
+    try:
+        return str(parse_quantity(a) + parse_quantity(b))
+    except ValueError:
+        return b

@@ -280,6 +280,72 @@ class JobDoc(Strict):
     status: JobStatus | None = None
 
 
+# -- Kubernetes batch/v1 Job, as Kueue takes it ----------------------------------------
+
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
+
+
+class EnvVar(Loose):
+    name: str
+    value: str = ""
+
+
+class ContainerResources(Loose):
+    requests: dict[str, Qty] = {}
+    limits: dict[str, Qty] = {}
+
+
+class Container(Loose):
+    """A pod template's container: its command, arguments, environment and resources
+    are honoured; the image is not (the command runs on the node)."""
+
+    name: str = "main"
+    image: str | None = None
+    command: list[str] = []
+    args: list[str] = []
+    env: list[EnvVar] = []
+    resources: ContainerResources = ContainerResources()
+
+
+class PodSpecDoc(Loose):
+    containers: Annotated[list[Container], Field(min_length=1)]
+
+
+class PodTemplate(Loose):
+    spec: PodSpecDoc
+
+
+class BatchJobSpec(Loose):
+    parallelism: Annotated[int, Field(ge=1)] = 1
+    completions: Annotated[int, Field(ge=1)] | None = None
+    activeDeadlineSeconds: Annotated[int, Field(ge=1)] | None = None
+    template: PodTemplate
+
+    @model_validator(mode="after")
+    def _whole(self) -> BatchJobSpec:
+        if self.completions is not None and self.completions != self.parallelism:
+            raise ValueError("completions must equal parallelism (one gang of pods)")
+        return self
+
+
+class BatchJobDoc(Loose):
+    """A Kubernetes Job that Kueue manages (it carries the queue-name label): its
+    ``parallelism`` pods are one workload."""
+
+    apiVersion: Literal["batch/v1"]
+    kind: Literal["Job"]
+    metadata: Meta
+    spec: BatchJobSpec
+
+    @model_validator(mode="after")
+    def _queued(self) -> BatchJobDoc:
+        if not self.metadata.labels.get(QUEUE_LABEL):
+            raise ValueError(f"metadata.labels: {QUEUE_LABEL} is required (Kueue manages "
+                             "only Jobs that name their LocalQueue)")  # fmt: skip
+        return self
+
+
 KINDS: dict[str, type[BaseModel]] = {
     "Node": NodeDoc,
     "NodePool": NodePoolDoc,
@@ -298,6 +364,8 @@ def model_for(doc: Any) -> type[BaseModel] | str:
     if not isinstance(doc, dict):
         return f"a document must be a mapping, got {type(doc).__name__}"
     kind = doc.get("kind")
+    if kind == "Job" and doc.get("apiVersion") == "batch/v1":
+        return BatchJobDoc
     if kind not in KINDS:
         return f"kind: unknown kind {kind!r} (known: {', '.join(KINDS)})"
     return KINDS[kind]

@@ -69,12 +69,24 @@ def _key(doc: Any) -> tuple[str, str]:
 
 
 def job_spec(entry: JobEntry) -> JobSpec:
+    """The live job for a Job document: every field is honoured or refused (replicas as
+    independent pods and a past submitTime cannot be run live yet)."""
     w = entry.workload
     ps = w.pod_sets[0]
     gpus = ps.request.gpu_milli / 1000
     if gpus != int(gpus):
         raise ApplyError(f"{entry.source.where('spec.resources')}: the local executor "
                          f"runs whole GPUs only (got {gpus})")  # fmt: skip
+    if not ps.one_per_node and not entry.gang:
+        where = entry.source.where("spec.replicas")
+        raise ApplyError(f"{where}: independent replicas do not run live yet; use "
+                         "spec.nodes (a gang) or one Job per replica")  # fmt: skip
+    if w.submit_time:
+        raise ApplyError(f"{entry.source.where('spec.submitTime')}: a live job is submitted "
+                         f"now; remove it (got {w.submit_time:g})")  # fmt: skip
+    topo = None
+    if w.topology is not None:
+        topo = {"mode": str(w.topology.mode), "level": w.topology.level}
     cmd = entry.command or ["true"]
     script = "#!/bin/bash\n" + (cmd[0] if len(cmd) == 1 else shlex.join(cmd)) + "\n"
     return JobSpec(
@@ -82,6 +94,8 @@ def job_spec(entry: JobEntry) -> JobSpec:
         cpus_per_task=max(1, math.ceil(ps.request[CPU] / 1000)),
         mem_per_node=ps.request[MEMORY], time_limit=w.time_limit,
         priority_class=w.priority_class or None, exclusive=w.exclusive, script=script,
+        requeue=w.preemptible, checkpoint_grace=w.checkpoint_grace, topology=topo,
+        env=entry.env,
     )  # fmt: skip
 
 

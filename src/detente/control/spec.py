@@ -71,6 +71,15 @@ class Dependency(BaseModel):
     job_id: JobId
 
 
+class Topology(BaseModel):
+    """Place the job's pods within one domain of ``level`` (a node label key such as
+    ``topology.detente.dev/rack``): ``required``, or ``preferred`` when possible."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    mode: Literal["required", "preferred"]
+    level: Annotated[str, Field(min_length=1, max_length=253), AfterValidator(_text)]
+
+
 class JobSpec(BaseModel):
     """A batch job: ``nodes`` pods (one per node), each running ``tasks_per_node``
     copies of the script. Quantities are per node; memory in bytes; times in seconds."""
@@ -90,6 +99,9 @@ class JobSpec(BaseModel):
     #: May be preempted and requeued (sbatch ``--requeue``); it restarts from scratch
     #: unless its script checkpoints on SIGTERM.
     requeue: bool = False
+    #: Seconds between SIGTERM and SIGKILL when preempted (0: the profile's grace).
+    checkpoint_grace: float = Field(0.0, ge=0, le=1e7)
+    topology: Topology | None = None
     array: list[Annotated[int, Field(ge=0, lt=ARRAY_CEILING)]] | None = Field(
         None, min_length=1, max_length=ARRAY_CEILING
     )

@@ -27,13 +27,21 @@ from detente.control.store.models import (
     Setting,
     User,
 )
+from detente.core.admission import never_fits as core_never_fits
 from detente.core.cluster import Cluster
 from detente.core.profiles import Profile
 from detente.core.queue_manager import QueueManager
 from detente.core.queues import QueueConfig
 from detente.core.resources import CPU, GPU, MEMORY, Resources
 from detente.core.snapshot import Snapshot
-from detente.core.workload import Admission, PodPlacement, PodSet, Workload
+from detente.core.workload import (
+    Admission,
+    PodPlacement,
+    PodSet,
+    TopologyMode,
+    TopologyRequest,
+    Workload,
+)
 
 
 def setting(s: Session, key: str, default: Any = None) -> Any:
@@ -68,8 +76,16 @@ def workload(job: Job, config: QueueConfig, grace: float = 0.0) -> Workload:
         seq=job.id, submit_time=job.submit_time, priority=pc.value if pc else 0,
         priority_class=spec.priority_class or "", time_limit=spec.time_limit,
         exclusive=spec.exclusive, user=job.user, preemptible=spec.requeue,
-        checkpoint_grace=grace,
+        checkpoint_grace=job.spec.get("checkpoint_grace") or grace,
+        topology=_topology(job.spec.get("topology")),
     )  # fmt: skip
+
+
+def _topology(t: dict[str, str] | None) -> TopologyRequest | None:
+    if not t:
+        return None
+    mode = TopologyMode.REQUIRED if t["mode"] == "required" else TopologyMode.PREFERRED
+    return TopologyRequest(mode, t["level"])
 
 
 def blocked(job: Job, deps: dict[int, Job], running_in_array: Counter[int]) -> str | None:
@@ -166,6 +182,10 @@ def never_fits(cl: Cluster, config: QueueConfig, spec: JobSpec) -> str | None:
               spec_row=JobSpecRow(data=spec.model_dump()), submit_time=0.0)  # fmt: skip
     w = workload(job, config)
     ps = w.pod_sets[0]
+    if w.topology is not None and cl.level_index(w.topology.level) is None:
+        return f"spec.topology.level: no such topology level {w.topology.level!r}"
+    if w.topology is not None and (why := core_never_fits(cl, w)) is not None:
+        return f"Requested node configuration is not available: {why.reason}"
     if cl.ever_slots(0, ps.request, True) < ps.count:
         return (
             f"Requested node configuration is not available: {ps.count} node(s) with "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
 
+from detente.core.cluster import Cluster
 from detente.core.framework import PlaceContext, Rng
 from detente.core.profiles import Profile
 from detente.core.queues import ClusterQueue
@@ -137,7 +138,13 @@ def stage_workload(
 
 def _never_or(snap: Snapshot, w: Workload) -> Status | None:
     """An unresolvable status if ``w`` could not fit even on the empty cluster."""
-    cl = snap.cluster
+    return never_fits(snap.cluster, w)
+
+
+def never_fits(cl: Cluster, w: Workload) -> Status | None:
+    """Why ``w`` could not be placed even on ``cl`` empty (its topology level included),
+    or None. Down nodes count as absent: ask it of the cluster with every node up to
+    know whether a job could ever run."""
     level = 0 if w.topology is None else cl.level_index(w.topology.level)
     required = w.topology is not None and w.topology.mode == "required"
     for ps in w.pod_sets:
