@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from detente.core.cycle import CycleResult, run_cycle
+from detente.core.driver import Decisions, schedule
 from detente.core.priority import reprioritize
 from detente.core.profiles import Profile, build
 from detente.core.queue_manager import QueueManager
@@ -14,20 +14,12 @@ from detente.core.workload import Workload
 
 def settle(
     snap: Snapshot, jobs: list[Workload], profile: Profile | str = "detente", now: float = 0.0
-) -> CycleResult:
-    """Runs cycles until one admits nothing; returns the last result (its pending reasons)."""
+) -> Decisions:
+    """The one driver at ``now``, as `plan`, live and the simulator run it."""
     prof = build(profile) if isinstance(profile, str) else profile
     queues = QueueManager(prof.queue_sort, jobs)
     reprioritize(snap, queues, prof.half_life, now)
-    rng = random.Random(prof.seed)
-    for _ in range(1000):
-        res = run_cycle(snap, queues, prof, now, rng)
-        for adm in res.admissions:
-            if adm.complete:
-                queues.remove(adm.workload.name)
-        if not res.admissions:
-            return res
-    raise AssertionError("did not settle")
+    return schedule(snap, queues, prof, now, random.Random(prof.seed))
 
 
 def nodes_of(snap: Snapshot, name: str) -> list[str]:

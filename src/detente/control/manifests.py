@@ -9,6 +9,7 @@ The plan lists what is created, changed or unchanged, and which jobs would start
 from __future__ import annotations
 
 import math
+import random
 import shlex
 import time
 from typing import Any
@@ -19,7 +20,7 @@ from detente.api.loader import JobEntry, ManifestError, load_documents
 from detente.control import audit, jobs, queue_changes, workloads
 from detente.control.spec import JobSpec
 from detente.control.store.models import Job, User
-from detente.core.cycle import run_cycle
+from detente.core.driver import schedule
 from detente.core.priority import reprioritize
 from detente.core.profiles import Profile
 from detente.core.resources import CPU, MEMORY
@@ -231,15 +232,8 @@ def delete(
 def _would_start(s: Session, profile: Profile, ids: set[int], now: float) -> set[int]:
     snap, queues, _ = workloads.load(s, profile)
     reprioritize(snap, queues, profile.half_life, now)
-    started: set[int] = set()
-    for _ in range(100):
-        r = run_cycle(snap, queues, profile, now)
-        for adm in r.admissions:
-            queues.remove(adm.workload.name)
-            started.add(int(adm.workload.name))
-        if not r.admissions:
-            break
-    return started & ids
+    decided = schedule(snap, queues, profile, now, random.Random(profile.seed))
+    return {int(n) for n in decided.admitted()} & ids
 
 
 def priority_terms(s: Session, profile: Profile, job: Job) -> dict[str, float] | None:

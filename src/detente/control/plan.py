@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass, replace
 
 from detente.api.loader import JobEntry, ManifestError, Manifests
-from detente.core.cycle import run_cycle
+from detente.core.driver import schedule
 from detente.core.priority import reprioritize
 from detente.core.profiles import Profile
 from detente.core.queue_manager import QueueManager
@@ -107,12 +107,11 @@ def plan(man: Manifests, profile: Profile, now: float = 0.0) -> list[Decision]:
     preempted: dict[str, str] = {}
     ready: dict[str, float] = {}  # a preemptor starts when its victims' grace ends
     for _ in range(MAX_CYCLES):
-        result = run_cycle(snap, queues, profile, now, rng)
-        pending = result.pending
+        result = schedule(snap, queues, profile, now, rng)
+        pending = {n: st for n, st in result.pending.items() if n in queues}
         reserved = {r.workload: r for r in result.reservations}
-        for adm in result.admissions:
-            if adm.complete:
-                queues.remove(adm.workload.name)
+        if result.preemptions:
+            queues.unpark_all()  # the victims' capacity comes back: look again
         for p in result.preemptions:  # planning looks past the checkpoint grace at once
             if p.pods:
                 w = snap.release_pods(p.victim, set(p.pods)).workload
@@ -122,7 +121,7 @@ def plan(man: Manifests, profile: Profile, now: float = 0.0) -> list[Decision]:
                 queues.add(w)
             preempted[p.victim] = p.reason
             ready[p.preemptor] = max(ready.get(p.preemptor, now), p.deadline)
-        if not result.admissions and not result.preemptions:
+        if not result.preemptions:
             break
     for name, why in preempted.items():
         if name in pending:

@@ -4,8 +4,9 @@
    grace, SIGKILL), end jobs whose pods are all done.
 2. **Load**: rebuild the snapshot from the store — the cluster, the queue config, and
    every active job charged on its recorded nodes and devices.
-3. **Decide**: `run_cycle` on the eligible pending jobs (dependencies met, array
-   limits) — the same pure core the simulator runs.
+3. **Decide**: `detente.core.driver.schedule`, the one driver `plan` and the
+   simulator run (seeded with the profile's seed), on the eligible pending jobs
+   (dependencies met, array limits). Only jobs admitted whole are launched.
 4. **Apply**: for each admission, record the placement and the pods' tokens
    (``LAUNCHING``) and commit *before* starting processes; then confirm the pids
    (``RUNNING``). A crash between the two is settled by `recover`: a pod found by its
@@ -20,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import random
 import shutil
 import signal
 import time
@@ -52,7 +54,7 @@ from detente.control.store.models import (
     User,
 )
 from detente.core.cluster import NodeCondition
-from detente.core.cycle import CycleResult, run_cycle
+from detente.core.driver import Decisions, schedule
 from detente.core.fairshare import Usage
 from detente.core.priority import reprioritize
 from detente.core.profiles import Profile
@@ -178,20 +180,12 @@ class Reconciler:
             stats.pending_by_queue[q] = stats.pending_by_queue.get(q, 0) + 1
         return stats
 
-    def _decide(self, snap: Snapshot, queues: QueueManager) -> CycleResult:
+    def _decide(self, snap: Snapshot, queues: QueueManager) -> Decisions:
+        """The one driver (`detente.core.driver.schedule`), with the profile's seed: the
+        same decisions `plan` and the simulator make for the same input."""
         now = self.clock()
         reprioritize(snap, queues, self.profile.half_life, now)
-        total = CycleResult([], {}, [], [])
-        for _ in range(100):  # cycles until one admits nothing (Kueue pops heads per cycle)
-            r = run_cycle(snap, queues, self.profile, now)
-            total.admissions += r.admissions
-            total.preemptions += r.preemptions
-            total.pending, total.reservations = r.pending, r.reservations
-            for adm in r.admissions:
-                queues.remove(adm.workload.name)
-            if not r.admissions:
-                break
-        return total
+        return schedule(snap, queues, self.profile, now, random.Random(self.profile.seed))
 
     # -- apply: record, then act ------------------------------------------------------
 
@@ -207,7 +201,7 @@ class Reconciler:
             s.commit()
 
     def _record(
-        self, s: Session, snap: Snapshot, result: CycleResult, jobs: dict[int, Job], now: float
+        self, s: Session, snap: Snapshot, result: Decisions, jobs: dict[int, Job], now: float
     ) -> list[int]:
         """Records the decisions as compare-and-sets; if a job changed meanwhile (a
         cancel), none is applied and the next step decides again."""
@@ -220,7 +214,9 @@ class Reconciler:
                 victim.state, victim.stop_reason, victim.kill_at = STOPPING, PREEMPTED, kill_at
                 event(s, victim.id, now, "Preempted", p.reason)
         out = []
-        for adm in result.admissions:
+        # A job runs whole or not at all: a pod-by-pod profile's partial binding is not
+        # launched (the next decision starts from the store again).
+        for adm in (a for a in result.admissions if a.complete):
             job = jobs[int(adm.workload.name)]
             names = [snap.cluster.nodes[p.node].name for p in adm.placements]
             job.state, job.reason, job.stop_reason, job.kill_at = LAUNCHING, None, None, None

@@ -1,1 +1,2 @@
-"""Trace-driven simulation: the same `run_cycle` as the control plane, on a virtual clock."""
+"""Trace-driven simulation: the same driver (`detente.core.driver.schedule`) as the
+control plane and `plan`, on a virtual clock."""

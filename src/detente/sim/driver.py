@@ -1,9 +1,9 @@
 """A simulated cluster: workloads arrive, cycles admit them, they run and finish.
 
 The driver plays the control plane's part with the same core calls: after every
-batch of events at one instant it runs one cycle on the live snapshot (event-
-triggered scheduling, as Slurm's scheduler runs on submit and on job end), then
-applies the result. Admitted workloads run for their run time, or are killed at
+batch of events at one instant it runs `detente.core.driver.schedule` on the live
+snapshot (event-triggered scheduling, as Slurm's scheduler runs on submit and on job
+end), then applies the decisions. Admitted workloads run for their run time, or are killed at
 their time limit (TIMEOUT); preempted ones stop at the end of their checkpoint
 grace and requeue keeping their submit time; a failed node kills what runs on it
 (requeued, as Slurm's JobRequeue) until it is repaired. Priorities are recomputed
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from detente.core.autoscale import autoscale
-from detente.core.cycle import CycleResult, run_cycle
+from detente.core.driver import Decisions, schedule
 from detente.core.priority import reprioritize
 from detente.core.profiles import Profile
 from detente.core.queue_manager import QueueManager
@@ -152,23 +152,19 @@ class Simulation:
 
     def _cycle(self, t: float) -> None:
         self._cycle_pending = False
-        self.cycles += 1
         if self._last_prio is None or t - self._last_prio >= self.profile.calc_period:
             reprioritize(self.snap, self.queues, self.profile.half_life, t)
             self.queues.unpark_all()  # new priorities: look at everything again
             self._last_prio = t
-        result = run_cycle(self.snap, self.queues, self.profile, t, self.rng)
+        # The one driver: cycles back to back while they admit; what did not fit stays
+        # parked until capacity frees (Kueue's inadmissible set).
+        result = schedule(self.snap, self.queues, self.profile, t, self.rng)
+        self.cycles += result.cycles
         self._apply(result, t)
-        # What did not fit waits until capacity frees (Kueue's inadmissible set).
-        self.queues.park(result.pending)
-        if result.admissions and len(self.queues):
-            # Cycles run back to back while they admit (Kueue pops one head per queue per
-            # cycle); the simulated clock does not move meanwhile.
-            self._want_cycle(t)
         if self._last_sample is None or t - self._last_sample >= self.sample_every:
             self._sample(t)
 
-    def _apply(self, result: CycleResult, t: float) -> None:
+    def _apply(self, result: Decisions, t: float) -> None:
         for r in result.reservations:
             self.jobs[r.workload].reserved_at.append(r.start)
         for p in result.preemptions:
