@@ -82,10 +82,18 @@ def up_cmd(
     As root it runs in multi-user mode: each user's jobs run as their Unix account
     (`detente token NAME --unix-user ACCOUNT`). Otherwise, or with --single-user,
     every job runs as the user who started it."""
+    from detente.api.profiles import ProfileError, load
     from detente.control.daemon import DaemonError, mode_for, up
     from detente.control.home import data_dir
     from detente.control.layout import LayoutError
 
+    try:
+        load(profile)  # refused here, not in the background process
+    except ProfileError as e:
+        err.print(f"[red]error:[/red] --profile: {e}")
+        raise typer.Exit(2) from None
+    if profile.endswith((".yaml", ".yml")):
+        profile = os.path.abspath(profile)
     d = data_dir()
     mode = mode_for(single_user)
     options = {"mode": mode, "max_array_size": max_array_size,

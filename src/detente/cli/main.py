@@ -35,18 +35,20 @@ def plan_cmd(
         0.0, "--now", help="The time to plan at, in seconds on the manifests' clock."
     ),
     output: Output = typer.Option(Output.table, "-o", "--output"),
-    profile: str = typer.Option("detente", "--profile", help="Scheduling profile: detente, k8s."),
+    profile: str = typer.Option(
+        "detente", "--profile", help="A profile name (detente, slurm, k8s, …) or a Profile file."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed for profiles that break ties at random."),
 ) -> None:
     """Show what the scheduler would admit now, where, and why the rest waits."""
     from detente.api.loader import ManifestError, load_files
+    from detente.api.profiles import ProfileError, load
     from detente.control.plan import plan
-    from detente.core.profiles import build
 
     try:
-        prof = build(profile, seed)
-    except KeyError as e:
-        raise typer.BadParameter(str(e.args[0]), param_hint="--profile") from None
+        prof = load(profile, seed)
+    except ProfileError as e:
+        raise typer.BadParameter(str(e), param_hint="--profile") from None
     try:
         manifests = load_files(files)
     except ManifestError as e:

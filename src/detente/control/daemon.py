@@ -148,15 +148,15 @@ def serve(d: Path, db: str, port: int, profile_name: str) -> None:
     """The background process: API + reconciler until SIGTERM."""
     import uvicorn
 
+    from detente.api.profiles import load
     from detente.control.reconciler import Reconciler
     from detente.control.server import create_app
-    from detente.core.profiles import build
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     os.umask(0o077)
     sessions = open_store(db)
     secure(d, db)
-    rec = Reconciler(sessions, build(profile_name), d)
+    rec = Reconciler(sessions, load(profile_name), d)
     app = create_app(sessions, rec)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 

@@ -2,7 +2,9 @@
 
 Named profiles model real systems faithfully, weaknesses included (see
 docs/profiles.md); ``detente`` is the best we can build. `build` is the one way to
-get a profile by name; `REGISTRY` maps plugin names to factories for custom ones.
+get a profile by name; `SORTS`, `SCORES` and `PLACEMENTS` map plugin names to
+factories, and `custom` assembles a profile from them (a Profile file names them:
+`detente.api.profiles`).
 """
 
 from __future__ import annotations

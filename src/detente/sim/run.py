@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass
 from multiprocessing import Manager
 from typing import Any
 
+from detente.api.profiles import load as build_profile
 from detente.core.cluster import Cluster
-from detente.core.profiles import build as build_profile
 from detente.core.resources import CPU, GPU, MEMORY, Resources
 from detente.core.snapshot import Snapshot
 from detente.core.workload import PodSet, Workload
