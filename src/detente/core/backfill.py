@@ -112,8 +112,14 @@ class Backfill:
         if why.plugin == QUOTA and (cq is None or flavors is None):
             return why
         quota_ok = None
-        # Quota-blocked, or behind a quota hold: the start must leave every hold whole.
-        if cq is not None and flavors is not None and (why.plugin == QUOTA or self.quota.holds):
+        # Quota-blocked (by a quota tighter than its nodes), or behind a quota hold: the
+        # start must leave every hold whole.
+        binding = cq is not None and flavors is not None and self.quota.binding(cq, flavors)
+        if (
+            cq is not None
+            and flavors is not None
+            and ((why.plugin == QUOTA and binding) or self.quota.holds)
+        ):
             qcq, qfl, borrow = cq, flavors, self.profile.borrowing
 
             def quota_ok(start: float, limit: float) -> bool:
