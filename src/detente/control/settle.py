@@ -1,0 +1,181 @@
+"""Step 1 of the reconciler: settle running work.
+
+For every active job: read its pods' ends (exit files; a pod gone without one for
+`LOST_GRACE` seconds is lost, and whatever is left of it is killed), enforce its time
+limit, stop a gang that lost a pod, escalate a stop (SIGTERM once, SIGKILL at
+``kill_at``), and end the job when all its pods are done — or requeue it (preempted,
+or a ``--requeue`` job lost to a node failure, as Slurm's JobRequeue). Changes are
+made on the rows; the caller commits (a compare-and-set: a job the API changed
+meanwhile is settled again next step).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import signal
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from detente.control import launch
+from detente.control.jobs import event
+from detente.control.store.models import (
+    ACTIVE,
+    COMPLETED,
+    FAILED,
+    LAUNCHING,
+    NODE_FAIL,
+    OUT_OF_MEMORY,
+    PENDING,
+    RUNNING,
+    STOPPING,
+    TIMEOUT,
+    Job,
+    Pod,
+)
+from detente.executors.base import Executor
+
+PREEMPTED = "PREEMPTED"
+#: A pod whose process is gone is declared lost only if no exit file appears within
+#: this many seconds (the shim writes it just before it exits).
+LOST_GRACE = 2.0
+#: Below this much free space the disk counts as full: no pod is declared lost for a
+#: missing exit file then (its shim may be waiting to write it).
+DISK_FULL_BYTES = 1 << 20
+log = logging.getLogger("detente")
+
+
+def pods_of(s: Session, jobs: list[Job]) -> dict[int, list[Pod]]:
+    """Current-attempt pods of ``jobs`` by job id, rank order, in one query."""
+    attempt = {j.id: j.attempt for j in jobs}
+    out: dict[int, list[Pod]] = {}
+    q = select(Pod).where(Pod.job_id.in_(attempt))
+    for p in s.scalars(q.order_by(Pod.job_id, Pod.rank)):
+        if p.attempt == attempt[p.job_id]:
+            out.setdefault(p.job_id, []).append(p)
+    return out
+
+
+class Settler:
+    """Settles running jobs; keeps what it must remember between steps in memory
+    (when a pod was first seen gone, which jobs it sent SIGTERM)."""
+
+    def __init__(self, executor: Executor, state_dir: Path, grace: float) -> None:
+        self.executor, self.state_dir, self.grace = executor, state_dir, grace
+        #: Pod id → when its process was first seen gone without an exit file.
+        self._gone: dict[int, float] = {}
+        #: Jobs sent SIGTERM by this process (their SIGKILL time is the row's kill_at).
+        self._termed: set[int] = set()
+
+    def settle(self, s: Session, now: float) -> int:
+        """Settles every active job but those being launched; returns how many ended."""
+        ended = 0
+        active = list(s.scalars(select(Job).where(Job.state.in_(ACTIVE))))
+        by_job = pods_of(s, active)
+        for job in active:
+            if job.state == LAUNCHING:
+                continue  # recover() owns unconfirmed launches
+            try:
+                ended += self._settle_job(s, job, by_job.get(job.id, []), now)
+            except Exception:  # one job's trouble must not stop the others settling
+                log.exception("settling job %s failed", job.id)
+        return ended
+
+    def _settle_job(self, s: Session, job: Job, pods: list[Pod], now: float) -> int:
+        self._read_exits(job, pods, now)
+        self._check_limits(s, job, pods, now)
+        if job.state == STOPPING:
+            self._escalate(job, pods, now)
+        if all(p.done for p in pods):
+            self._finish(s, job, pods, now)
+            return 1
+        return 0
+
+    def _read_exits(self, job: Job, pods: list[Pod], now: float) -> None:
+        """Pods that ended: by their exit file, or lost — gone without one for
+        `LOST_GRACE` seconds (liveness is read *before* the file, so a pod that wrote it
+        and exited is never taken for lost). A lost pod's remaining processes are
+        killed before its devices are freed; none is declared lost while the disk is
+        full."""
+        for p in pods:
+            if p.done:
+                continue
+            alive = self.executor.alive(p.pid, p.pid_start)
+            code = self.executor.exit_code(launch.exit_file(self.state_dir, job, p))
+            if code is not None:
+                p.done, p.exit_code = True, code
+                self._gone.pop(p.id, None)
+            elif p.pid is None and job.state == STOPPING:
+                p.done = True  # never started, and now never will
+            elif not alive:
+                first = self._gone.setdefault(p.id, now)
+                if now - first >= LOST_GRACE and not self._disk_full():
+                    self.executor.kill_pod(p.pid, p.token)
+                    p.done = True  # gone without an exit file: killed, or its node "failed"
+                    self._gone.pop(p.id, None)
+
+    def _disk_full(self) -> bool:
+        try:
+            return shutil.disk_usage(self.state_dir).free < DISK_FULL_BYTES
+        except OSError:
+            return False
+
+    def _check_limits(self, s: Session, job: Job, pods: list[Pod], now: float) -> None:
+        if job.state != RUNNING:
+            return
+        limit = job.spec.get("time_limit")
+        if limit is not None and job.start_time is not None and now >= job.start_time + limit:
+            job.state, job.stop_reason = STOPPING, TIMEOUT
+            event(s, job.id, now, "Timeout", f"time limit {limit:.0f}s reached")
+        elif any(p.done for p in pods) and not all(p.done for p in pods):
+            lost = any(p.done and p.exit_code is None for p in pods)
+            failed = any(p.done and p.exit_code not in (None, 0) for p in pods)
+            if lost or failed:  # a gang cannot go on without part of its world
+                job.state, job.stop_reason = STOPPING, NODE_FAIL if lost else FAILED
+                # The cause's code, not that of the pods we are about to stop.
+                job.exit_code = next((p.exit_code for p in pods if p.done and p.exit_code), None)
+                event(s, job.id, now, "Stopping", "a pod ended early; stopping the gang")
+
+    def _escalate(self, job: Job, pods: list[Pod], now: float) -> None:
+        """SIGTERM once, then SIGKILL at ``kill_at``: a preemption's deadline (set when it
+        was decided), else now + the stop grace."""
+        live = [p for p in pods if not p.done]
+        if job.id not in self._termed:
+            self._termed.add(job.id)  # after a restart it is sent again: harmless
+            for p in live:
+                self.executor.signal(p.pid, p.pid_start, signal.SIGTERM)
+        if job.kill_at is None:
+            job.kill_at = now + self.grace
+        elif now >= job.kill_at:
+            for p in live:
+                self.executor.signal(p.pid, p.pid_start, signal.SIGKILL)
+                if not self.executor.alive(p.pid, p.pid_start):
+                    p.done = True
+
+    def _finish(self, s: Session, job: Job, pods: list[Pod], now: float) -> None:
+        self._termed.discard(job.id)
+        codes = [p.exit_code for p in pods]
+        bad = next((c for c in codes if c not in (0, None)), None)
+        if job.stop_reason not in (FAILED, NODE_FAIL) or job.exit_code is None:
+            job.exit_code = bad if bad is not None else (0 if None not in codes else None)
+        job.end_time = now
+        state = job.stop_reason or (
+            NODE_FAIL if None in codes else (COMPLETED if bad is None else FAILED)
+        )
+        # Slurm's JobRequeue: a --requeue job lost to a node failure runs again.
+        if state == PREEMPTED or (state == NODE_FAIL and job.spec.get("requeue")):
+            why = "preempted" if state == PREEMPTED else "node failure"
+            job.state, job.nodes, job.devices, job.end_time = PENDING, None, None, None
+            job.stop_reason, job.kill_at, job.reason = None, None, f"requeued after {why}"
+            event(s, job.id, now, "Requeued", f"{why}; waits for its next start")
+            return
+        if state == FAILED and any(launch.out_of_memory(self.state_dir, job, p) for p in pods):
+            state, job.reason = OUT_OF_MEMORY, "a task exceeded the job's memory (--mem)"
+        if state == FAILED and job.reason is None:
+            whys = (launch.launch_reason(self.state_dir, job, p) for p in pods)
+            cause = next(filter(None, whys), None)
+            job.reason = f"launch failed: {cause}" if cause else None
+        job.state = state
+        event(s, job.id, now, job.state, f"exit code {job.exit_code}")
