@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import admitted, nodes_of, settle
+from detente.api.profiles import load
 from detente.core.cycle import run_cycle
 from detente.core.profiles import build
 from detente.core.queue_manager import QueueManager
@@ -81,14 +83,16 @@ def test_easy_and_conservative_modes(profile: str, started: set[str], reservatio
 
 def test_bf_max_job_test_bounds_reservations() -> None:
     snap = four_nodes_two_busy_for_an_hour()
-    prof = replace(build("slurm"), bf_max_job_test=1)
+    slurm = build("slurm")
+    prof = replace(slurm, admit=replace(slurm.admit, max_job_test=1))
     res = settle(snap, easy_vs_conservative_jobs(), prof)
     assert [r.workload for r in res.reservations] == ["h1"]
 
 
 def test_reservation_outside_the_window_is_not_made() -> None:
     snap = four_nodes_two_busy_for_an_hour()
-    prof = replace(build("slurm"), bf_window=H / 2)
+    slurm = build("slurm")
+    prof = replace(slurm, admit=replace(slurm.admit, window=H / 2))
     res = settle(snap, [limited(a_job("head").nodes(4).exclusive().build(), H)], prof)
     assert res.reservations == []
 
@@ -225,3 +229,33 @@ def test_a_head_blocked_by_nodes_leaves_spare_quota_to_backfill() -> None:
     res = settle(snap, _queued(), "detente")
     assert {r.workload for r in res.reservations} == {"head"}
     assert {"long", "short"} <= admitted(snap)
+
+
+EASY_FILE = """apiVersion: detente.dev/v1
+kind: Profile
+metadata: {name: easy-from-a-file}
+spec:
+  queueSort: Multifactor
+  scores: {GpuBinpack: 1}
+  borrowing: false
+  admit: {admit}
+"""
+
+
+@pytest.mark.parametrize("admit, started", [("EasyBackfill", {"x"}), ("PlaceNow", {"x"})])
+def test_admit_extension_point_is_reachable_from_a_profile_file(
+    tmp_path: Path, admit: str, started: set[str]
+) -> None:
+    """The backfill step is a plugin a Profile file names: EasyBackfill decides as the
+    named slurm-easy profile; PlaceNow reserves nothing."""
+    f = tmp_path / "p.yaml"
+    f.write_text(EASY_FILE.replace("{admit}", admit))
+    snap = four_nodes_two_busy_for_an_hour()
+    res = settle(snap, easy_vs_conservative_jobs(), load(str(f)))
+    assert admitted(snap) - {"running"} == started
+    if admit == "EasyBackfill":
+        ref_snap = four_nodes_two_busy_for_an_hour()
+        ref = settle(ref_snap, easy_vs_conservative_jobs(), "slurm-easy")
+        assert res.reservations == ref.reservations and len(res.reservations) == 1
+    else:
+        assert res.reservations == []

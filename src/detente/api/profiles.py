@@ -1,5 +1,6 @@
 """Profiles from configuration: a named profile, or a YAML file that assembles one from
-the plugin registry (`detente.core.profiles.SORTS`, `SCORES`, `PLACEMENTS`).
+the plugin registry (`detente.core.profiles.SORTS`, `SCORES`, `PLACEMENTS`, `ADMITS`,
+`POST_FILTERS`).
 
 ```yaml
 apiVersion: detente.dev/v1
@@ -10,7 +11,10 @@ spec:
   placement: TopologyBestFit     # or PodByPod
   scores: {GpuBinpack: 1}        # plugin → weight
   gang: true
-  quota: true
+  quota: true                    # charge ClusterQueue quota (false: queues ignored)
+  borrowing: true                # borrow unused quota of the cohort
+  admit: PlaceNow                # SlurmBackfill, EasyBackfill, QuotaThenBind
+  postFilter: NoPreemption       # or QueuePreemption
   headsPerQueue: null            # workloads a ClusterQueue may try per cycle
 ```
 Every `--profile` option (plan, simulate, up) takes a name or such a file.
@@ -24,7 +28,16 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from detente.core.profiles import PLACEMENTS, SCORES, SORTS, Profile, build, custom
+from detente.core.profiles import (
+    ADMITS,
+    PLACEMENTS,
+    POST_FILTERS,
+    SCORES,
+    SORTS,
+    Profile,
+    build,
+    custom,
+)
 
 
 class ProfileError(ValueError):
@@ -38,6 +51,9 @@ class ProfileSpec(BaseModel):
     scores: dict[str, Annotated[float, Field(ge=0, le=1e6)]] = {}
     gang: bool = True
     quota: bool = True
+    borrowing: bool = True
+    admit: str = "PlaceNow"
+    postFilter: str = "NoPreemption"
     headsPerQueue: Annotated[int, Field(ge=1)] | None = None
 
 
@@ -78,6 +94,8 @@ def load(name_or_file: str, seed: int = 0) -> Profile:
     s = doc.spec
     for field, value, known in (("spec.queueSort", s.queueSort, SORTS),
                                 ("spec.placement", s.placement, PLACEMENTS),
+                                ("spec.admit", s.admit, ADMITS),
+                                ("spec.postFilter", s.postFilter, POST_FILTERS),
                                 *(("spec.scores", k, SCORES) for k in s.scores)):  # fmt: skip
         if value not in known:
             raise ProfileError(
@@ -85,5 +103,6 @@ def load(name_or_file: str, seed: int = 0) -> Profile:
             )
     return custom(
         doc.metadata.name, sort=s.queueSort, placement=s.placement, scores=s.scores,
-        gang=s.gang, quota=s.quota, heads_per_queue=s.headsPerQueue, seed=seed,
+        gang=s.gang, quota=s.quota, borrowing=s.borrowing, admit=s.admit,
+        post_filter=s.postFilter, heads_per_queue=s.headsPerQueue, seed=seed,
     )  # fmt: skip

@@ -7,10 +7,10 @@ be placed; quota never admits what cannot run (the complaint of kueue#4329, #279
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
+from typing import TYPE_CHECKING
 
 from detente.core.cluster import Cluster
 from detente.core.framework import PlaceContext, Rng
-from detente.core.profiles import Profile
 from detente.core.queues import ClusterQueue
 from detente.core.quota import QuotaState
 from detente.core.resources import MILLI, describe
@@ -19,6 +19,9 @@ from detente.core.state import ClusterState
 from detente.core.statement import Statement
 from detente.core.status import OK, Code, Status, unresolvable, unschedulable
 from detente.core.workload import Admission, PodPlacement, Workload
+
+if TYPE_CHECKING:
+    from detente.core.profiles import Profile
 
 QUOTA = "QuotaFit"
 FIT = "NodeFit"

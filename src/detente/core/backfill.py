@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from detente.core.admission import (
     QUOTA,
@@ -30,7 +31,7 @@ from detente.core.admission import (
     try_admit,
 )
 from detente.core.framework import Rng
-from detente.core.profiles import BackfillMode, Profile
+from detente.core.queue_manager import QueueManager
 from detente.core.queues import ClusterQueue
 from detente.core.quotaplan import QuotaPlan
 from detente.core.snapshot import Snapshot
@@ -38,18 +39,29 @@ from detente.core.status import Code, Status, unschedulable
 from detente.core.timeline import Reservation, Timeline
 from detente.core.workload import Admission, Workload
 
+if TYPE_CHECKING:
+    from detente.core.cycle import CycleResult
+    from detente.core.plugins.admit import SlurmBackfill
+    from detente.core.profiles import Profile
+
 NAME = "Backfill"
 
 
 class Backfill:
-    """Per-cycle backfill state. Contract: used for one cycle on one snapshot."""
+    """Per-cycle backfill state (an `AdmitCycle`). Contract: used for one cycle on one
+    snapshot."""
 
     def __init__(
-        self, snap: Snapshot, profile: Profile, now: float, kept: list[Reservation] | None = None
+        self,
+        snap: Snapshot,
+        profile: Profile,
+        config: SlurmBackfill,
+        now: float,
+        kept: list[Reservation] | None = None,
     ) -> None:
         """``kept``: reservations of earlier cycles that still stand (incremental cycles)."""
-        self.snap, self.profile, self.now = snap, profile, now
-        self.timeline = Timeline(snap, now, profile.bf_window, profile.default_time_limit)
+        self.snap, self.profile, self.config, self.now = snap, profile, config, now
+        self.timeline = Timeline(snap, now, config.window, profile.default_time_limit)
         self.reservations: list[Reservation] = list(kept or [])
         for r in self.reservations:
             self.timeline.add(r)
@@ -84,25 +96,28 @@ class Backfill:
                     self.failed.put(shape(w, self.snap.flavor_nodes(flavors)), limit, status)
         return status, adm
 
-    def finish(self) -> None:
-        """Restores every state the cycle cordoned; call once at the end of the cycle."""
+    def finish(self, queues: QueueManager, rng: Rng, res: CycleResult) -> None:
+        """Restores every state the cycle cordoned; records the standing reservations."""
         self.timeline.restore()
+        res.reservations = self.reservations
+        self.snap.plan = list(self.reservations)
+
+    def may_skip_when_full(self) -> bool:
+        return not self.can_reserve()
+
+    def blocked(self, w: Workload, cq: ClusterQueue | None, rng: Rng, why: Status) -> Status:
+        return self.reserve(w, cq, rng, why) if self.may_reserve(why) else why
 
     def can_reserve(self) -> bool:
         """Could another reservation still be made in this cycle?"""
-        p = self.profile
-        if self.tested >= p.bf_max_job_test:
+        c = self.config
+        if self.tested >= c.max_job_test:
             return False
-        return p.reserve_limit is None or len(self.reservations) < p.reserve_limit
+        return c.reserve_limit is None or len(self.reservations) < c.reserve_limit
 
     def may_reserve(self, status: Status) -> bool:
         """Blocked now but not for ever (by nodes or by quota), within the depth."""
-        p = self.profile
-        if p.backfill == BackfillMode.NONE or status.code != Code.UNSCHEDULABLE:
-            return False
-        if self.tested >= p.bf_max_job_test:
-            return False
-        return p.reserve_limit is None or len(self.reservations) < p.reserve_limit
+        return status.code == Code.UNSCHEDULABLE and self.can_reserve()
 
     def reserve(self, w: Workload, cq: ClusterQueue | None, rng: Rng, why: Status) -> Status:
         """Tries to reserve for ``w``; returns the status to report for it. A workload

@@ -29,17 +29,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from detente.core.admission import ShapeCache, reserve_quota, try_admit
-from detente.core.backfill import Backfill
-from detente.core.framework import FirstChoice, Rng
+from detente.core.framework import FirstChoice, Preempting, Rng
 from detente.core.podcycle import bind_pods
 from detente.core.preemption import NAME as PREEMPTION
-from detente.core.preemption import Preemption, Preemptor
-from detente.core.profiles import BackfillMode, Profile
+from detente.core.preemption import Preemption
+from detente.core.profiles import Profile
 from detente.core.queue_manager import QueueManager
 from detente.core.queues import ClusterQueue, QueueingStrategy
-from detente.core.snapshot import Snapshot, quota_charge
-from detente.core.status import Code, Status, unresolvable, unschedulable
+from detente.core.snapshot import Snapshot
+from detente.core.status import Code, Status, unschedulable
 from detente.core.timeline import Reservation
 from detente.core.workload import Admission, Workload
 
@@ -67,16 +65,7 @@ def run_cycle(
         res = CycleResult()
         bind_pods(snapshot, queues.active(), queues, profile, now, rng, res)
         return res
-    res = _gang_cycle(snapshot, queues, profile, now, rng)
-    if not profile.placement_at_admission:  # Kueue without TAS: kube-scheduler binds pods
-        reserved = [w for w in queues.ordered() if _quota_only(snapshot, w.name)]
-        bind_pods(snapshot, reserved, queues, profile, now, rng, res)
-    return res
-
-
-def _quota_only(snap: Snapshot, name: str) -> bool:
-    adm = snap.running.get(name)
-    return adm is not None and not adm.complete
+    return _gang_cycle(snapshot, queues, profile, now, rng)
 
 
 def _in_order(snap: Snapshot, queues: QueueManager, profile: Profile) -> Iterator[Workload]:
@@ -85,98 +74,81 @@ def _in_order(snap: Snapshot, queues: QueueManager, profile: Profile) -> Iterato
     is served before the borrower it evicted, which cannot slip back in first."""
     deferred = []
     for w in queues.active():
-        if profile.quota and profile.borrowing and _would_borrow(snap, w):
+        if profile.quota_fit.would_borrow(snap, w):
             deferred.append(w)
         else:
             yield w
     yield from deferred
 
 
-def _would_borrow(snap: Snapshot, w: Workload) -> bool:
-    cq = snap.config.cluster_queue_of(w.queue)
-    if cq is None or cq.cohort is None:
-        return False
-    flavors = snap.first_flavors(cq, w)
-    return flavors is not None and snap.quota.borrowing(cq.name, quota_charge(w, flavors))
-
-
 def _gang_cycle(
     snap: Snapshot, queues: QueueManager, profile: Profile, now: float, rng: Rng
 ) -> CycleResult:
     res = CycleResult()
-    failed = ShapeCache()
-    bf = None
-    if profile.backfill != BackfillMode.NONE:
-        # With parked workloads this is an incremental cycle: their reservations stand.
-        kept = [r for r in snap.plan if r.workload in queues.parked] if queues.parked else []
-        bf = Backfill(snap, profile, now, kept)
-    pre = Preemptor(snap, profile) if profile.preempts else None
-    blocked = _parked_blockers(snap, queues, profile)
-    tried: dict[str, int] = {}
+    admit = profile.admit.start(snap, queues, profile, now)
+    pre = profile.post_filter.start(snap, profile)
+    gate = _Gate(profile, _parked_blockers(snap, queues, profile))
     free_left = snap.state.free_milli[0]  # GPUs free before any cordon of this cycle
     for w in _in_order(snap, queues, profile):  # step 1
         if w.name in snap.running:
             continue  # quota already reserved; its pods are being bound
-        cq = snap.config.cluster_queue_of(w.queue) if profile.quota else None
-        if profile.quota and cq is None:  # step 2
-            why = f"LocalQueue {w.queue!r} does not exist"
-            res.pending[w.name] = unresolvable("QueueResolver", why)
+        cq, unresolved = profile.quota_fit.resolve(snap, w)  # step 2
+        if (skip := unresolved or gate.skip(w, cq)) is not None:
+            res.pending[w.name] = skip
             continue
-        key = cq.name if cq else ""
-        if key in blocked:
-            res.pending[w.name] = unschedulable("StrictFIFO", f"behind {blocked[key]} in {key}")
-            continue
-        if profile.heads_per_queue is not None and tried.get(key, 0) >= profile.heads_per_queue:
-            why = f"{key or 'the queue'} tries {profile.heads_per_queue} per cycle"
-            res.pending[w.name] = unschedulable("QueueHeads", why)
-            continue
-        tried[key] = tried.get(key, 0) + 1
         need = w.total.gpu_milli
-        if (
-            need > free_left
-            and profile.placement_at_admission
-            and (bf is None or not bf.can_reserve())
-            and (pre is None or cq is None or not pre.worth_trying(w, cq))
-        ):
+        if need > free_left and admit.may_skip_when_full() and not _may_preempt(pre, w, cq):
             # Fast path: more GPUs than are free anywhere, and nothing else to try.
             why = f"needs {need / 1000:g} GPUs; {free_left / 1000:g} free in the cluster"
-            res.pending[w.name] = unschedulable("NodeFit", why)
-            if strict_blocks(cq, profile, Code.UNSCHEDULABLE):
-                blocked[key] = w.name
+            res.pending[w.name] = gate.left(w, cq, unschedulable("NodeFit", why))
             continue
-        if not profile.placement_at_admission:  # step 3
-            status, adm = reserve_quota(snap, w, cq, now)
-        elif bf is None:
-            status, adm = try_admit(snap, w, cq, profile, failed, rng, now)
-        else:
-            status, adm = bf.admit_now(w, cq, rng)
+        status, adm = admit.admit_now(w, cq, rng)  # step 3
         if adm is not None:
             snap.running[w.name] = adm
             res.admissions.append(adm)
             free_left -= need
             continue
-        if (
-            pre is not None
-            and cq is not None
-            and status.code == Code.UNSCHEDULABLE
-            and pre.worth_trying(w, cq)
-        ):  # step 4
+        if status.code == Code.UNSCHEDULABLE and _may_preempt(pre, w, cq):  # step 4
+            assert cq is not None
             outcome, victims = pre.run(w, cq, rng, now)
             if outcome.plugin == PREEMPTION and outcome.reason.startswith("waiting"):
                 res.preemptions += victims
                 reason = f"{status.reason}; {outcome.reason}"
                 res.pending[w.name] = Status(outcome.code, reason, outcome.plugin)
                 continue
-        if bf is not None and bf.may_reserve(status):  # step 5
-            status = bf.reserve(w, cq, rng, status)
-        res.pending[w.name] = status  # step 6
-        if strict_blocks(cq, profile, status.code):
-            blocked[key] = w.name
-    if bf is not None:
-        bf.finish()
-        res.reservations = bf.reservations
-        snap.plan = list(bf.reservations)
+        status = admit.blocked(w, cq, rng, status)  # step 5
+        res.pending[w.name] = gate.left(w, cq, status)  # step 6
+    admit.finish(queues, rng, res)
     return res
+
+
+def _may_preempt(pre: Preempting, w: Workload, cq: ClusterQueue | None) -> bool:
+    return cq is not None and pre.worth_trying(w, cq)
+
+
+class _Gate:
+    """Step 2's queueing rules: StrictFIFO blocking and the per-queue head budget."""
+
+    def __init__(self, profile: Profile, blocked: dict[str, str]) -> None:
+        self.profile, self.blocked = profile, blocked
+        self.tried: dict[str, int] = {}
+
+    def skip(self, w: Workload, cq: ClusterQueue | None) -> Status | None:
+        """Why ``w`` is not tried this cycle, or None (then it counts as tried)."""
+        key = cq.name if cq else ""
+        if key in self.blocked:
+            return unschedulable("StrictFIFO", f"behind {self.blocked[key]} in {key}")
+        heads = self.profile.heads_per_queue
+        if heads is not None and self.tried.get(key, 0) >= heads:
+            return unschedulable("QueueHeads", f"{key or 'the queue'} tries {heads} per cycle")
+        self.tried[key] = self.tried.get(key, 0) + 1
+        return None
+
+    def left(self, w: Workload, cq: ClusterQueue | None, status: Status) -> Status:
+        """Records ``w`` left pending with ``status``; it may block its queue."""
+        if strict_blocks(cq, self.profile, status.code):
+            self.blocked[cq.name if cq else ""] = w.name
+        return status
 
 
 def _parked_blockers(snap: Snapshot, queues: QueueManager, profile: Profile) -> dict[str, str]:
@@ -184,7 +156,7 @@ def _parked_blockers(snap: Snapshot, queues: QueueManager, profile: Profile) -> 
     out: dict[str, str] = {}
     for w in queues.ordered() if queues.parked else ():
         if w.name in queues.parked:
-            cq = snap.config.cluster_queue_of(w.queue) if profile.quota else None
+            cq, _ = profile.quota_fit.resolve(snap, w)
             key = cq.name if cq else ""
             if key not in out and strict_blocks(cq, profile, Code.UNSCHEDULABLE):
                 out[key] = w.name

@@ -3,6 +3,12 @@
 * `QueueSort` orders pending workloads.
 * `Score` rates a node for one pod (0–100; higher is better).
 * `Placement` chooses nodes for a pod set and stages them in a `Statement`.
+* `QuotaFit` says which ClusterQueue a workload charges and whether it would borrow.
+* `Admit` starts, per cycle, the step that admits now and, blocked, reserves for
+  later (`detente.core.plugins.admit`: place now, Slurm's backfill, Kueue's quota
+  reservation without TAS).
+* `PostFilter` starts, per cycle, the step that frees room for a blocked workload
+  (`detente.core.plugins.post_filter`: none, Kueue's preemption).
 
 A `PlaceContext` carries what placement needs for one workload; plugins never
 mutate anything but the statement they are given.
@@ -12,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from detente.core.cluster import Cluster
 from detente.core.resources import Resources
@@ -20,6 +26,15 @@ from detente.core.state import ClusterState
 from detente.core.statement import Statement
 from detente.core.status import Status
 from detente.core.workload import PodSet, Workload
+
+if TYPE_CHECKING:
+    from detente.core.cycle import CycleResult
+    from detente.core.preemption import Preemption
+    from detente.core.profiles import Profile
+    from detente.core.queue_manager import QueueManager
+    from detente.core.queues import ClusterQueue
+    from detente.core.snapshot import Snapshot
+    from detente.core.workload import Admission
 
 T = TypeVar("T")
 
@@ -117,3 +132,79 @@ class Placement(Protocol):
         to keep them (pod-by-pod profiles) or roll back (gangs).
         """
         ...
+
+
+class QuotaFit(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def charges(self) -> bool:
+        """Charges ClusterQueue quota at all (False: queues are ignored, as in plain k8s)."""
+        ...
+
+    @property
+    def borrowing(self) -> bool:
+        """Quota may be borrowed from the cohort (False: nominal quota is a hard cap)."""
+        ...
+
+    def resolve(self, snap: Snapshot, w: Workload) -> tuple[ClusterQueue | None, Status | None]:
+        """The ClusterQueue ``w`` charges (None: none), or why it cannot be resolved."""
+        ...
+
+    def would_borrow(self, snap: Snapshot, w: Workload) -> bool:
+        """Would ``w`` borrow from its cohort if admitted now (it then goes after those
+        that fit within nominal quota)?"""
+        ...
+
+
+class AdmitCycle(Protocol):
+    """One cycle's admission step. Contract: used for one cycle on one snapshot."""
+
+    #: Placement is checked at admission, and nothing can be reserved: a workload
+    #: needing more GPUs than are free may be rejected without trying.
+    def may_skip_when_full(self) -> bool: ...
+
+    def admit_now(
+        self, w: Workload, cq: ClusterQueue | None, rng: Rng
+    ) -> tuple[Status, Admission | None]:
+        """Admits ``w`` now, staged on the snapshot with quota charged, or says why not."""
+        ...
+
+    def blocked(self, w: Workload, cq: ClusterQueue | None, rng: Rng, why: Status) -> Status:
+        """``w`` did not start: reserve for it where the step does; the status to report."""
+        ...
+
+    def finish(self, queues: QueueManager, rng: Rng, res: CycleResult) -> None:
+        """Ends the cycle: restores cordoned state, records reservations, binds pods."""
+        ...
+
+
+class Admit(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    def start(
+        self, snap: Snapshot, queues: QueueManager, profile: Profile, now: float
+    ) -> AdmitCycle: ...
+
+
+class Preempting(Protocol):
+    """One cycle's preemption step."""
+
+    def worth_trying(self, w: Workload, cq: ClusterQueue) -> bool:
+        """Could any running workload be a victim for ``w``? Cheap; False when none could."""
+        ...
+
+    def run(
+        self, w: Workload, cq: ClusterQueue, rng: Rng, now: float
+    ) -> tuple[Status, list[Preemption]]:
+        """Chooses victims and marks them evicting, or says why none would do."""
+        ...
+
+
+class PostFilter(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    def start(self, snap: Snapshot, profile: Profile) -> Preempting: ...

@@ -17,7 +17,6 @@ from detente.core.framework import PlaceContext, Rng
 from detente.core.plugins.default_preemption import NAME as PREEMPT
 from detente.core.plugins.default_preemption import choose_victims, pods_by_node
 from detente.core.preemption import Preemption
-from detente.core.profiles import Profile
 from detente.core.queue_manager import QueueManager
 from detente.core.snapshot import Snapshot
 from detente.core.statement import Statement
@@ -26,6 +25,7 @@ from detente.core.workload import Admission, PodPlacement, PodSet, Workload
 
 if TYPE_CHECKING:
     from detente.core.cycle import CycleResult
+    from detente.core.profiles import Profile
 
 
 def _pod_entries(

@@ -26,10 +26,10 @@ the driver stops and requeues them then, keeping their submit time.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from detente.core.admission import quota_fit, stage_workload
 from detente.core.framework import Rng
-from detente.core.profiles import Profile
 from detente.core.queues import (
     ClusterQueue,
     PreemptionPolicy,
@@ -39,6 +39,9 @@ from detente.core.queues import (
 from detente.core.snapshot import Snapshot, quota_charge
 from detente.core.status import Code, Status
 from detente.core.workload import Admission, Workload
+
+if TYPE_CHECKING:
+    from detente.core.profiles import Profile
 
 NAME = "Preemption"
 MAX_CANDIDATES = 64

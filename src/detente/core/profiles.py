@@ -2,36 +2,37 @@
 
 Named profiles model real systems faithfully, weaknesses included (see
 docs/profiles.md); ``detente`` is the best we can build. `build` is the one way to
-get a profile by name; `SORTS`, `SCORES` and `PLACEMENTS` map plugin names to
-factories, and `custom` assembles a profile from them (a Profile file names them:
-`detente.api.profiles`).
+get a profile by name; `SORTS`, `SCORES`, `PLACEMENTS`, `ADMITS` and
+`POST_FILTERS` map plugin names to factories, and `custom` assembles a profile from
+them (a Profile file names them: `detente.api.profiles`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from types import MappingProxyType
 
-from detente.core.framework import Placement, QueueSort, Score, WeightedScore
+from detente.core.framework import (
+    Admit,
+    Placement,
+    PostFilter,
+    QueueSort,
+    QuotaFit,
+    Score,
+    WeightedScore,
+)
+from detente.core.plugins.admit import BackfillMode, PlaceNow, QuotaThenBind, SlurmBackfill
 from detente.core.plugins.binpack import GpuBinpack, GpuSpread
 from detente.core.plugins.fgd import FragmentationGradient
 from detente.core.plugins.k8s_resources import BalancedAllocation, CpuMemBinpack, LeastAllocated
 from detente.core.plugins.podwise import PodByPod
+from detente.core.plugins.post_filter import NoPreemption, QueuePreemption
 from detente.core.plugins.priority_sort import DrfSort, FifoSort, PrioritySort
+from detente.core.plugins.quota_fit import CohortQuota, NoQuota
 from detente.core.plugins.topology import TopologyBestFit
 from detente.core.priority import MultifactorSort, Weights
 from detente.core.queues import PreemptionPolicy, ReclaimWithinCohort, WithinClusterQueue
-
-
-class BackfillMode(StrEnum):
-    #: No look-ahead: what fits now starts now (Kueue, Volcano, kube-scheduler).
-    NONE = "none"
-    #: Reserve for the first ``reserve_limit`` blocked workloads only (EASY).
-    EASY = "easy"
-    #: Reserve for every blocked workload tested (Slurm's default).
-    CONSERVATIVE = "conservative"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +40,8 @@ class Profile:
     """One scheduler configuration.
 
     ``gang``: admit all pods of a workload or none (False: pod by pod, partial holds).
-    ``quota``: charge ClusterQueue quota (False: queues are ignored, as in plain k8s).
+    ``quota_fit``, ``admit``, ``post_filter``: the cycle's extension points for quota,
+    admission now (with or without backfill) and preemption (`detente.core.framework`).
     ``heads_per_queue``: workloads a ClusterQueue may try per cycle (None: all).
     ``seed``: what callers should seed the run's RNG with (plugins that break ties at
     random use it; the core itself never creates one).
@@ -50,31 +52,19 @@ class Profile:
     placement: Placement
     scores: tuple[WeightedScore, ...] = ()
     gang: bool = True
-    quota: bool = True
+    quota_fit: QuotaFit = field(default_factory=CohortQuota)
+    admit: Admit = field(default_factory=PlaceNow)
+    post_filter: PostFilter = field(default_factory=NoPreemption)
     heads_per_queue: int | None = None
     seed: int = 0
-    backfill: BackfillMode = BackfillMode.NONE
-    #: Workloads backfill examines for a reservation per cycle (Slurm's bf_max_job_test).
-    bf_max_job_test: int = 500
-    #: How far ahead reservations may start, seconds (Slurm's bf_window, 1440 min).
-    bf_window: float = 86_400.0
-    #: EASY: how many blocked workloads get a reservation (bf_job_part_count_reserve).
-    reserve_limit: int | None = None
     #: Planning limit for work without a time limit (None: it never ends, for planning).
     default_time_limit: float | None = None
     #: A blocked workload stops every later one in its ClusterQueue (Slurm sched/builtin).
     strict_priority: bool = False
-    #: Admission checks placement too (False: Kueue without TAS — quota only, then
-    #: pods bind one by one and may never all fit).
-    placement_at_admission: bool = True
-    #: Quota may be borrowed from the cohort (False: nominal quota is a hard cap).
-    borrowing: bool = True
     #: Fair-share usage half-life, seconds (Slurm's PriorityDecayHalfLife, 7 days).
     half_life: float = 7 * 86_400.0
     #: How often drivers recompute priorities, seconds (Slurm's PriorityCalcPeriod).
     calc_period: float = 300.0
-    #: Preempt at all (False: Slurm's preempt/none, Volcano without preempt/reclaim).
-    preempts: bool = False
     #: Policy for ClusterQueues that set none (Kueue's defaults: Never, Never).
     preemption: PreemptionPolicy = field(default_factory=PreemptionPolicy)
     #: Only workloads marked preemptible may be victims.
@@ -83,6 +73,16 @@ class Profile:
     pod_preemption: bool = False
     #: Grace for victims that declare none (kube's terminationGracePeriodSeconds, 30 s).
     default_grace: float = 0.0
+
+    @property
+    def quota(self) -> bool:
+        """Charges ClusterQueue quota (False: queues are ignored, as in plain k8s)."""
+        return self.quota_fit.charges
+
+    @property
+    def borrowing(self) -> bool:
+        """Quota may be borrowed from the cohort (False: nominal quota is a hard cap)."""
+        return self.quota_fit.borrowing
 
 
 SORTS: Mapping[str, Callable[[], QueueSort]] = MappingProxyType(
@@ -106,6 +106,17 @@ SCORES: Mapping[str, Callable[[], Score]] = MappingProxyType(
 PLACEMENTS: Mapping[str, Callable[[], Placement]] = MappingProxyType(
     {"TopologyBestFit": TopologyBestFit, "PodByPod": PodByPod}
 )
+ADMITS: Mapping[str, Callable[[], Admit]] = MappingProxyType(
+    {
+        "PlaceNow": PlaceNow,
+        "SlurmBackfill": SlurmBackfill,
+        "EasyBackfill": lambda: SlurmBackfill(BackfillMode.EASY, reserve_limit=1),
+        "QuotaThenBind": QuotaThenBind,
+    }
+)
+POST_FILTERS: Mapping[str, Callable[[], PostFilter]] = MappingProxyType(
+    {"NoPreemption": NoPreemption, "QueuePreemption": QueuePreemption}
+)
 
 
 def _k8s(seed: int) -> Profile:
@@ -118,7 +129,7 @@ def _k8s(seed: int) -> Profile:
             WeightedScore(BalancedAllocation(), 1),
         ),
         gang=False,
-        quota=False,
+        quota_fit=NoQuota(),
         seed=seed,
         pod_preemption=True,
         default_grace=30.0,
@@ -135,34 +146,40 @@ def _detente(seed: int) -> Profile:
         placement=TopologyBestFit(compact=True),
         scores=(WeightedScore(GpuBinpack(), 1),),
         seed=seed,
-        backfill=BackfillMode.CONSERVATIVE,
         # Reservations are whole nodes (as Slurm's): past the first few dozen blocked
         # workloads they mostly hold nodes for small jobs far ahead, and each costs a
         # placement per cycle. Age still lifts everyone into this window.
-        bf_max_job_test=32,
-        preempts=True,
+        admit=SlurmBackfill(BackfillMode.CONSERVATIVE, max_job_test=32),
+        post_filter=QueuePreemption(),
         preemption=PreemptionPolicy(WithinClusterQueue.LOWER_PRIORITY, ReclaimWithinCohort.ANY),
         preemptible_only=True,
     )
 
 
-def _slurm(seed: int, backfill: BackfillMode = BackfillMode.CONSERVATIVE) -> Profile:
+def _slurm(seed: int, backfill: BackfillMode | None = BackfillMode.CONSERVATIVE) -> Profile:
     """sched/backfill (conservative, bf_max_job_test 500, bf_window 1 day), select/cons_tres
     with topology/tree best fit; partitions are ClusterQueues without borrowing; no
     preemption (PreemptType=preempt/none). Priority weights default to 0 → FIFO."""
+    names = {BackfillMode.CONSERVATIVE: "slurm", BackfillMode.EASY: "slurm-easy"}
     return Profile(
-        name="slurm" if backfill == BackfillMode.CONSERVATIVE else f"slurm-{backfill}",
+        name="slurm-builtin" if backfill is None else names[backfill],
         # Every PriorityWeight* defaults to 0: the order is submit time, then job id.
         queue_sort=MultifactorSort(Weights()),
         placement=TopologyBestFit(compact=True),
         scores=(WeightedScore(GpuBinpack(), 1),),
         seed=seed,
-        backfill=backfill,
-        bf_max_job_test=500,
-        bf_window=86_400.0,
-        reserve_limit=1 if backfill == BackfillMode.EASY else None,
-        strict_priority=backfill == BackfillMode.NONE,
-        borrowing=False,
+        admit=(
+            SlurmBackfill(
+                backfill,
+                max_job_test=500,
+                window=86_400.0,
+                reserve_limit=1 if backfill == BackfillMode.EASY else None,
+            )
+            if backfill
+            else PlaceNow()
+        ),
+        strict_priority=backfill is None,
+        quota_fit=CohortQuota(borrowing=False),
     )
 
 
@@ -180,8 +197,8 @@ def _kueue(seed: int, tas: bool = False) -> Profile:
         scores=() if tas else k8s.scores,
         heads_per_queue=1,
         seed=seed,
-        preempts=True,
-        placement_at_admission=tas,
+        post_filter=QueuePreemption(),
+        admit=PlaceNow() if tas else QuotaThenBind(),
     )
 
 
@@ -207,7 +224,7 @@ PROFILES: Mapping[str, Callable[[int], Profile]] = MappingProxyType(
         "detente": _detente,
         "slurm": _slurm,
         "slurm-easy": lambda seed: _slurm(seed, BackfillMode.EASY),
-        "slurm-builtin": lambda seed: _slurm(seed, BackfillMode.NONE),
+        "slurm-builtin": lambda seed: _slurm(seed, None),
     }
 )
 
@@ -228,6 +245,9 @@ def custom(
     scores: Mapping[str, float] | None = None,
     gang: bool = True,
     quota: bool = True,
+    borrowing: bool = True,
+    admit: str = "PlaceNow",
+    post_filter: str = "NoPreemption",
     heads_per_queue: int | None = None,
     seed: int = 0,
 ) -> Profile:
@@ -238,7 +258,9 @@ def custom(
         placement=PLACEMENTS[placement](),
         scores=tuple(WeightedScore(SCORES[s](), w) for s, w in (scores or {}).items()),
         gang=gang,
-        quota=quota,
+        quota_fit=CohortQuota(borrowing) if quota else NoQuota(),
+        admit=ADMITS[admit](),
+        post_filter=POST_FILTERS[post_filter](),
         heads_per_queue=heads_per_queue,
         seed=seed,
     )
