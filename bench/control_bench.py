@@ -22,9 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from detente.api.jobspec import JobSpec
 from detente.control import auth, jobs, layout, workloads
 from detente.control.reconciler import Reconciler
-from detente.control.spec import JobSpec
 from detente.control.store.db import open_store
 from detente.core.cycle import run_cycle
 from detente.core.priority import reprioritize

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from detente.control.sbatch import SbatchError, parse
-from detente.control.spec import JobSpec
+from detente.api.jobspec import JobSpec
+from detente.api.sbatch import SbatchError, parse
 from detente.testing.api import Api
 
 OPTIONS = ["-J", "-N", "-c", "-t", "-p", "-q", "-o", "-e", "-D", "-a", "-d", "-G", "--job-name",

@@ -300,8 +300,10 @@ def test_a_kueue_managed_batch_job_is_one_workload_of_its_parallelism(tmp_path: 
     (ps,) = w.pod_sets
     assert (w.name, w.queue, ps.count) == ("sample", "default/team", 3)
     assert (ps.request[GPU], ps.request["cpu"], ps.request["memory"]) == (1000, 1500, 2 << 30)
-    assert job.command == ["bash", "-c", "echo $GREETING from $RANK"]
-    assert job.env == {"GREETING": "hello"} and job.gang
+    assert job.spec.script == "#!/bin/bash\nbash -c 'echo $GREETING from $RANK'\n"
+    assert job.spec.env == {"GREETING": "hello"}
+    # A gang of 3 pods that may share nodes (Kueue admits a Job's pods as one workload).
+    assert (job.spec.ntasks, ps.one_per_node) == (3, False)
 
 
 def test_a_batch_job_without_the_queue_label_is_refused(tmp_path: Path) -> None:

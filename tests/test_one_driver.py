@@ -37,6 +37,14 @@ def manifests(d: Path) -> list[Path]:
                              "resources": {"nvidia.com/gpu": gpus}, "command": "true"}})
         for name, count, gpus in JOBS
     ]  # fmt: skip
+    # A Kueue-managed batch/v1 Job: one gang of 3 pods that may share nodes.
+    jobs.append(json.dumps({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "k", "labels": {"kueue.x-k8s.io/queue-name": "default"}},
+        "spec": {"parallelism": 3, "template": {"spec": {"containers": [{
+            "name": "m", "command": ["true"],
+            "resources": {"limits": {"nvidia.com/gpu": 2}}}]}}},
+    }))  # fmt: skip
     (d / "nodes.yaml").write_text("\n---\n".join(nodes))
     (d / "jobs.yaml").write_text("\n---\n".join(jobs))
     return [d / "nodes.yaml", d / "jobs.yaml"]

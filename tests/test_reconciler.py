@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from detente.api.jobspec import JobSpec
 from detente.control import auth, jobs, layout, workloads
 from detente.control.reconciler import Reconciler
-from detente.control.spec import JobSpec
 from detente.control.store.db import open_store
 from detente.control.store.models import COMPLETED, LAUNCHING, Job, Pod, User
 from detente.core.profiles import build

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from detente.api.sbatch import SbatchError, parse, split_argv
 from detente.control import launch
-from detente.control.sbatch import SbatchError, parse, split_argv
 from detente.control.store.models import Job
 
 SCRIPT = """#!/bin/bash

@@ -7,8 +7,8 @@ from collections import Counter
 import pytest
 from sqlalchemy import select, text
 
+from detente.api.jobspec import JobSpec
 from detente.control import auth, jobs, layout
-from detente.control.spec import JobSpec
 from detente.control.store.db import engine_for, migrate, open_store
 from detente.control.store.models import CANCELLED, PENDING, STOPPING, Job, User
 

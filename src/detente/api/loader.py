@@ -8,7 +8,7 @@ value)``; nothing is returned half-built.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,44 +16,28 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from detente.api import jobs
 from detente.api import manifests as m
+from detente.api.jobspec import JobSpec
 from detente.api.nodes import expand_pool, node_from_doc
-from detente.api.quantity import canonical, parse_duration, parse_quantity
+from detente.api.problems import ManifestError, Problems, Source, resources
 from detente.api.queues import QueueBuilder
 from detente.core.cluster import Cluster, Node
 from detente.core.queues import QueueConfig
-from detente.core.resources import Resources
-from detente.core.workload import PodSet, TopologyMode, TopologyRequest, Workload
+from detente.core.workload import Workload
 
-
-class ManifestError(ValueError):
-    def __init__(self, problems: Sequence[str]) -> None:
-        self.problems = list(problems)
-        super().__init__("\n".join(self.problems))
-
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    file: str
-    index: int
-    kind: str
-    name: str
-
-    def where(self, path: str = "") -> str:
-        at = f"{self.file}: document {self.index} ({self.kind} {self.name})"
-        return f"{at}: {path}" if path else at
+__all__ = ["JobEntry", "ManifestError", "Manifests", "Problems", "Source", "resources"]
 
 
 @dataclass(slots=True)
 class JobEntry:
+    """A job document: the one `JobSpec` and its `Workload` (`detente.api.jobs`)."""
+
     workload: Workload
     source: Source
+    spec: JobSpec
     running_nodes: list[str] = field(default_factory=list)
     start_time: float | None = None
-    command: list[str] = field(default_factory=list)
-    #: All pods start together (a gang); False: ``replicas``, independent pods.
-    gang: bool = True
-    env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -67,21 +51,6 @@ class Manifests:
 
     def cluster(self) -> Cluster:
         return Cluster(self.nodes, self.levels)
-
-
-class Problems:
-    """Collects errors with their location; `fail` raises them all at once."""
-
-    def __init__(self) -> None:
-        self.items: list[str] = []
-
-    def add(self, src: Source, path: str, msg: str, value: Any = None) -> None:
-        got = f" (got {value!r})" if value is not None else ""
-        self.items.append(f"{src.where(path)}: {msg}{got}")
-
-    def fail(self) -> None:
-        if self.items:
-            raise ManifestError(self.items)
 
 
 #: Limits on one manifest file: its size, nesting depth, and the number of nodes it
@@ -207,20 +176,17 @@ def load_documents(docs: list[tuple[str, int, Any]]) -> Manifests:
     problems.fail()
     assert config is not None
     node_names = {n.name for n in nodes}
-    jobs = [
-        _job(src, doc, seq, config, node_names, problems)
-        if isinstance(doc, m.JobDoc)
-        else batch_job(src, doc, seq, config, problems)
-        for seq, (src, doc) in enumerate(job_docs)
+    entries = [
+        _job(src, doc, seq, config, node_names, problems) for seq, (src, doc) in enumerate(job_docs)
     ]
-    _check_unique(((j.workload.name, "Job") for j in jobs), problems)
+    _check_unique(((j.workload.name, "Job") for j in entries), problems)
     problems.fail()
     warnings = [
         f"{src.where(path)}: not modelled by detente; ignored"
         for src, doc in valid
         for path in m.unmodelled(doc)
     ]
-    return Manifests(nodes, queues.levels, config, jobs, warnings)
+    return Manifests(nodes, queues.levels, config, entries, warnings)
 
 
 def _check_unique(names: Iterable[tuple[str, str]], problems: Problems) -> None:
@@ -231,66 +197,25 @@ def _check_unique(names: Iterable[tuple[str, str]], problems: Problems) -> None:
         seen.add(name)
 
 
-def resources(src: Source, path: str, raw: dict[str, m.Qty], problems: Problems) -> Resources:
-    out: dict[str, int] = {}
-    for k, v in raw.items():
-        try:
-            out[k] = canonical(k, v)
-        except ValueError as e:
-            problems.add(src, f"{path}.{k}", str(e))
-    return Resources(out)
-
-
 def _job(
-    src: Source,
-    doc: m.JobDoc,
-    seq: int,
-    config: QueueConfig,
-    node_names: set[str],
-    problems: Problems,
-) -> JobEntry:
-    s = doc.spec
-    req = resources(src, "spec.resources", s.resources, problems)
-    per_node = s.replicas is None
-    count = s.nodes or s.replicas or 1
-    prio = 0
-    if s.priorityClass is not None:
-        pc = config.priority_classes.get(s.priorityClass)
-        if pc is None:
-            problems.add(
-                src, "spec.priorityClass", "unknown WorkloadPriorityClass", s.priorityClass
-            )
-        else:
-            prio = pc.value
-    limit = (
-        _duration(src, "spec.timeLimit", s.timeLimit, problems) if s.timeLimit is not None else None
-    )
-    grace = _duration(src, "spec.checkpointGrace", s.checkpointGrace, problems) or 0.0
-    topo = None
-    if s.topology is not None:
-        mode = TopologyMode.REQUIRED if s.topology.required else TopologyMode.PREFERRED
-        topo = TopologyRequest(mode, s.topology.required or s.topology.preferred or "")
-    w = Workload(
-        name=doc.metadata.name,
-        queue=f"{doc.metadata.namespace}/{s.queue}",
-        pod_sets=(PodSet("main", count, req, one_per_node=per_node),),
-        seq=seq,
-        submit_time=s.submitTime,
-        priority=prio,
-        priority_class=s.priorityClass or "",
-        time_limit=limit,
-        exclusive=s.exclusive,
-        topology=topo,
-        preemptible=s.preemptible,
-        checkpoint_grace=grace,
-        user=s.user,
-    )
-    entry = JobEntry(
-        w, src, command=[s.command] if isinstance(s.command, str) else list(s.command or []),
-        gang=s.replicas is None,
+    src: Source, doc: m.JobDoc | m.BatchJobDoc, seq: int, config: QueueConfig,
+    node_names: set[str], problems: Problems,
+) -> JobEntry:  # fmt: skip
+    if isinstance(doc, m.JobDoc):
+        spec, ns, pc_path = jobs.from_doc(src, doc, problems), doc.metadata.namespace, "spec"
+    else:
+        spec, ns = jobs.from_batch(src, doc, problems), doc.metadata.namespace
+        pc_path = f"metadata.labels.{m.PRIORITY_LABEL}"
+    if spec.priority_class and spec.priority_class not in config.priority_classes:
+        where = f"{pc_path}.priorityClass" if pc_path == "spec" else pc_path
+        problems.add(src, where, "unknown WorkloadPriorityClass", spec.priority_class)
+    w = jobs.to_workload(
+        spec, name=spec.name, queue=f"{ns}/{spec.queue}", seq=seq,
+        submit_time=spec.submit_time or 0.0, config=config,
     )  # fmt: skip
-    if doc.status is not None and doc.status.nodes:
-        _running(src, doc.status, entry, count, node_names, problems)
+    entry = JobEntry(w, src, spec)
+    if isinstance(doc, m.JobDoc) and doc.status is not None and doc.status.nodes:
+        _running(src, doc.status, entry, spec.pods, node_names, problems)
     return entry
 
 
@@ -308,53 +233,3 @@ def _running(
         problems.add(src, "status.startTime", "a running job needs its start time")
     entry.running_nodes = list(st.nodes)
     entry.start_time = st.startTime
-
-
-def _duration(src: Source, path: str, value: m.Qty, problems: Problems) -> float | None:
-    try:
-        return parse_duration(value)
-    except ValueError as e:
-        problems.add(src, path, str(e))
-        return None
-
-
-def batch_job(
-    src: Source, doc: m.BatchJobDoc, seq: int, config: QueueConfig, problems: Problems
-) -> JobEntry:
-    """A Kueue-managed ``batch/v1`` Job: its ``parallelism`` pods as one workload in the
-    LocalQueue its label names, each asking what its containers request (limits where
-    a request is missing, as Kubernetes defaults them); the first container's command,
-    arguments and environment."""
-    tmpl = doc.spec.template.spec
-    total: dict[str, m.Qty] = {}
-    for c in tmpl.containers:
-        for name, qty in {**c.resources.limits, **c.resources.requests}.items():
-            total[name] = _add(total.get(name), qty)
-    req = resources(src, "spec.template.spec.containers[].resources", total, problems)
-    labels = doc.metadata.labels
-    pc_name = labels.get(m.PRIORITY_LABEL, "")
-    pc = config.priority_classes.get(pc_name)
-    if pc_name and pc is None:
-        problems.add(src, f"metadata.labels.{m.PRIORITY_LABEL}", "unknown WorkloadPriorityClass",
-                     pc_name)  # fmt: skip
-    limit = doc.spec.activeDeadlineSeconds
-    w = Workload(
-        name=doc.metadata.name, queue=f"{doc.metadata.namespace}/{labels[m.QUEUE_LABEL]}",
-        pod_sets=(PodSet("main", doc.spec.parallelism, req, one_per_node=False),), seq=seq,
-        priority=pc.value if pc else 0, priority_class=pc_name,
-        time_limit=float(limit) if limit else None,
-    )  # fmt: skip
-    first = tmpl.containers[0]
-    env = {e.name: e.value for e in first.env}
-    return JobEntry(w, src, command=[*first.command, *first.args], env=env)
-
-
-def _add(a: m.Qty | None, b: m.Qty) -> m.Qty:
-    """Two Kubernetes quantities summed ("500m" + 1 → "1.5"); a bad one is left for
-    `resources` to report with its path."""
-    if a is None:
-        return b
-    try:
-        return str(parse_quantity(a) + parse_quantity(b))
-    except ValueError:
-        return b

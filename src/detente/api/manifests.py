@@ -245,7 +245,10 @@ class TopologyReq(Strict):
         return self
 
 
-class JobSpec(Strict):
+class JobDocSpec(Strict):
+    """The ``spec`` of a ``kind: Job`` document, as written; `detente.api.jobs.from_doc`
+    reads it into the one job model (`detente.api.jobspec.JobSpec`)."""
+
     queue: str = "default"
     nodes: Annotated[int, Field(ge=1)] | None = None
     replicas: Annotated[int, Field(ge=1)] | None = None
@@ -261,7 +264,7 @@ class JobSpec(Strict):
     user: str = ""
 
     @model_validator(mode="after")
-    def _shape(self) -> JobSpec:
+    def _shape(self) -> JobDocSpec:
         if self.nodes is not None and self.replicas is not None:
             raise ValueError("give spec.nodes or spec.replicas, not both")
         return self
@@ -276,7 +279,7 @@ class JobDoc(Strict):
     apiVersion: Literal["detente.dev/v1"]
     kind: Literal["Job"]
     metadata: Meta
-    spec: JobSpec = JobSpec()
+    spec: JobDocSpec = JobDocSpec()
     status: JobStatus | None = None
 
 
@@ -316,14 +319,14 @@ class PodTemplate(Loose):
     spec: PodSpecDoc
 
 
-class BatchJobSpec(Loose):
+class BatchJobDocSpec(Loose):
     parallelism: Annotated[int, Field(ge=1)] = 1
     completions: Annotated[int, Field(ge=1)] | None = None
     activeDeadlineSeconds: Annotated[int, Field(ge=1)] | None = None
     template: PodTemplate
 
     @model_validator(mode="after")
-    def _whole(self) -> BatchJobSpec:
+    def _whole(self) -> BatchJobDocSpec:
         if self.completions is not None and self.completions != self.parallelism:
             raise ValueError("completions must equal parallelism (one gang of pods)")
         return self
@@ -336,7 +339,7 @@ class BatchJobDoc(Loose):
     apiVersion: Literal["batch/v1"]
     kind: Literal["Job"]
     metadata: Meta
-    spec: BatchJobSpec
+    spec: BatchJobDocSpec
 
     @model_validator(mode="after")
     def _queued(self) -> BatchJobDoc:

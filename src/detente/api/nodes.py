@@ -10,7 +10,7 @@ from detente.api import manifests as m
 from detente.core.cluster import Node, NodeCondition
 
 if TYPE_CHECKING:
-    from detente.api.loader import Problems, Source
+    from detente.api.problems import Problems, Source
 
 _PLACEHOLDER = re.compile(r"\{i(?:\s*([/%])\s*(\d+))?(?::([0-9a-z]+))?\}")
 
@@ -31,7 +31,7 @@ def render(pattern: str, i: int) -> str:
 
 
 def node_from_doc(src: Source, doc: m.NodeDoc, problems: Problems) -> list[Node]:
-    from detente.api.loader import resources
+    from detente.api.problems import resources
 
     raw, path = doc.status.allocatable, "status.allocatable"
     if raw is None:
@@ -46,7 +46,7 @@ def node_from_doc(src: Source, doc: m.NodeDoc, problems: Problems) -> list[Node]
 
 
 def expand_pool(src: Source, doc: m.NodePoolDoc, problems: Problems) -> list[Node]:
-    from detente.api.loader import resources
+    from detente.api.problems import resources
 
     s = doc.spec
     cap = resources(src, "spec.capacity", s.capacity, problems)

@@ -29,7 +29,7 @@ from detente.core.queues import (
 from detente.core.quota import FR, Quota
 
 if TYPE_CHECKING:
-    from detente.api.loader import Problems, Source
+    from detente.api.problems import Problems, Source
 
 DEFAULT_RESOURCES = ("nvidia.com/gpu", "cpu", "memory")
 

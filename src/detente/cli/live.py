@@ -147,8 +147,8 @@ def sbatch_cmd(
 
 
 def _submit(argv: list[str]) -> None:
-    from detente.control.sbatch import SbatchError, parse, split_argv
-    from detente.control.spec import SCRIPT_CEILING
+    from detente.api.jobspec import SCRIPT_CEILING
+    from detente.api.sbatch import SbatchError, parse, split_argv
 
     try:
         cli, script, rest = split_argv(argv)

@@ -13,8 +13,8 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
+from detente.api.jobspec import JobSpec
 from detente.control import audit
-from detente.control.spec import JobSpec
 from detente.control.store.models import (
     ACTIVE,
     CANCELLED,
@@ -100,6 +100,25 @@ def check_access(actor: User, spec: JobSpec, config: QueueConfig) -> str:
     return queue
 
 
+def live_refusals(actor: User, spec: JobSpec) -> list[tuple[str, str]]:
+    """Fields of the one job model the live control plane cannot honour yet, as
+    (field, why): it refuses them rather than drop them."""
+    out = []
+    if spec.gpus_per_node != int(spec.gpus_per_node):
+        out.append(("gpus_per_node", f"the local executor runs whole GPUs only "
+                                     f"(got {spec.gpus_per_node:g})"))  # fmt: skip
+    if spec.replicas is not None:
+        out.append(("replicas", "independent replicas do not run live as a Job; use nodes "
+                                "(a gang), one Job per replica, or a Service"))  # fmt: skip
+    if spec.submit_time is not None:
+        out.append(("submit_time", f"a live job is submitted when it arrives; remove it "
+                                   f"(got {spec.submit_time:g})"))  # fmt: skip
+    if spec.user and spec.user != actor.name:
+        out.append(("user", f"a live job runs as its submitter ({actor.name}); "
+                            f"got {spec.user!r}"))  # fmt: skip
+    return out
+
+
 def submit(
     s: Session, actor: User, spec: JobSpec, config: QueueConfig, now: float, commit: bool = True
 ) -> list[int]:
@@ -108,6 +127,8 @@ def submit(
     caller's to use (a job the caller may not see is reported exactly as a missing
     one). Nothing is created unless all of it is valid. With ``commit=False`` the caller
     owns the transaction (to apply many jobs at once)."""
+    if refused := live_refusals(actor, spec):
+        raise JobError("; ".join(f"spec.{f}: {why}" for f, why in refused))
     queue = check_access(actor, spec, config)
     for d in spec.dependencies:
         if s.scalars(visible(actor).where(Job.id == d.job_id)).first() is None:

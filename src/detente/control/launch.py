@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 from detente.api.hostlist import compress
-from detente.control.spec import JobSpec, stored
+from detente.api.jobspec import JobSpec, stored
 from detente.control.store.models import Job, Pod
 from detente.executors.base import PodLaunch, RunAs
 from detente.executors.local import pod_log
@@ -62,7 +62,8 @@ def environment(job: Job, spec: JobSpec, rank: int, user: RunAs | None = None) -
     exported variables, then the rendezvous (MASTER_ADDR/PORT, WORLD_SIZE, NODE_RANK)
     and Slurm's job variables. Nothing of the daemon's own environment. RANK and
     LOCAL_RANK are per task, set by the shim."""
-    nodes = job.nodes or []
+    pods = job.nodes or []  # one entry per pod: ntasks pods may share a node
+    nodes = list(dict.fromkeys(pods))
     devices = (job.devices or [[]])[rank]
     ntasks = spec.tasks_per_node
     pw = pwd.getpwuid(user.uid if user else os.geteuid())
@@ -71,15 +72,16 @@ def environment(job: Job, spec: JobSpec, rank: int, user: RunAs | None = None) -
     env.update(spec.env)
     env.update(
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(master_port(job.id)),
-        WORLD_SIZE=str(len(nodes) * ntasks), NODE_RANK=str(rank), GROUP_RANK=str(rank),
+        WORLD_SIZE=str(len(pods) * ntasks), NODE_RANK=str(rank), GROUP_RANK=str(rank),
         LOCAL_WORLD_SIZE=str(ntasks), CUDA_VISIBLE_DEVICES=",".join(map(str, devices)),
         SLURM_JOB_ID=str(job.id), SLURM_JOBID=str(job.id), SLURM_JOB_NAME=job.name,
         SLURM_JOB_USER=job.user, SLURM_JOB_PARTITION=job.queue,
         SLURM_NNODES=str(len(nodes)), SLURM_JOB_NUM_NODES=str(len(nodes)),
-        SLURM_NODEID=str(rank), SLURMD_NODENAME=nodes[rank] if nodes else "",
+        SLURM_NODEID=str(nodes.index(pods[rank]) if pods else 0),
+        SLURMD_NODENAME=pods[rank] if pods else "",
         SLURM_JOB_NODELIST=compress(nodes), SLURM_NODELIST=compress(nodes),
-        SLURM_NTASKS=str(len(nodes) * ntasks), SLURM_NPROCS=str(len(nodes) * ntasks),
-        SLURM_NTASKS_PER_NODE=str(ntasks), SLURM_CPUS_PER_TASK=str(spec.cpus_per_task),
+        SLURM_NTASKS=str(len(pods) * ntasks), SLURM_NPROCS=str(len(pods) * ntasks),
+        SLURM_NTASKS_PER_NODE=str(ntasks), SLURM_CPUS_PER_TASK=f"{spec.cpus_per_task:g}",
         SLURM_GPUS_ON_NODE=str(len(devices)), SLURM_SUBMIT_DIR=spec.chdir or ".",
         SLURM_RESTART_COUNT=str(max(job.attempt - 1, 0)),
     )  # fmt: skip
@@ -107,7 +109,7 @@ def pod_launch(state_dir: Path, job: Job, pod: Pod, user: RunAs | None = None) -
         env=environment(job, spec, pod.rank, user), cwd=cwd, script=d / "script.sh",
         args=spec.args, stdout=out, stderr=err, exit_file=exit_file(state_dir, job, pod),
         user=user, memory=spec.mem_per_node,
-        cpu_milli=spec.tasks_per_node * spec.cpus_per_task * 1000,
+        cpu_milli=round(spec.cpus_per_pod() * 1000),
     )  # fmt: skip
 
 

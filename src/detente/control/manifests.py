@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import math
 import random
-import shlex
 import time
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from detente.api.jobspec import JobSpec
 from detente.api.loader import JobEntry, ManifestError, load_documents
 from detente.control import audit, jobs, queue_changes, workloads
-from detente.control.spec import JobSpec
 from detente.control.store.models import Job, User
 from detente.core.driver import schedule
 from detente.core.priority import reprioritize
 from detente.core.profiles import Profile
-from detente.core.resources import CPU, MEMORY
 
 QUEUE_KINDS = {"Topology", "ResourceFlavor", "ClusterQueue", "Cohort", "LocalQueue",
                "WorkloadPriorityClass"}  # fmt: skip
@@ -69,35 +67,18 @@ def _key(doc: Any) -> tuple[str, str]:
     return str(doc.get("kind", "")), str(meta.get("name", ""))
 
 
+#: The one job model's fields as a Job document names them.
+MANIFEST_PATH = {
+    "gpus_per_node": "spec.resources.nvidia.com/gpu", "replicas": "spec.replicas",
+    "submit_time": "spec.submitTime", "user": "spec.user",
+}  # fmt: skip
+
+
 def job_spec(entry: JobEntry) -> JobSpec:
-    """The live job for a Job document: every field is honoured or refused (replicas as
-    independent pods and a past submitTime cannot be run live yet)."""
-    w = entry.workload
-    ps = w.pod_sets[0]
-    gpus = ps.request.gpu_milli / 1000
-    if gpus != int(gpus):
-        raise ApplyError(f"{entry.source.where('spec.resources')}: the local executor "
-                         f"runs whole GPUs only (got {gpus})")  # fmt: skip
-    if not ps.one_per_node and not entry.gang:
-        where = entry.source.where("spec.replicas")
-        raise ApplyError(f"{where}: independent replicas do not run live yet; use "
-                         "spec.nodes (a gang) or one Job per replica")  # fmt: skip
-    if w.submit_time:
-        raise ApplyError(f"{entry.source.where('spec.submitTime')}: a live job is submitted "
-                         f"now; remove it (got {w.submit_time:g})")  # fmt: skip
-    topo = None
-    if w.topology is not None:
-        topo = {"mode": str(w.topology.mode), "level": w.topology.level}
-    cmd = entry.command or ["true"]
-    script = "#!/bin/bash\n" + (cmd[0] if len(cmd) == 1 else shlex.join(cmd)) + "\n"
-    return JobSpec(
-        name=w.name, queue=w.queue.split("/", 1)[-1], nodes=ps.count, gpus_per_node=int(gpus),
-        cpus_per_task=max(1, math.ceil(ps.request[CPU] / 1000)),
-        mem_per_node=ps.request[MEMORY], time_limit=w.time_limit,
-        priority_class=w.priority_class or None, exclusive=w.exclusive, script=script,
-        requeue=w.preemptible, checkpoint_grace=w.checkpoint_grace, topology=topo,
-        env=entry.env,
-    )  # fmt: skip
+    """The live job for a Job document: the one `JobSpec` the loader read, queue
+    without its namespace. What live cannot honour is refused at submit
+    (`detente.control.jobs.live_refusals`), naming the document."""
+    return entry.spec.model_copy(update={"queue": entry.workload.queue.split("/", 1)[-1]})
 
 
 def _merge(
@@ -161,7 +142,10 @@ def apply(
     whole = workloads.whole_cluster(s)
     ids: list[int] = []
     try:
-        for sp in specs:
+        for entry, sp in zip(man.jobs, specs, strict=True):
+            if refused := jobs.live_refusals(actor, sp):
+                f, why = refused[0]
+                raise jobs.JobError(f"{entry.source.where(MANIFEST_PATH[f])}: {why}")
             if (why := workloads.never_fits(whole, config, sp)) is not None:
                 raise jobs.JobError(f"job {sp.name}: {why}")
             ids += jobs.submit(s, actor, sp, config, now, commit=False)

@@ -21,11 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from detente.control import audit, auth, errors, jobs, launch, manifests, views, workloads
-from detente.control import nodes as nodes_admin
-from detente.control.metrics import Metrics
-from detente.control.reconciler import Reconciler
-from detente.control.spec import (
+from detente.api.jobspec import (
     INT64,
     MAX_ARRAY_SIZE,
     MAX_SCRIPT_BYTES,
@@ -34,6 +30,10 @@ from detente.control.spec import (
     JobSpec,
     Text,
 )
+from detente.control import audit, auth, errors, jobs, launch, manifests, views, workloads
+from detente.control import nodes as nodes_admin
+from detente.control.metrics import Metrics
+from detente.control.reconciler import Reconciler
 from detente.control.store.models import TERMINAL, Event, Job, Pod, User
 
 log = logging.getLogger("detente")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from detente.api.hostlist import compress
-from detente.control.spec import stored
+from detente.api.jobspec import stored
 from detente.control.store.models import SHORT, Event, Job, Pod
 from detente.core.snapshot import Snapshot
 
@@ -20,13 +20,15 @@ def job(j: Job, now: float) -> dict[str, Any]:
     spec = stored(j.spec)
     end = j.end_time if j.end_time is not None else now
     elapsed = end - j.start_time if j.start_time is not None else 0.0
-    gpus = spec.nodes * spec.gpus_per_node
+    gpus = spec.pods * spec.gpus_per_node
     return {
         "id": j.id, "jobid": job_id_text(j), "name": j.name, "user": j.user, "team": j.team,
         "queue": j.queue, "state": j.state, "st": SHORT.get(j.state, j.state[:2]),
         "reason": j.reason, "submit_time": j.submit_time, "start_time": j.start_time,
-        "end_time": j.end_time, "elapsed": elapsed, "nodes": spec.nodes,
-        "nodelist": compress(j.nodes) if j.nodes else "", "gpus": gpus,
+        "end_time": j.end_time, "elapsed": elapsed,
+        "nodes": len(set(j.nodes)) if j.nodes else spec.pods if spec.one_per_node else 1,
+        "pods": spec.pods, "nodelist": compress(list(dict.fromkeys(j.nodes or []))),
+        "gpus": gpus,
         "gpu_hours": gpus * elapsed / 3600, "exit_code": j.exit_code,
         "time_limit": spec.time_limit, "array_job_id": j.array_job_id,
         "array_task_id": j.array_task_id, "attempt": j.attempt,

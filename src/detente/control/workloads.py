@@ -1,8 +1,7 @@
 """Load: the store's rows → the core's snapshot and queue (the reconciler's step 2).
 
-A job becomes a `Workload` named by its id: ``nodes`` pods of one pod set, one per
-node, each asking ``gpus_per_node`` GPUs, ``tasks × cpus_per_task`` CPUs and
-``mem_per_node``. Active jobs are charged on their recorded nodes and devices.
+A job becomes a `Workload` named by its id through the one conversion
+(`detente.api.jobs.to_workload`). Active jobs are charged on their recorded nodes and devices.
 Pending jobs queue if eligible: dependencies met, and under their array's limit.
 """
 
@@ -14,8 +13,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from detente.api.jobs import to_workload
+from detente.api.jobspec import JobSpec, stored
 from detente.control import layout
-from detente.control.spec import JobSpec, stored
 from detente.control.store.models import (
     ACTIVE,
     COMPLETED,
@@ -32,14 +32,11 @@ from detente.core.cluster import Cluster
 from detente.core.profiles import Profile
 from detente.core.queue_manager import QueueManager
 from detente.core.queues import QueueConfig
-from detente.core.resources import CPU, GPU, MEMORY, Resources
+from detente.core.resources import CPU
 from detente.core.snapshot import Snapshot
 from detente.core.workload import (
     Admission,
     PodPlacement,
-    PodSet,
-    TopologyMode,
-    TopologyRequest,
     Workload,
 )
 
@@ -64,28 +61,12 @@ def cluster_and_config(s: Session) -> tuple[Cluster, QueueConfig]:
 
 
 def workload(job: Job, config: QueueConfig, grace: float = 0.0) -> Workload:
-    spec = stored(job.spec)
-    req = Resources(
-        {GPU: spec.gpus_per_node * 1000, CPU: spec.tasks_per_node * spec.cpus_per_task * 1000,
-         MEMORY: spec.mem_per_node}
+    """The stored job as the core sees it, through the one conversion
+    (`detente.api.jobs.to_workload`) that plan and the simulator use too."""
+    return to_workload(
+        stored(job.spec), name=str(job.id), queue=f"{layout.NAMESPACE}/{job.queue}",
+        seq=job.id, submit_time=job.submit_time, config=config, user=job.user, grace=grace,
     )  # fmt: skip
-    pc = config.priority_classes.get(spec.priority_class or "")
-    return Workload(
-        str(job.id), f"{layout.NAMESPACE}/{job.queue}",
-        (PodSet("main", spec.nodes, req, one_per_node=True),),
-        seq=job.id, submit_time=job.submit_time, priority=pc.value if pc else 0,
-        priority_class=spec.priority_class or "", time_limit=spec.time_limit,
-        exclusive=spec.exclusive, user=job.user, preemptible=spec.requeue,
-        checkpoint_grace=job.spec.get("checkpoint_grace") or grace,
-        topology=_topology(job.spec.get("topology")),
-    )  # fmt: skip
-
-
-def _topology(t: dict[str, str] | None) -> TopologyRequest | None:
-    if not t:
-        return None
-    mode = TopologyMode.REQUIRED if t["mode"] == "required" else TopologyMode.PREFERRED
-    return TopologyRequest(mode, t["level"])
 
 
 def blocked(job: Job, deps: dict[int, Job], running_in_array: Counter[int]) -> str | None:
@@ -186,10 +167,11 @@ def never_fits(cl: Cluster, config: QueueConfig, spec: JobSpec) -> str | None:
         return f"spec.topology.level: no such topology level {w.topology.level!r}"
     if w.topology is not None and (why := core_never_fits(cl, w)) is not None:
         return f"Requested node configuration is not available: {why.reason}"
-    if cl.ever_slots(0, ps.request, True) < ps.count:
+    if cl.ever_slots(0, ps.request, ps.one_per_node) < ps.count:
+        where = "node(s)" if ps.one_per_node else "pod(s)"
         return (
-            f"Requested node configuration is not available: {ps.count} node(s) with "
-            f"{spec.gpus_per_node} GPU(s), {ps.request[CPU] // 1000} CPU(s) and "
+            f"Requested node configuration is not available: {ps.count} {where} with "
+            f"{spec.gpus_per_node:g} GPU(s), {ps.request[CPU] // 1000} CPU(s) and "
             f"{spec.mem_per_node >> 20} MiB each; the cluster has {len(cl.nodes)} node(s), "
             f"at most {cl.max_node_gpus} GPU(s) per node"
         )

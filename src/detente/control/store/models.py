@@ -39,7 +39,7 @@ class JobSpecRow(Base):
     __tablename__ = "job_specs"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    #: `detente.control.spec.JobSpec` as JSON.
+    #: `detente.api.jobspec.JobSpec` as JSON.
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 

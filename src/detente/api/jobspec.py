@@ -1,4 +1,7 @@
-"""What a user submits: a job's parsed request, validated at the API edge (pydantic).
+"""The one job model: what a user submits, by ``sbatch``/``submit`` (`detente.api.
+sbatch`), by a ``kind: Job`` manifest (`detente.api.jobs.from_doc`) or over the API,
+validated at the edge (pydantic). `detente.api.jobs.to_workload` turns it into the
+core's `Workload` for `plan`, the live control plane and the simulator alike.
 
 Every field is bounded here, so nothing a client sends can stop the control plane
 later: strings carry no NUL or control characters (the script may hold tabs and line
@@ -12,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 INT64 = 2**63 - 1
 #: sbatch's MaxArraySize default: task ids 0 … 1000.
@@ -80,19 +83,42 @@ class Topology(BaseModel):
     level: Annotated[str, Field(min_length=1, max_length=253), AfterValidator(_text)]
 
 
+def _milli(v: float) -> float:
+    if abs(v * 1000 - round(v * 1000)) > 1e-6:
+        raise ValueError("must be a multiple of 1/1000")
+    return round(v * 1000) / 1000
+
+
+Milli = Annotated[float, Field(ge=0, le=1_000_000), AfterValidator(_milli)]
+ResourceName = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9./_-]+$")]
+
+
 class JobSpec(BaseModel):
-    """A batch job: ``nodes`` pods (one per node), each running ``tasks_per_node``
-    copies of the script. Quantities are per node; memory in bytes; times in seconds."""
+    """A job: ``nodes`` pods, one per node, each running ``tasks_per_node`` copies of
+    the script — or, with ``replicas``, that many independent pods that may share
+    nodes and are not a gang. Quantities are per pod (a GPU fraction shares one
+    device: plan and simulator only); memory in bytes; times in seconds."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: Name = "script"
     queue: Ident | None = None
     nodes: int = Field(1, ge=1, le=100_000)
+    #: A gang of this many pods that may share nodes (a ``batch/v1`` Job's parallelism
+    #: as Kueue admits it), instead of one pod on each of ``nodes``.
+    ntasks: int | None = Field(None, ge=1, le=100_000)
+    #: Independent pods instead of a gang of ``nodes`` (plan and simulator only yet;
+    #: the core admits a workload's pods together, so plan treats them as ``ntasks``).
+    replicas: int | None = Field(None, ge=1, le=100_000)
     tasks_per_node: int = Field(1, ge=1, le=4096)
-    gpus_per_node: int = Field(0, ge=0, le=1_000_000)
-    cpus_per_task: int = Field(1, ge=1, le=1_000_000)
+    gpus_per_node: Milli = 0
+    #: CPUs per task (0 for a manifest that requests none, as Kubernetes allows).
+    cpus_per_task: Milli = 1
     mem_per_node: int = Field(0, ge=0, le=2**62)
+    #: Other resources per pod, in their canonical units (`detente.api.quantity`).
+    extra_resources: dict[ResourceName, Annotated[int, Field(ge=0, le=2**62)]] = Field(
+        {}, max_length=100
+    )
     time_limit: float | None = Field(None, gt=0, le=1e10)
     priority_class: Ident | None = None
     exclusive: bool = False
@@ -117,6 +143,31 @@ class JobSpec(BaseModel):
     )
     script: Annotated[str, Field(max_length=SCRIPT_CEILING), AfterValidator(_no_nul)]
     args: list[Arg] = Field([], max_length=10_000)
+    #: When it was submitted (a manifest's ``submitTime``: plan and simulator only;
+    #: a live job is submitted when it arrives).
+    submit_time: float | None = Field(None, ge=0, le=1e11)
+    #: Whose job it is, for fair share in plan (live: the caller).
+    user: Annotated[str, Field(max_length=100), AfterValidator(_text)] = ""
+
+    @model_validator(mode="after")
+    def _shape(self) -> JobSpec:
+        if (self.replicas is not None or self.ntasks is not None) and self.nodes != 1:
+            raise ValueError("give one of nodes, ntasks or replicas")
+        if self.replicas is not None and self.ntasks is not None:
+            raise ValueError("give one of nodes, ntasks or replicas")
+        return self
+
+    @property
+    def pods(self) -> int:
+        return self.replicas or self.ntasks or self.nodes
+
+    @property
+    def one_per_node(self) -> bool:
+        """Each pod on its own node (``nodes``), or pods may share nodes."""
+        return self.replicas is None and self.ntasks is None
+
+    def cpus_per_pod(self) -> float:
+        return self.tasks_per_node * self.cpus_per_task
 
     @field_validator("env")
     @classmethod

@@ -15,8 +15,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from detente.api.jobspec import ARRAY_CEILING, Dependency, JobSpec
 from detente.api.quantity import parse_slurm_time
-from detente.control.spec import ARRAY_CEILING, Dependency, JobSpec
 
 SHORT = {"-J": "job-name", "-N": "nodes", "-c": "cpus-per-task", "-t": "time",
          "-p": "partition", "-q": "qos", "-o": "output", "-e": "error", "-D": "chdir",

@@ -1,0 +1,95 @@
+"""One job model: sbatch, a `kind: Job` manifest and the API give one `JobSpec`, and one
+conversion makes it the core's `Workload`; what the live control plane cannot honour
+is refused with the field named, never dropped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from detente.api.jobs import to_workload
+from detente.api.jobspec import JobSpec
+from detente.api.loader import load_files
+from detente.api.sbatch import parse
+from detente.core.queues import QueueConfig
+from detente.testing.api import Api
+
+SBATCH = """#!/bin/bash
+#SBATCH -J train -N 2 --ntasks-per-node=1 --gres=gpu:4 -c 8 --mem=32G -t 60
+#SBATCH --requeue --exclusive -p default
+true
+"""
+MANIFEST = """apiVersion: detente.dev/v1
+kind: Job
+metadata: {name: train}
+spec:
+  nodes: 2
+  resources: {nvidia.com/gpu: 4, cpu: 8, memory: 32Gi}
+  timeLimit: 1h
+  preemptible: true
+  exclusive: true
+"""
+API = {"name": "train", "nodes": 2, "gpus_per_node": 4, "cpus_per_task": 8,
+       "mem_per_node": 32 << 30, "time_limit": 3600, "requeue": True, "exclusive": True,
+       "queue": "default", "script": "true"}  # fmt: skip
+
+
+def _shape(spec: JobSpec) -> tuple[object, ...]:
+    w = to_workload(spec, name="x", queue="default/default", seq=0, submit_time=0.0,
+                    config=QueueConfig())  # fmt: skip
+    (ps,) = w.pod_sets
+    return (ps.count, ps.request, ps.one_per_node, w.time_limit, w.exclusive, w.preemptible)
+
+
+def test_sbatch_a_manifest_and_the_api_give_one_workload(tmp_path: Path) -> None:
+    (tmp_path / "j.yaml").write_text(MANIFEST)
+    (entry,) = load_files([tmp_path / "j.yaml"]).jobs
+    from_sbatch = _shape(parse(SBATCH, "train.sh").spec)
+    assert from_sbatch == _shape(entry.spec) == _shape(JobSpec.model_validate(API))
+    assert from_sbatch[:3] == (2, entry.workload.pod_sets[0].request, True)
+
+
+def test_a_manifest_with_replicas_or_ntasks_lets_pods_share_nodes(tmp_path: Path) -> None:
+    (tmp_path / "j.yaml").write_text(MANIFEST.replace("nodes: 2", "replicas: 3"))
+    (entry,) = load_files([tmp_path / "j.yaml"]).jobs
+    (ps,) = entry.workload.pod_sets
+    assert (ps.count, ps.one_per_node, entry.spec.replicas) == (3, False, 3)
+
+
+def test_the_job_model_refuses_two_shapes_at_once() -> None:
+    with pytest.raises(ValueError, match="give one of nodes, ntasks or replicas"):
+        JobSpec.model_validate({**API, "replicas": 2})
+
+
+REFUSED = {
+    "a GPU share cannot run on the local executor": (
+        "nvidia.com/gpu: 4", "nvidia.com/gpu: 0.5", "spec.resources.nvidia.com/gpu"),
+    "independent replicas are not a live Job": ("nodes: 2", "replicas: 2", "spec.replicas"),
+    "a live job is submitted when it arrives": ("nodes: 2", "nodes: 2\n  submitTime: 5",
+                                                 "spec.submitTime"),
+    "a live job runs as its submitter": ("nodes: 2", "nodes: 2\n  user: bob", "spec.user"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("old, new, path", REFUSED.values(), ids=REFUSED.keys())
+def test_live_apply_refuses_what_it_cannot_honour(
+    tmp_path: Path, old: str, new: str, path: str
+) -> None:
+    api = Api(tmp_path)
+    doc = yaml.safe_load(MANIFEST.replace(old, new).replace("nodes: 2", "nodes: 1"))
+    doc["spec"]["queue"] = "vision"
+    r = api.call("ana", "POST", "/v1/apply", json={"documents": [["j.yaml", 0, doc]]})
+    assert r.status_code == 400, r.text
+    assert f"j.yaml: document 0 (Job train): {path}" in r.json()["detail"]
+    assert api.call("ana", "GET", "/v1/jobs").json() == []  # nothing half applied
+
+
+def test_the_api_refuses_the_same_fields(tmp_path: Path) -> None:
+    api = Api(tmp_path)
+    r = api.submit("ana", queue="vision", replicas=2)
+    assert r.status_code == 400 and "spec.replicas:" in r.json()["detail"]
+    r = api.submit("ana", queue="vision", gpus_per_node=0.25)
+    assert r.status_code == 400 and "spec.gpus_per_node:" in r.json()["detail"]
+    assert api.submit("ana", queue="vision", gpus_per_node=1).status_code == 201
