@@ -66,7 +66,7 @@ class SlotHistory:
 
 def backoff(restarts: int) -> float:
     """Seconds a slot waits before its ``restarts``-th restart."""
-    return min(BACKOFF_MAX, BACKOFF_START * 2 ** max(restarts - 1, 0))
+    return min(BACKOFF_MAX, BACKOFF_START * float(2 ** max(restarts - 1, 0)))
 
 
 def after_exit(h: SlotHistory, ready_since: float | None, now: float) -> SlotHistory:
