@@ -22,6 +22,7 @@ from detente.api.jobspec import JobSpec
 from detente.api.nodes import expand_pool, node_from_doc
 from detente.api.problems import ManifestError, Problems, Source, resources
 from detente.api.queues import QueueBuilder
+from detente.api.services import ServiceDoc, replica_spec
 from detente.core.cluster import Cluster, Node
 from detente.core.queues import QueueConfig
 from detente.core.workload import Workload
@@ -38,6 +39,9 @@ class JobEntry:
     spec: JobSpec
     running_nodes: list[str] = field(default_factory=list)
     start_time: float | None = None
+    #: A `Service`'s replica (its service's name): planned as a one-pod job; applied
+    #: live as the service, not as a job.
+    service: str | None = None
 
 
 @dataclass(slots=True)
@@ -162,6 +166,7 @@ def load_documents(docs: list[tuple[str, int, Any]]) -> Manifests:
     nodes: list[Node] = []
     queues = QueueBuilder(problems)
     job_docs: list[tuple[Source, m.JobDoc | m.BatchJobDoc]] = []
+    services: list[tuple[Source, ServiceDoc]] = []
     for src, doc in valid:
         if isinstance(doc, m.NodeDoc):
             nodes += node_from_doc(src, doc, problems)
@@ -169,6 +174,8 @@ def load_documents(docs: list[tuple[str, int, Any]]) -> Manifests:
             nodes += expand_pool(src, doc, problems)
         elif isinstance(doc, m.JobDoc | m.BatchJobDoc):
             job_docs.append((src, doc))
+        elif isinstance(doc, ServiceDoc):
+            services.append((src, doc))
         else:
             queues.add(src, doc)
     _check_unique(((n.name, "Node") for n in nodes), problems)
@@ -217,6 +224,21 @@ def _job(
     if isinstance(doc, m.JobDoc) and doc.status is not None and doc.status.nodes:
         _running(src, doc.status, entry, spec.pods, node_names, problems)
     return entry
+
+
+def _replicas(src: Source, doc: ServiceDoc, seq: int, config: QueueConfig) -> list[JobEntry]:
+    """A service's first replicas (its fixed count, or its autoscaling minimum), as
+    one-pod jobs at the service's priority."""
+    s = doc.spec
+    count = s.replicas if s.replicas is not None else (s.autoscaling.min if s.autoscaling else 1)
+    out = []
+    for slot in range(count):
+        spec = replica_spec(doc.metadata.name, s, s.queue or "default", slot, 0)
+        w = jobs.to_workload(spec, name=spec.name, queue=f"{doc.metadata.namespace}/"
+                             f"{spec.queue}", seq=seq + slot, submit_time=0.0,
+                             config=config)  # fmt: skip
+        out.append(JobEntry(w, src, spec, service=doc.metadata.name))
+    return out
 
 
 def _running(

@@ -369,6 +369,10 @@ def model_for(doc: Any) -> type[BaseModel] | str:
     kind = doc.get("kind")
     if kind == "Job" and doc.get("apiVersion") == "batch/v1":
         return BatchJobDoc
+    if kind == "Service":
+        from detente.api.services import ServiceDoc  # it builds on this module
+
+        return ServiceDoc
     if kind not in KINDS:
-        return f"kind: unknown kind {kind!r} (known: {', '.join(KINDS)})"
+        return f"kind: unknown kind {kind!r} (known: {', '.join([*KINDS, 'Service'])})"
     return KINDS[kind]

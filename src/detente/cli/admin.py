@@ -3,6 +3,7 @@ options, calls the API, prints."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,8 @@ def apply_cmd(
     for name in plan["jobs"]:
         now = " and start now" if name in plan["admitted"] else ""
         print(f"job {name} will be submitted{now}")
+    for line in plan.get("services", []):
+        print(f"service {line}")
     if not yes and not typer.confirm("Apply?"):
         raise typer.Exit(1)
     out = _call("POST", "/v1/apply", json={**body, "dry_run": False})
@@ -78,11 +81,26 @@ def apply_cmd(
 
 @app.command("delete")
 def delete_cmd(
-    files: list[Path] = typer.Option(..., "-f", "--filename"),
+    kind: str | None = typer.Argument(None, help="service (with NAME), or use -f."),
+    name: str | None = typer.Argument(None),
+    files: list[Path] = typer.Option([], "-f", "--filename"),
     yes: bool = typer.Option(False, "-y", "--yes", help="Delete without asking."),
     force: bool = FORCE,
 ) -> None:
-    """Delete the queue objects the files name (as kubectl delete -f): plan, confirm."""
+    """Delete a service (delete service NAME), or the queue objects and services the
+    files name (as kubectl delete -f): plan, confirm."""
+    if kind is not None:
+        if kind != "service" or name is None or files:
+            err.print("[red]error:[/red] give `delete service NAME` or `delete -f FILE`")
+            raise typer.Exit(2)
+        if not yes and not typer.confirm(f"Delete service {name}?"):
+            raise typer.Exit(1)
+        _call("DELETE", f"/v1/services/{name}")
+        print(f"Service/{name} deleted")
+        return
+    if not files:
+        err.print("[red]error:[/red] give `delete service NAME` or `delete -f FILE`")
+        raise typer.Exit(2)
     body = {"documents": _documents(files), "dry_run": True, "force": force}
     plan = _call("POST", "/v1/delete", json=body)["plan"]
     for name in plan["deleted"]:
@@ -101,10 +119,14 @@ def _documents(files: list[Path]) -> list[tuple[str, int, Any]]:
     from detente.api.loader import ManifestError, read_documents
 
     try:
-        return read_documents(files)
+        docs = read_documents(files)
     except ManifestError as e:
         err.print("[red]error:[/red] " + "\n".join(e.problems))
         raise typer.Exit(2) from None
+    for _, _, d in docs:  # a service starts where apply runs, as sbatch's jobs do
+        if isinstance(d, dict) and d.get("kind") == "Service" and isinstance(d.get("spec"), dict):
+            d["spec"].setdefault("workingDir", os.getcwd())
+    return docs
 
 
 def _node_state(node: str, state: str, reason: str) -> None:

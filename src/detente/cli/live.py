@@ -67,6 +67,9 @@ def up_cmd(
     nodes: str | None = typer.Option(None, "--nodes", help="NxG virtual nodes, e.g. 4x8."),
     db: str | None = typer.Option(None, "--db", help="sqlite:///PATH or postgresql://…"),
     port: int = typer.Option(0, "--port", help="Port on 127.0.0.1 (default: a free one)."),
+    gateway_port: int = typer.Option(
+        0, "--gateway-port", help="The services' gateway port (default: a free one)."
+    ),
     profile: str = typer.Option("detente", "--profile"),
     single_user: bool = typer.Option(
         False, "--single-user", help="Run every job as this user even when root."
@@ -100,12 +103,15 @@ def up_cmd(
     options = {"mode": mode, "max_array_size": max_array_size,
                "max_script_bytes": max_script_size}  # fmt: skip
     try:
-        pid, port = up(d, db or os.environ.get("DETENTE_DB"), nodes, port, profile, options)
+        pid, port = up(d, db or os.environ.get("DETENTE_DB"), nodes, port, profile, options,
+                       gateway_port)  # fmt: skip
     except (DaemonError, LayoutError) as e:
         err.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from None
+    gw = (d / "detente.gateway").read_text().strip()
     Console().print(
-        f"detente up: pid {pid}, http://127.0.0.1:{port} (admin token in {d / 'admin.token'})"
+        f"detente up: pid {pid}, http://127.0.0.1:{port} (admin token in {d / 'admin.token'}); "
+        f"gateway http://127.0.0.1:{gw}"
     )
     if mode == "single-user":
         Console().print(
@@ -232,10 +238,21 @@ def nodes_cmd(output: Output = typer.Option(Output.table, "-o", "--output")) -> 
 
 @app.command("describe")
 def describe_cmd(
-    job: int = typer.Argument(...), output: Output = typer.Option(Output.table, "-o", "--output")
+    what: str = typer.Argument(..., help="A job id, or `service NAME`."),
+    name: str | None = typer.Argument(None),
+    output: Output = typer.Option(Output.table, "-o", "--output"),
 ) -> None:
-    """One job: placement, priority factors, events, why it waits."""
-    d = _call("GET", f"/v1/jobs/{job}")
+    """One job (placement, priority factors, events, why it waits) or one service
+    (replicas, scaling decisions, events)."""
+    if what == "service" and name is not None:
+        from detente.cli.services import describe_service
+
+        describe_service(name, output)
+        return
+    if not what.isdigit():
+        err.print(f"[red]error:[/red] not a job id: {what!r} (or: describe service NAME)")
+        raise typer.Exit(2)
+    d = _call("GET", f"/v1/jobs/{what}")
     if output == Output.json:
         print(json.dumps(d, indent=2))
         return

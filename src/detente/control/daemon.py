@@ -92,16 +92,20 @@ def running_pid(d: Path) -> int | None:
 
 def up(
     d: Path, db: str | None, nodes: str | None, port: int, profile: str,
-    options: dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None, gateway_port: int = 0,
 ) -> tuple[int, int]:  # fmt: skip
-    """Starts the control plane in the background; returns (pid, port) once it answers."""
+    """Starts the control plane in the background; returns (pid, port) once it answers.
+    The gateway listens on ``gateway_port`` (0: a free port), written to
+    ``detente.gateway``."""
     if (pid := running_pid(d)) is not None:
         raise DaemonError(f"already running (pid {pid}); `detente down` first")
     db = db or default_db(d)
     prepare(d, db, nodes, options)
     port = port or _free_port()
+    gateway_port = gateway_port or _free_port()
     # The URL may hold a password: it goes through the environment, not argv (ps).
-    cmd = [sys.executable, "-m", "detente.control.daemon", str(d), str(port), profile]
+    cmd = [sys.executable, "-m", "detente.control.daemon", str(d), str(port), profile,
+           str(gateway_port)]  # fmt: skip
     with (d / "detente.log").open("ab") as logf:
         env = {**os.environ, "DETENTE_DB": db}
         env.pop("DETENTE_TOKEN", None)
@@ -110,6 +114,7 @@ def up(
         )
     (d / "detente.pid").write_text(str(proc.pid))
     (d / "detente.port").write_text(str(port))
+    (d / "detente.gateway").write_text(str(gateway_port))
     deadline = time.time() + 60
     while time.time() < deadline:
         if proc.poll() is not None:
@@ -144,8 +149,9 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
-def serve(d: Path, db: str, port: int, profile_name: str) -> None:
-    """The background process: API + reconciler until SIGTERM."""
+def serve(d: Path, db: str, port: int, profile_name: str, gateway_port: int | None) -> None:
+    """The background process: API, reconciler, service controller and gateway until
+    SIGTERM."""
     import uvicorn
 
     from detente.api.profiles import load
@@ -153,13 +159,15 @@ def serve(d: Path, db: str, port: int, profile_name: str) -> None:
     from detente.control.server import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # probes: one line each otherwise
     os.umask(0o077)
     sessions = open_store(db)
     secure(d, db)
     rec = Reconciler(sessions, load(profile_name), d)
-    app = create_app(sessions, rec)
+    app = create_app(sessions, rec, gateway_port=gateway_port)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
 if __name__ == "__main__":
-    serve(Path(sys.argv[1]), os.environ["DETENTE_DB"], int(sys.argv[2]), sys.argv[3])
+    gw = int(sys.argv[4]) if len(sys.argv) > 4 else None
+    serve(Path(sys.argv[1]), os.environ["DETENTE_DB"], int(sys.argv[2]), sys.argv[3], gw)

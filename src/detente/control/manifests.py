@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 
 from detente.api.jobspec import JobSpec
 from detente.api.loader import JobEntry, ManifestError, load_documents
-from detente.control import audit, jobs, queue_changes, workloads
+from detente.api.services import ServiceDoc
+from detente.control import audit, jobs, queue_changes, services, workloads
 from detente.control.store.models import Job, User
 from detente.core.driver import schedule
 from detente.core.priority import reprioritize
@@ -101,7 +102,7 @@ def _merge(
             if verb == "changed":
                 plan["diff"][f"{kind}/{name}"] = queue_changes.diff(old[2], d)
             merged[(kind, name)] = [f, i, d]
-        elif kind == "Job":
+        elif kind in ("Job", "Service"):
             new_jobs.append((f, i, d))
         else:
             raise ApplyError(f"{where}: not applicable to a live cluster "
@@ -128,7 +129,8 @@ def apply(
         man = load_documents([tuple(v) for v in merged.values()] + new_jobs)  # type: ignore[misc]
     except ManifestError as e:
         raise ApplyError("\n".join(e.problems)) from None
-    specs = [job_spec(e) for e in man.jobs]
+    entries = [e for e in man.jobs if e.service is None]
+    specs = [job_spec(e) for e in entries]
     before = workloads.cluster_and_config(s)[1]
     workloads.put_setting(s, "manifests", list(merged.values()))
     workloads.put_setting(s, "generation", workloads.setting(s, "generation", 0) + 1)
@@ -142,7 +144,7 @@ def apply(
     whole = workloads.whole_cluster(s)
     ids: list[int] = []
     try:
-        for entry, sp in zip(man.jobs, specs, strict=True):
+        for entry, sp in zip(entries, specs, strict=True):
             if refused := jobs.live_refusals(actor, sp):
                 f, why = refused[0]
                 raise jobs.JobError(f"{entry.source.where(MANIFEST_PATH[f])}: {why}")
@@ -152,6 +154,7 @@ def apply(
     except jobs.JobError as e:
         s.rollback()
         raise ApplyError(str(e)) from None
+    plan["services"] = _services(s, actor, new_jobs, now)
     names = dict(zip(ids, (sp.name for sp in specs), strict=False))
     started = _would_start(s, profile, set(ids), now)
     mine = tuple(f"{f}: document {i} " for f, i, _ in docs)
@@ -167,6 +170,21 @@ def apply(
     return out
 
 
+def _services(s: Session, actor: User, docs: list[tuple[str, int, Any]], now: float) -> list[str]:
+    """Creates or updates the Service documents; "NAME: what happens" per service."""
+    out = []
+    for f, i, d in docs:
+        if d.get("kind") != "Service":
+            continue
+        doc = ServiceDoc.model_validate(d)  # validated by load_documents already
+        try:
+            out.append(f"{doc.metadata.name}: {services.put(s, actor, doc, now)}")
+        except jobs.JobError as e:
+            s.rollback()
+            raise ApplyError(f"{f}: document {i}: {e}") from None
+    return out
+
+
 def _summary(plan: dict[str, list[str]]) -> str:
     return "; ".join(f"{k}: {', '.join(v)}" for k, v in plan.items() if v and k != "unchanged")
 
@@ -179,15 +197,20 @@ def delete(
     is not compared), as ``kubectl delete -f``. What remains must still be valid (a
     flavor a ClusterQueue uses cannot go), and a LocalQueue holding jobs goes only with
     ``force``. Jobs are cancelled with cancel, not here."""
-    if actor.role != "admin":
+    if actor.role != "admin" and any(_key(d)[0] != "Service" for _, _, d in docs):
         raise ApplyError("only the admin deletes queue objects")
     stored = {_key(d): [f, i, d] for f, i, d in workloads.setting(s, "manifests", []) or []}
     plan: dict[str, Any] = {"deleted": [], "not_found": []}
     for f, i, d in docs:
         kind, name = _key(d)
+        if kind == "Service":
+            plan["deleted" if services.remove(s, actor, name, now) else "not_found"].append(
+                f"Service/{name}"
+            )
+            continue
         if kind not in QUEUE_KINDS:
-            raise ApplyError(f"{f}: document {i} ({kind} {name}): only queue objects are "
-                             "deleted here (jobs: detente cancel)")  # fmt: skip
+            raise ApplyError(f"{f}: document {i} ({kind} {name}): only queue objects and "
+                             "services are deleted here (jobs: detente cancel)")  # fmt: skip
         found = stored.pop((kind, name), None)
         plan["deleted" if found else "not_found"].append(f"{kind}/{name}")
     try:

@@ -30,7 +30,17 @@ from detente.api.jobspec import (
     JobSpec,
     Text,
 )
-from detente.control import audit, auth, errors, jobs, launch, manifests, views, workloads
+from detente.control import (
+    audit,
+    auth,
+    errors,
+    jobs,
+    launch,
+    manifests,
+    service_routes,
+    views,
+    workloads,
+)
 from detente.control import nodes as nodes_admin
 from detente.control.metrics import Metrics
 from detente.control.reconciler import Reconciler
@@ -145,25 +155,35 @@ router = APIRouter(responses=errors.RESPONSES)
 
 
 def create_app(
-    sessions: sessionmaker[Session], rec: Reconciler, start_loop: bool = True
-) -> FastAPI:
+    sessions: sessionmaker[Session], rec: Reconciler, start_loop: bool = True,
+    gateway_port: int | None = None,
+) -> FastAPI:  # fmt: skip
     """The app: routes, the store's sessions, and the reconciler's loop (started with
-    the app unless ``start_loop`` is False)."""
+    the app unless ``start_loop`` is False); with ``gateway_port``, the services
+    runtime too (the service controller and the gateway)."""
     metrics = Metrics()
     loop = Loop(rec, metrics)
+    runtime = None
+    if gateway_port is not None:
+        runtime = service_routes.ServicesRuntime(sessions, loop.wake.set, gateway_port)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if start_loop:
             loop.thread.start()
+            if runtime is not None:
+                runtime.start()
         yield
         loop.stop.set()
         loop.wake.set()
+        if runtime is not None:
+            runtime.stop()
 
     app = FastAPI(title="detente", version="0.1", lifespan=lifespan)
     app.state.sessions, app.state.rec, app.state.loop = sessions, rec, loop
-    app.state.metrics = metrics
+    app.state.metrics, app.state.services = metrics, runtime
     app.include_router(router)
+    app.include_router(service_routes.routes(Actor))
     errors.install(app, sessions)
     with sessions() as s:
         limit = 2 * int(workloads.setting(s, "max_script_bytes", MAX_SCRIPT_BYTES)) + (1 << 20)

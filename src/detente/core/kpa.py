@@ -85,7 +85,8 @@ def decide(
     stable = _mean(samples, now - spec.stable_window)  # step 1
     panic = _mean(samples, now - spec.panic_window)
     traffic = waiting > 0 or any(s.value > 0 for s in samples if s.t > now - spec.panic_window)
-    last_traffic = now if traffic else state.last_traffic
+    # The first decision counts as traffic: a new service is not scaled to zero at once.
+    last_traffic = now if traffic or state.last_traffic is None else state.last_traffic
     want_stable = math.ceil(stable / spec.target)  # step 2
     want_panic = math.ceil(panic / spec.target)
     over = want_panic >= spec.panic_threshold * max(ready, 1) and want_panic > 0

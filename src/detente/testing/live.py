@@ -45,8 +45,11 @@ class Live:
         self.cli("up", *args, *(() if multi_user else ("--single-user",)))
 
     def down(self) -> None:
-        """Cancels what still runs (so a test leaves no processes behind), then stops."""
+        """Deletes services and cancels what still runs (so a test leaves no processes
+        behind), then stops."""
         try:
+            for svc in self.api("GET", "/v1/services").json().get("services", []):
+                self.api("DELETE", f"/v1/services/{svc['name']}")
             active = [j["id"] for j in self.api("GET", "/v1/jobs").json()]
             if active:
                 self.api("POST", "/v1/jobs/cancel", json={"ids": active})
@@ -58,6 +61,28 @@ class Live:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{(self.home / 'detente.port').read_text().strip()}"
+
+    @property
+    def gateway(self) -> str:
+        return f"http://127.0.0.1:{(self.home / 'detente.gateway').read_text().strip()}"
+
+    def services(self) -> dict[str, dict[str, Any]]:
+        out = json.loads(self.cli("services", "-o", "json").stdout)["services"]
+        return {s["name"]: s for s in out}
+
+    def wait_service(
+        self, name: str, done: Callable[[dict[str, Any]], bool], timeout: float = 60
+    ) -> dict[str, Any]:
+        """Polls ``GET /v1/services/NAME`` until ``done(service)``."""
+        svc: dict[str, Any] = {}
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            r = self.api("GET", f"/v1/services/{name}")
+            svc = r.json() if r.status_code == 200 else {}
+            if svc and done(svc):
+                return svc
+            time.sleep(0.2)
+        raise AssertionError(f"timed out; service: {json.dumps(svc, indent=1)[:3000]}")
 
     @property
     def token(self) -> str:

@@ -81,6 +81,12 @@ class Job(Base):
     #: Held by its user or an admin: stays pending until released (revision 0002).
     held: Mapped[bool] = mapped_column(default=False)
     version: Mapped[int] = mapped_column(Integer, default=0)
+    #: A service's replica (revision 0004): its service, slot, revision and the port
+    #: it serves on ($PORT); None for batch jobs.
+    service: Mapped[str | None] = mapped_column(String(100), nullable=True, index=True)
+    slot: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    revision: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    port: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
 
@@ -144,6 +150,29 @@ class Audit(Base):
     action: Mapped[str] = mapped_column(String(40))
     target: Mapped[str] = mapped_column(Text)
     outcome: Mapped[str] = mapped_column(String(20))
+
+
+class Service(Base):
+    """An inference service (revision 0004): its applied spec, the replicas it wants,
+    and the controller's state (slot restart history, the autoscaler's state and last
+    decision). Every change is a compare-and-set on ``version``."""
+
+    __tablename__ = "services"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(100))
+    team: Mapped[str] = mapped_column(String(100))
+    queue: Mapped[str] = mapped_column(String(100))
+    #: `detente.api.services.ServiceSpec` as JSON.
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: Hash of what rolls the replicas (command, resources, env).
+    revision: Mapped[str] = mapped_column(String(40))
+    desired: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created: Mapped[float] = mapped_column(Float)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
 
 
 class Setting(Base):

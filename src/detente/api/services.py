@@ -1,0 +1,148 @@
+"""The ``Service`` manifest (``apiVersion: detente.dev/v1``): an inference service on
+the shared pool — replicas of one command, each listening on ``$PORT``, probed,
+routed to by the gateway, and scaled by a fixed count or by the KPA.
+
+```yaml
+metadata: {name: llm}
+spec:
+  queue: serve                   # LocalQueue; default: the caller's team queue
+  command: python3 server.py     # must listen on $PORT
+  resources: {nvidia.com/gpu: 1, cpu: 4, memory: 32Gi}   # per replica
+  model: llama-3-8b              # OpenAI-style name the gateway routes by
+  replicas: 2                    # fixed, or:
+  autoscaling: {min: 0, max: 8, target: {concurrency: 4}, scaleToZeroAfter: 60s}
+  readiness: {path: /healthz, periodSeconds: 1}
+  liveness: {path: /healthz, periodSeconds: 5, failureThreshold: 3}
+  priorityClass: serving
+  rollout: {maxSurge: 1, maxUnavailable: 0}
+  env: {KEY: value}
+  workingDir: /abs/path          # default: where `detente apply` ran
+```
+Changing ``command``, ``resources`` or ``env`` rolls the replicas (`revision`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from detente.api.jobs import script_of
+from detente.api.jobspec import Ident, JobSpec
+from detente.api.manifests import Meta, Qty, Strict
+from detente.api.quantity import canonical, parse_duration
+from detente.core.kpa import KpaSpec
+from detente.core.replicas import Rollout
+from detente.core.resources import CPU, GPU, MEMORY
+
+Path = Annotated[str, Field(min_length=1, max_length=1000, pattern=r"^/[!-~]*$")]
+Seconds = Annotated[float, Field(gt=0, le=3600)]
+
+
+class Probe(Strict):
+    path: Path = "/healthz"
+    periodSeconds: Seconds = 1.0
+    timeoutSeconds: Seconds = 1.0
+    failureThreshold: Annotated[int, Field(ge=1, le=100)] = 3
+
+
+class Target(Strict):
+    concurrency: Annotated[float, Field(gt=0, le=1e6)] | None = None
+    rps: Annotated[float, Field(gt=0, le=1e7)] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Target:
+        if (self.concurrency is None) == (self.rps is None):
+            raise ValueError("give exactly one of concurrency or rps")
+        return self
+
+
+class Autoscaling(Strict):
+    min: Annotated[int, Field(ge=0, le=1000)] = 0
+    max: Annotated[int, Field(ge=1, le=1000)] = 8
+    target: Target
+    scaleToZeroAfter: Qty = "30s"
+
+    @model_validator(mode="after")
+    def _range(self) -> Autoscaling:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) is above max ({self.max})")
+        parse_duration(self.scaleToZeroAfter)
+        return self
+
+
+class RolloutSpec(Strict):
+    maxSurge: Annotated[int, Field(ge=0, le=1000)] = 1
+    maxUnavailable: Annotated[int, Field(ge=0, le=1000)] = 0
+
+    @model_validator(mode="after")
+    def _moves(self) -> RolloutSpec:
+        if self.maxSurge == 0 and self.maxUnavailable == 0:
+            raise ValueError("maxSurge and maxUnavailable cannot both be 0")
+        return self
+
+
+class ServiceSpec(Strict):
+    queue: Ident | None = None
+    command: list[Annotated[str, Field(max_length=10_000)]] | str
+    resources: dict[str, Qty] = Field(default_factory=dict)
+    model: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    replicas: Annotated[int, Field(ge=0, le=1000)] | None = None
+    autoscaling: Autoscaling | None = None
+    readiness: Probe | None = None
+    liveness: Probe | None = None
+    priorityClass: Ident | None = None
+    rollout: RolloutSpec = RolloutSpec()
+    env: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], str] = Field(
+        default_factory=dict
+    )
+    #: Where replicas start (absolute; `detente apply` fills in the directory it runs
+    #: in, as sbatch starts a job in its submit directory).
+    workingDir: Annotated[str, Field(min_length=1, max_length=4096, pattern=r"^/")] | None = None
+
+    @model_validator(mode="after")
+    def _scale(self) -> ServiceSpec:
+        if self.replicas is not None and self.autoscaling is not None:
+            raise ValueError("give replicas or autoscaling, not both")
+        for k, v in self.resources.items():
+            if k not in (GPU, CPU, MEMORY):
+                raise ValueError(f"resources.{k}: a replica asks for {GPU}, cpu, memory")
+            canonical(k, v)
+        return self
+
+    def kpa(self) -> KpaSpec | None:
+        a = self.autoscaling
+        if a is None:
+            return None
+        target = a.target.concurrency or a.target.rps or 1.0
+        return KpaSpec(target, a.min, a.max, to_zero_after=parse_duration(a.scaleToZeroAfter))
+
+    def rollout_rules(self) -> Rollout:
+        return Rollout(self.rollout.maxSurge, self.rollout.maxUnavailable)
+
+    def revision(self) -> str:
+        """What rolls the replicas when it changes: command, resources and env."""
+        key = json.dumps([self.command, self.resources, self.env, self.workingDir],
+                         sort_keys=True, default=str)  # fmt: skip
+        return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+class ServiceDoc(Strict):
+    apiVersion: Literal["detente.dev/v1"]
+    kind: Literal["Service"]
+    metadata: Meta
+    spec: ServiceSpec
+
+
+def replica_spec(name: str, spec: ServiceSpec, queue: str, slot: int, port: int) -> JobSpec:
+    """A replica as the one job model: one pod, the service's resources and priority
+    class, ``$PORT`` set; never requeued (a replica that stops is replaced)."""
+    req = {k: canonical(k, v) for k, v in spec.resources.items()}
+    return JobSpec(
+        name=f"{name}-{slot}", queue=queue, nodes=1, gpus_per_node=req.get(GPU, 0) / 1000,
+        cpus_per_task=max(req.get(CPU, 1000), 1) / 1000, mem_per_node=req.get(MEMORY, 0),
+        priority_class=spec.priorityClass, script=script_of(spec.command), chdir=spec.workingDir,
+        env={**spec.env, "PORT": str(port), "DETENTE_SERVICE": name},
+    )  # fmt: skip
