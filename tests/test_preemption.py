@@ -85,13 +85,25 @@ def lab(borrow_a: float | None = None) -> World:
     return w
 
 
-def test_reclaim_returns_lent_quota() -> None:
+def borrowers(preemptible: bool) -> Snapshot:
     snap = lab().snapshot()
     for i in range(4):  # cq-a runs 32 GPUs: 16 own + 16 borrowed from cq-b
-        run_on(snap, a_job(f"a{i}").nodes(1).queue("a").seq(i).build(), [f"r0-n{i}"], i, "cq-a")
-    res = cycle(snap, [a_job("b0").nodes(1).queue("b").seq(9).build()])
+        w = replace(a_job(f"a{i}").nodes(1).queue("a").seq(i).build(), preemptible=preemptible)
+        run_on(snap, w, [f"r0-n{i}"], i, "cq-a")
+    return snap
+
+
+def test_reclaim_returns_lent_quota() -> None:
+    res = cycle(borrowers(preemptible=True), [a_job("b0").nodes(1).queue("b").seq(9).build()])
     assert [p.victim for p in res.preemptions] == ["a3"]  # least progress of the borrowers
     assert "reclaim" in res.preemptions[0].reason
+
+
+def test_reclaim_takes_only_preemptible_borrowers() -> None:
+    """A borrower that never opted in (no --requeue, not preemptible) keeps its GPUs
+    until it ends: the lender waits rather than restart work that did not agree."""
+    res = cycle(borrowers(preemptible=False), [a_job("b0").nodes(1).queue("b").seq(9).build()])
+    assert res.preemptions == []
 
 
 def test_borrower_cannot_reclaim_from_another_borrower() -> None:

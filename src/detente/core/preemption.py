@@ -8,9 +8,10 @@ Candidates (Kueue's ``withinClusterQueue`` / ``reclaimWithinCohort``):
   nominal quota) and only if the preemptor stays within its own nominal quota —
   so a queue reclaiming what it lent can never be reclaimed from in turn, and two
   queues cannot preempt each other in a loop;
-* with ``preemptible_only`` (the ``detente`` profile), priority preemption inside a
-  queue takes only workloads marked preemptible; borrowed quota stays reclaimable
-  from anyone, or lending would be unsafe.
+* with ``preemptible_only`` (the ``detente`` profile), only workloads marked
+  preemptible (``--requeue``, ``preemptible: true``) are victims, within a queue and
+  by cohort reclaim alike: a borrower that never opted in keeps what it borrowed
+  until it ends (the lender waits), so no job is restarted that did not agree to be.
 
 Order: workloads already being evicted first (they free room anyway), other queues
 before the preemptor's own, lower priority, least progress (latest start), name.
@@ -82,6 +83,8 @@ def _eligible(
         return False
     if pol.reclaim_within_cohort == ReclaimWithinCohort.NEVER:
         return False
+    if profile.preemptible_only and not v.preemptible:
+        return False  # a borrower that never opted in keeps its GPUs until it ends
     if pol.reclaim_within_cohort == ReclaimWithinCohort.LOWER_PRIORITY and v.priority >= w.priority:
         return False
     return _borrowing(snap, other.name, {fr for fr in adm_frs(adm)})
@@ -184,7 +187,7 @@ class Preemptor:
         snap, profile = self.snap, self.profile
         for a in snap.running.values():
             if profile.preemptible_only and not a.workload.preemptible:
-                continue  # never a victim within its queue
+                continue  # never a victim
             q = a.cluster_queue
             self.lowest[q] = min(self.lowest.get(q, a.workload.priority), a.workload.priority)
         for name in snap.config.cluster_queues:
