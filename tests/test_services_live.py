@@ -165,3 +165,23 @@ def test_a_rolling_update_under_steady_load_fails_no_request(live: Live, tmp_pat
         stop.set()
         t.join()
     assert len(codes) > 20 and set(codes) == {200}, f"{len(codes)} requests: {set(codes)}"
+
+
+def test_a_node_failure_moves_the_replicas_and_service_resumes(
+    live: Live, tmp_path: Path
+) -> None:
+    apply(live, tmp_path, service())
+    svc = live.wait_service("llm", ready(2))
+    node = svc["replicas"][0]["node"]
+    t0 = time.monotonic()
+    live.cli("node", "fail", node)
+    svc = live.wait_service("llm", lambda s: ready(2)(s) and all(
+        r["node"] != node for r in s["replicas"]), 30)  # fmt: skip
+    while httpx.get(f"{live.gateway}/llm/x").status_code != 200:
+        time.sleep(0.05)
+    print(f"node fail -> served again on other nodes: {time.monotonic() - t0:.2f} s")
+    states = {n["name"]: n["state"] for n in live.api("GET", "/v1/nodes").json()}
+    assert states[node] == "down"
+    live.cli("node", "restore", node)
+    states = {n["name"]: n["state"] for n in live.api("GET", "/v1/nodes").json()}
+    assert states[node] != "down"

@@ -148,3 +148,22 @@ def drain_cmd(
 def resume_cmd(node: str = typer.Argument(...)) -> None:
     """Return a drained or down node to service. Admin only."""
     _node_state(node, "resume", "")
+
+
+node_app = typer.Typer(help="Fault injection: fail a node as a real loss would, restore it.")
+app.add_typer(node_app, name="node")
+
+
+@node_app.command("fail")
+def node_fail_cmd(
+    node: str = typer.Argument(...), reason: str = typer.Option("", "--reason")
+) -> None:
+    """The node goes down and its pods die at once (SIGKILL): jobs end NODE_FAIL (or
+    requeue), service replicas are replaced elsewhere. Admin only."""
+    _node_state(node, "fail", reason)
+
+
+@node_app.command("restore")
+def node_restore_cmd(node: str = typer.Argument(...)) -> None:
+    """Bring a failed node back. Admin only."""
+    _node_state(node, "resume", "")

@@ -1,6 +1,8 @@
 """Node administration: drain, down, resume (Slurm's ``scontrol update nodename=…
-state=…``). A drained node runs what it has and takes nothing new; a node set down
-also stops what runs on it (NODE_FAIL). Only the admin may change node states."""
+state=…``), and fail (fault injection). A drained node runs what it has and takes
+nothing new; a node set down also stops what runs on it (NODE_FAIL: SIGTERM, grace,
+SIGKILL); a failed node is down and its pods die at once (SIGKILL, no grace), as on a
+real node loss. Only the admin may change node states."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from detente.control import audit, workloads
 from detente.control.jobs import JobError, event, with_cas
 from detente.control.store.models import ACTIVE, NODE_FAIL, STOPPING, Job, User
 
-STATES = ("drain", "down", "resume")
+STATES = ("drain", "down", "fail", "resume")
 
 
 def set_state(
@@ -34,13 +36,17 @@ def _set_state(
     if state == "resume":
         states.pop(node, None)
     else:
-        states[node] = {"state": state, "reason": reason or f"set {state} by {actor.name}"}
+        why = reason or (f"failed (injected by {actor.name})" if state == "fail" else
+                         f"set {state} by {actor.name}")  # fmt: skip
+        states[node] = {"state": "down" if state == "fail" else state, "reason": why}
     workloads.put_setting(s, "node_states", states)
     workloads.put_setting(s, "generation", workloads.setting(s, "generation", 0) + 1)
-    if state == "down":
+    if state in ("down", "fail"):
         for job in s.scalars(select(Job).where(Job.state.in_(ACTIVE))):
-            if node in (job.nodes or []) and job.state != STOPPING:
+            if node in (job.nodes or []) and (job.state != STOPPING or state == "fail"):
                 job.state, job.stop_reason = STOPPING, NODE_FAIL
+                if state == "fail":
+                    job.kill_at = now  # its processes die now, as with the node
                 event(s, job.id, now, "NodeDown", f"{node}: {states[node]['reason']}")
     audit.record(s, actor.name, f"node-{state}", f"{node}: {reason}", "ok", now)
     s.commit()

@@ -105,7 +105,7 @@ class UserRequest(BaseModel):
 
 class NodeStateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    state: Literal["drain", "down", "resume"]
+    state: Literal["drain", "down", "fail", "resume"]
     reason: Annotated[Text, Field(max_length=1000)] = ""
 
 

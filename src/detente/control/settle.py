@@ -142,7 +142,8 @@ class Settler:
         """SIGTERM once, then SIGKILL at ``kill_at``: a preemption's deadline (set when it
         was decided), else now + the stop grace."""
         live = [p for p in pods if not p.done]
-        if job.id not in self._termed:
+        lost = job.kill_at is not None and now >= job.kill_at  # a node loss: no SIGTERM
+        if job.id not in self._termed and not lost:
             self._termed.add(job.id)  # after a restart it is sent again: harmless
             for p in live:
                 self.executor.signal(p.pid, p.pid_start, signal.SIGTERM)
