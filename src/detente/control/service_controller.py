@@ -2,7 +2,8 @@
 
 1. **Load** the services and their replica jobs; a replica seen running before that
    has ended and was not stopped on purpose is a crash: its slot's restart count
-   grows (`detente.core.replicas.after_exit`).
+   grows (`detente.core.replicas.after_exit`) — unless its node was lost
+   (NODE_FAIL): then it is recreated at once elsewhere.
 2. **Probe** running replicas (readiness: the spec's HTTP path, else a TCP connect
    to ``$PORT``; liveness: the spec's path), in parallel, each at its period. A
    replica failing liveness ``failureThreshold`` times in a row is stopped and
@@ -39,6 +40,7 @@ from detente.control.jobs import event
 from detente.control.store.models import (
     CANCELLED,
     FAILED,
+    NODE_FAIL,
     PENDING,
     RUNNING,
     STOPPING,
@@ -121,11 +123,16 @@ class ServiceController:
                 self.stopping.discard(jid)
                 continue
             row = rows[name]
+            job = s.get(Job, jid)
+            how = f"{job.state} (exit {job.exit_code})" if job is not None else "gone"
+            if job is not None and job.state == NODE_FAIL:
+                # Its node was lost: the replica is recreated at once elsewhere (as a
+                # ReplicaSet recreates an evicted pod); not a crash of the slot.
+                services._note(row, now, "ReplicaLost", f"slot {slot}: {how}")
+                continue
             hist = _history(row)
             hist[slot] = after_exit(hist.get(slot, SlotHistory()), probe.ready_since, now)
             _set_history(row, hist)
-            job = s.get(Job, jid)
-            how = f"{job.state} (exit {job.exit_code})" if job is not None else "gone"
             services._note(row, now, "ReplicaExited", f"slot {slot}: {how}; restart "
                            f"{hist[slot].restarts}")  # fmt: skip
         for js in reps.values():

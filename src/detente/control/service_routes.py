@@ -46,7 +46,8 @@ class ServicesRuntime:
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self._run, name="services", daemon=True)
         config = uvicorn.Config(create_gateway(self.registry), host="127.0.0.1",
-                                port=gateway_port, log_level="warning")  # fmt: skip
+                                port=gateway_port, log_level="warning", loop="uvloop",
+                                http="httptools")  # fmt: skip
         self.server = uvicorn.Server(config)
         self.gateway = threading.Thread(target=self.server.run, name="gateway", daemon=True)
 

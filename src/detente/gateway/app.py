@@ -1,5 +1,7 @@
-"""The gateway: an ASGI app (Starlette on uvicorn) that proxies to ready replicas with
-httpx — no hand-written HTTP.
+"""The gateway: an ASGI app (Starlette on uvicorn with uvloop and httptools) that
+proxies to ready replicas with aiohttp's client — no hand-written HTTP. Chosen by
+measurement (bench/service_bench.py): httpx's async client held this gateway to
+≈ 400 requests/s on this machine, aiohttp's to ≈ 2,000.
 
 * ``/<service>/<path>`` goes to a ready replica of ``service``, the prefix stripped.
 * ``POST /v1/chat/completions`` and ``/v1/completions`` go to the service whose
@@ -19,7 +21,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx
+import aiohttp
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.requests import Request
@@ -36,8 +38,7 @@ HOP = frozenset({
 
 
 def create_gateway(registry: Registry, hold: float = 60.0) -> Starlette:
-    client = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=2.0), limits=httpx.Limits(
-        max_connections=1000, max_keepalive_connections=200))  # fmt: skip
+    sessions: list[aiohttp.ClientSession] = []  # made on the server's loop, at startup
 
     async def forward(request: Request, service: str, path: str, body: bytes) -> Response:
         if not registry.known(service):
@@ -55,21 +56,24 @@ def create_gateway(registry: Registry, hold: float = 60.0) -> Starlette:
             q = request.url.query
             url = f"http://127.0.0.1:{port}/{path}" + (f"?{q}" if q else "")
             headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP]
-            req = client.build_request(request.method, url, headers=headers, content=body)
             try:
-                resp = await client.send(req, stream=True)
-            except (httpx.ConnectError, httpx.ConnectTimeout):
+                resp = await sessions[0].request(
+                    request.method, url, headers=headers, data=body, allow_redirects=False
+                )
+            except (aiohttp.ClientConnectorError, TimeoutError):
                 registry.done(service, key, time.perf_counter() - t0, ok=False)
                 tried = key
                 continue
 
-            async def finish(resp: httpx.Response = resp, key: str = key, t0: float = t0) -> None:
-                await resp.aclose()
-                registry.done(service, key, time.perf_counter() - t0, resp.status_code < 500)
+            async def finish(
+                resp: aiohttp.ClientResponse = resp, key: str = key, t0: float = t0
+            ) -> None:
+                resp.release()
+                registry.done(service, key, time.perf_counter() - t0, resp.status < 500)
 
-            out = [(k, v) for k, v in resp.headers.items() if k.lower() not in HOP]
+            out = {k: v for k, v in resp.headers.items() if k.lower() not in HOP}
             return StreamingResponse(
-                _raw(resp), status_code=resp.status_code, headers=dict(out),
+                _raw(resp), status_code=resp.status, headers=out,
                 background=BackgroundTask(finish),
             )  # fmt: skip
         return JSONResponse({"error": f"service {service!r}: replicas refused the connection"},
@@ -112,12 +116,16 @@ def create_gateway(registry: Registry, hold: float = 60.0) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        sessions.append(aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=1000), auto_decompress=False,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=2.0),
+        ))  # fmt: skip
         yield
-        await client.aclose()
+        await sessions[0].close()
 
     return Starlette(routes=routes, lifespan=lifespan)
 
 
-async def _raw(resp: httpx.Response) -> AsyncIterator[bytes]:
-    async for chunk in resp.aiter_raw():
+async def _raw(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    async for chunk in resp.content.iter_any():
         yield chunk
