@@ -17,6 +17,7 @@ demo: $(STAMP)
 	$(BIN)/detente plan -f examples/cluster.yaml -f examples/queues.yaml -f examples/jobs.yaml
 	$(BIN)/detente simulate
 	DETENTE=$(CURDIR)/$(BIN)/detente examples/live-demo.sh
+	DETENTE=$(CURDIR)/$(BIN)/detente examples/serve-demo.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
