@@ -22,6 +22,7 @@ from detente.core.driver import Decisions, schedule
 from detente.core.priority import reprioritize
 from detente.core.profiles import Profile
 from detente.core.queue_manager import QueueManager
+from detente.core.replicas import Phase, Replica, Rollout, reconcile
 from detente.core.resources import MILLI
 from detente.core.snapshot import Snapshot
 from detente.core.workload import Workload
@@ -64,8 +65,9 @@ class Sample:
 @dataclass(slots=True)
 class ServiceState:
     service: Service
-    #: Replica names in creation order; the newest stop first on scale-down.
+    #: Replica names in creation order, and each one's slot (`detente.core.replicas`).
     replicas: list[str] = field(default_factory=list)
+    slots: dict[str, int] = field(default_factory=dict)
     created: int = 0
     #: (time, desired replicas) at every load change.
     desired: list[tuple[float, int]] = field(default_factory=list)
@@ -240,22 +242,27 @@ class Simulation:
         self._scale(name, autoscale(svc.window, svc.service.autoscale, len(svc.replicas), t), t)
 
     def _scale(self, name: str, desired: int, t: float) -> None:
-        """A load change: add replicas up to ``desired`` or stop the newest above it."""
+        """A load change: the replica controller the live system runs
+        (`detente.core.replicas.reconcile`) says which replicas to create and stop;
+        pending ones stop first (stopping a serving one costs capacity now)."""
         svc = self.services[name]
         svc.desired.append((t, desired))
-        while len(svc.replicas) < desired:
+        reps = [
+            Replica(r, svc.slots[r], "v1",
+                    Phase.READY if self.jobs[r].start is not None else Phase.PENDING)
+            for r in svc.replicas
+        ]  # fmt: skip
+        acts = reconcile(desired, "v1", reps, {}, Rollout(), t)
+        for r in acts.stop:
+            self._stop_replica(r, t)
+            svc.replicas.remove(r)
+        for slot, _ in acts.create:
             w = svc.service.replica(svc.created, t)
             svc.created += 1
             svc.replicas.append(w.name)
+            svc.slots[w.name] = slot
             self.jobs[w.name] = JobRecord(w, math.inf, service=name)
             self.queues.add(w)
-        # Pending replicas go first: stopping a serving one costs capacity now.
-        excess = len(svc.replicas) - desired
-        age = {r: i for i, r in enumerate(svc.replicas)}
-        order = sorted(svc.replicas, key=lambda r: (self.jobs[r].start is not None, -age[r]))
-        for r in order[: max(excess, 0)]:
-            self._stop_replica(r, t)
-            svc.replicas.remove(r)
         self._want_cycle(t)
 
     def _stop_replica(self, name: str, t: float) -> None:
