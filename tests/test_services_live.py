@@ -167,9 +167,7 @@ def test_a_rolling_update_under_steady_load_fails_no_request(live: Live, tmp_pat
     assert len(codes) > 20 and set(codes) == {200}, f"{len(codes)} requests: {set(codes)}"
 
 
-def test_a_node_failure_moves_the_replicas_and_service_resumes(
-    live: Live, tmp_path: Path
-) -> None:
+def test_a_node_failure_moves_the_replicas_and_service_resumes(live: Live, tmp_path: Path) -> None:
     apply(live, tmp_path, service())
     svc = live.wait_service("llm", ready(2))
     node = svc["replicas"][0]["node"]

@@ -186,6 +186,8 @@ def load_documents(docs: list[tuple[str, int, Any]]) -> Manifests:
     entries = [
         _job(src, doc, seq, config, node_names, problems) for seq, (src, doc) in enumerate(job_docs)
     ]
+    for src, sdoc in services:
+        entries += _replicas(src, sdoc, len(entries), config)
     _check_unique(((j.workload.name, "Job") for j in entries), problems)
     problems.fail()
     warnings = [
@@ -227,12 +229,11 @@ def _job(
 
 
 def _replicas(src: Source, doc: ServiceDoc, seq: int, config: QueueConfig) -> list[JobEntry]:
-    """A service's first replicas (its fixed count, or its autoscaling minimum), as
-    one-pod jobs at the service's priority."""
+    """A service's first replicas (its fixed count, or the autoscaler's initial scale),
+    as one-pod jobs at the service's priority."""
     s = doc.spec
-    count = s.replicas if s.replicas is not None else (s.autoscaling.min if s.autoscaling else 1)
     out = []
-    for slot in range(count):
+    for slot in range(s.initial_replicas()):
         spec = replica_spec(doc.metadata.name, s, s.queue or "default", slot, 0)
         w = jobs.to_workload(spec, name=spec.name, queue=f"{doc.metadata.namespace}/"
                              f"{spec.queue}", seq=seq + slot, submit_time=0.0,

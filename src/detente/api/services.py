@@ -112,6 +112,13 @@ class ServiceSpec(Strict):
             canonical(k, v)
         return self
 
+    def initial_replicas(self) -> int:
+        """Fixed replicas, or Knative's initial scale: one replica (at least ``min``)
+        until the autoscaler decides."""
+        if self.replicas is not None:
+            return self.replicas
+        return max(self.autoscaling.min, 1) if self.autoscaling else 1
+
     def kpa(self) -> KpaSpec | None:
         a = self.autoscaling
         if a is None:

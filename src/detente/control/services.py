@@ -13,18 +13,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from detente.api.services import ServiceDoc, ServiceSpec, replica_spec
+from detente.api.services import ServiceDoc, replica_spec
 from detente.control import jobs, workloads
 from detente.control.jobs import JobError
 from detente.control.store.models import ACTIVE, PENDING, Job, Service, User
-
-
-def initial_desired(spec: ServiceSpec) -> int:
-    """Fixed replicas, or Knative's initial scale: one replica (at least ``min``) until
-    the autoscaler decides."""
-    if spec.replicas is not None:
-        return spec.replicas
-    return max(spec.autoscaling.min, 1) if spec.autoscaling else 1
 
 
 def put(s: Session, actor: User, doc: ServiceDoc, now: float) -> str:
@@ -41,7 +33,7 @@ def put(s: Session, actor: User, doc: ServiceDoc, now: float) -> str:
     data = spec.model_dump(mode="json", exclude_none=True)
     if row is None:
         s.add(Service(name=name, owner=actor.name, team=actor.team, queue=queue, spec=data,
-                      revision=spec.revision(), desired=initial_desired(spec),
+                      revision=spec.revision(), desired=spec.initial_replicas(),
                       status={"events": [[now, "Created", f"by {actor.name}"]]},
                       created=now))  # fmt: skip
         return "created"
