@@ -226,7 +226,9 @@ def test_apply_plans_asks_and_submits(live: Live, tmp_path: Path) -> None:
     assert "ClusterQueue/lab changed" in changed
     assert "spec.resourceGroups[0].flavors[0].resources[0].nominalQuota: 32 → 24" in changed
     refused = live.cli("delete", "-y", "-f", str(f), check=False)  # it holds Job documents
-    assert refused.returncode != 0 and "only queue objects and services are deleted" in refused.stderr
+    assert (
+        refused.returncode != 0 and "only queue objects and services are deleted" in refused.stderr
+    )
     queues = _write(tmp_path, "queues.yaml", "---".join(QUEUES_AND_JOBS.split("---")[:3]))
     held = live.cli("delete", "-y", "-f", str(queues), check=False)  # the re-apply's 2 jobs
     assert held.returncode != 0 and "LocalQueue vision (2 job(s))" in held.stderr

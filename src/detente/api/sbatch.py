@@ -17,16 +17,11 @@ from pydantic import ValidationError
 
 from detente.api.jobspec import ARRAY_CEILING, Dependency, JobSpec
 from detente.api.quantity import parse_slurm_time
+from detente.api.sbatch_argv import FLAGS, SHORT, SbatchError, split_argv
 
-SHORT = {"-J": "job-name", "-N": "nodes", "-c": "cpus-per-task", "-t": "time",
-         "-p": "partition", "-q": "qos", "-o": "output", "-e": "error", "-D": "chdir",
-         "-a": "array", "-d": "dependency", "-G": "gpus-per-node"}  # fmt: skip
 #: Secrets never leave the submitting shell.
 NOT_EXPORTED = frozenset({"DETENTE_TOKEN"})
-
-
-class SbatchError(ValueError):
-    pass
+__all__ = ["FLAGS", "SHORT", "SbatchError", "parse", "split_argv"]
 
 
 @dataclass
@@ -141,7 +136,6 @@ OPTIONS: dict[str, Setter] = {
     "chdir": _set("chdir", str),
     "export": lambda d, v, env: d.__setitem__("env", _export(v, env)),
 }
-FLAGS = {"exclusive", "requeue", "no-requeue"}
 
 
 def _split(tokens: list[str]) -> list[tuple[str, str]]:
@@ -162,23 +156,6 @@ def _split(tokens: list[str]) -> list[tuple[str, str]]:
         out.append((name, val))
         i += 1
     return out
-
-
-def split_argv(argv: list[str]) -> tuple[list[str], str, list[str]]:
-    """sbatch's command line → (options, script, script arguments): options come before
-    the script, which is the first argument that is neither an option nor its value."""
-    i = 0
-    while i < len(argv):
-        tok = argv[i]
-        if tok.startswith("--"):
-            name = tok[2:].partition("=")[0]
-            takes = "=" not in tok and name not in FLAGS and name in OPTIONS
-            i += 2 if takes else 1
-        elif tok[:2] in SHORT:
-            i += 1 if len(tok) > 2 else 2
-        else:
-            return argv[:i], tok, argv[i + 1 :]
-    raise SbatchError("no batch script given")
 
 
 def directives(script: str, source: str = "script") -> list[tuple[int, str, str]]:

@@ -8,7 +8,6 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import typer
@@ -153,34 +152,11 @@ def sbatch_cmd(
 
 
 def _submit(argv: list[str]) -> None:
-    from detente.api.jobspec import SCRIPT_CEILING
-    from detente.api.sbatch import SbatchError, parse, split_argv
+    """The fast path (`detente.cli.fast`) handles submit; this is reached with options
+    it passes on (``--help``): the same call, through the full CLI."""
+    from detente.cli.fast import _submit as fast_submit
 
-    try:
-        cli, script, rest = split_argv(argv)
-        parsable = "--parsable" in cli  # sbatch's: print the job id only
-        cli = [a for a in cli if a != "--parsable"]
-        if Path(script).stat().st_size > SCRIPT_CEILING:
-            raise SbatchError(f"{script}: larger than {SCRIPT_CEILING >> 20} MiB")
-        text = Path(script).read_text()
-        parsed = parse(text, script, cli, dict(os.environ), rest)
-    except OSError as e:
-        err.print(f"[red]error:[/red] {e.filename}: {e.strerror}")
-        raise typer.Exit(2) from None
-    except UnicodeDecodeError:
-        err.print(f"[red]error:[/red] {script}: not UTF-8 text")
-        raise typer.Exit(2) from None
-    except SbatchError as e:
-        err.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from None
-    for w in parsed.warnings:
-        err.print(f"[yellow]warning:[/yellow] {w}")
-    spec = parsed.spec
-    chdir = os.path.abspath(spec.chdir) if spec.chdir else os.getcwd()
-    spec = spec.model_copy(update={"chdir": chdir})
-    ids = _call("POST", "/v1/jobs", json=spec.model_dump(mode="json"))["ids"]
-    extra = f" (array tasks {ids[0]}..{ids[-1]})" if len(ids) > 1 else ""
-    print(ids[0] if parsable else f"Submitted batch job {ids[0]}{extra}")
+    raise typer.Exit(fast_submit(argv))
 
 
 QUEUE_COLS = [("JOBID", "jobid"), ("QUEUE", "queue"), ("NAME", "name"), ("USER", "user"),

@@ -25,11 +25,14 @@ from detente.api.jobspec import (
     INT64,
     MAX_ARRAY_SIZE,
     MAX_SCRIPT_BYTES,
+    SCRIPT_CEILING,
     Ident,
     JobId,
     JobSpec,
     Text,
 )
+from detente.api.sbatch import SbatchError
+from detente.api.sbatch import parse as parse_sbatch
 from detente.control import (
     audit,
     auth,
@@ -207,6 +210,42 @@ def prometheus(request: Request, _: Actor) -> PlainTextResponse:
 
 @router.post("/v1/jobs", status_code=201, dependencies=[Wakes])
 def submit(spec: JobSpec, s: DB, user: Actor) -> dict[str, list[int]]:
+    return {"ids": _submit(spec, s, user)}
+
+
+class SbatchRequest(BaseModel):
+    """A batch script as sbatch sends it: options, the script, its arguments, and the
+    submitter's environment and directory; parsed here by `detente.api.sbatch`, so a
+    client needs nothing but HTTP (the CLI's fast path)."""
+
+    model_config = ConfigDict(extra="forbid")
+    options: Annotated[list[Annotated[Text, Field(max_length=100_000)]], Field(max_length=1000)]
+    script: Annotated[str, Field(max_length=SCRIPT_CEILING)]
+    script_name: Annotated[Text, Field(min_length=1, max_length=4096)]
+    args: Annotated[list[Annotated[str, Field(max_length=131072)]], Field(max_length=10_000)]
+    env: Annotated[dict[str, Annotated[str, Field(max_length=131072)]], Field(max_length=10_000)]
+    cwd: Annotated[Text, Field(min_length=1, max_length=4096, pattern=r"^/")]
+
+
+@router.post("/v1/sbatch", status_code=201, dependencies=[Wakes])
+def sbatch(body: SbatchRequest, s: DB, user: Actor) -> dict[str, Any]:
+    """Parses the script's ``#SBATCH`` lines with the options overriding them, then
+    submits as ``POST /v1/jobs``; the parser's warnings come back with the ids."""
+    try:
+        parsed = parse_sbatch(body.script, body.script_name, body.options, body.env, body.args)
+    except SbatchError as e:
+        raise HTTPException(400, str(e)) from None
+    spec = parsed.spec
+    chdir = spec.chdir if spec.chdir and spec.chdir.startswith("/") else (
+        f"{body.cwd}/{spec.chdir}" if spec.chdir else body.cwd)  # fmt: skip
+    try:
+        spec = JobSpec.model_validate({**spec.model_dump(), "chdir": chdir})
+    except ValueError as e:
+        raise HTTPException(422, str(e)) from None
+    return {"ids": _submit(spec, s, user), "warnings": parsed.warnings}
+
+
+def _submit(spec: JobSpec, s: Session, user: User) -> list[int]:
     max_array = int(workloads.setting(s, "max_array_size", MAX_ARRAY_SIZE))
     max_script = int(workloads.setting(s, "max_script_bytes", MAX_SCRIPT_BYTES))
     if too_big := spec.check_limits(max_array, max_script):
@@ -217,7 +256,7 @@ def submit(spec: JobSpec, s: DB, user: Actor) -> dict[str, list[int]]:
     _, config = workloads.cluster_and_config(s)
     if (why := workloads.never_fits(workloads.whole_cluster(s), config, spec)) is not None:
         raise HTTPException(400, why)
-    return {"ids": jobs.submit(s, user, spec, config, time.time())}
+    return jobs.submit(s, user, spec, config, time.time())
 
 
 @router.get("/v1/jobs")
