@@ -184,7 +184,7 @@ def _cancel(args: list[str]) -> int:
     return 0
 
 
-def _duration(sec: float) -> str:
+def duration(sec: float) -> str:
     s = int(sec)
     d, s = divmod(s, 86400)
     h, s = divmod(s, 3600)
@@ -213,7 +213,7 @@ QUEUE_COLS = [("JOBID", "jobid"), ("QUEUE", "queue"), ("NAME", "name"), ("USER",
 def _queue(output: str) -> int:
     rows = _call("GET", "/v1/jobs")
     for r in rows:
-        r["time"] = _duration(r["elapsed"])
+        r["time"] = duration(r["elapsed"])
         r["where"] = r["nodelist"] or f"({r['reason'] or 'None'})"
     return _table(rows, QUEUE_COLS, output)
 

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from detente.cli.client import Client, ClientError
+from detente.cli.fast import QUEUE_COLS, duration
 from detente.cli.main import Output, app
 
 err = Console(stderr=True, soft_wrap=True)  # errors stay whole lines, for scripts
@@ -51,14 +52,6 @@ def _table(rows: list[dict[str, Any]], cols: list[tuple[str, str]], output: Outp
 def _out() -> Console:
     # Piped output keeps whole columns (scripts parse it); a terminal gets its width.
     return Console() if sys.stdout.isatty() else Console(width=400)
-
-
-def _duration(sec: float) -> str:
-    s = int(sec)
-    d, s = divmod(s, 86400)
-    h, s = divmod(s, 3600)
-    m, s = divmod(s, 60)
-    return (f"{d}-" if d else "") + (f"{h:d}:{m:02d}:{s:02d}" if h or d else f"{m:d}:{s:02d}")
 
 
 @app.command("up")
@@ -159,11 +152,6 @@ def _submit(argv: list[str]) -> None:
     raise typer.Exit(fast_submit(argv))
 
 
-QUEUE_COLS = [("JOBID", "jobid"), ("QUEUE", "queue"), ("NAME", "name"), ("USER", "user"),
-              ("ST", "st"), ("TIME", "time"), ("NODES", "nodes"),
-              ("NODELIST(REASON)", "where")]  # fmt: skip
-
-
 @app.command("queue")
 def queue_cmd(
     output: Output = typer.Option(Output.table, "-o", "--output"),
@@ -175,7 +163,7 @@ def queue_cmd(
     params = {k: v for k, v in (("owner", user), ("queue", queue), ("state", state)) if v}
     rows = _call("GET", "/v1/jobs", params=params)
     for r in rows:
-        r["time"] = _duration(r["elapsed"])
+        r["time"] = duration(r["elapsed"])
         r["where"] = r["nodelist"] or f"({r['reason'] or 'None'})"
     _table(rows, QUEUE_COLS, output)
 
@@ -187,7 +175,7 @@ def history_cmd(output: Output = typer.Option(Output.table, "-o", "--output")) -
     for r in rows:
         r["start"] = _clock(r["start_time"])
         r["end"] = _clock(r["end_time"])
-        r["elapsed_s"] = _duration(r["elapsed"])
+        r["elapsed_s"] = duration(r["elapsed"])
         r["gpu_h"] = f"{r['gpu_hours']:.3f}"
         r["exit"] = "" if r["exit_code"] is None else f"{r['exit_code']}:0"
     cols = [("JOBID", "jobid"), ("NAME", "name"), ("QUEUE", "queue"), ("USER", "user"),
