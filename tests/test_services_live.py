@@ -183,3 +183,17 @@ def test_a_node_failure_moves_the_replicas_and_service_resumes(live: Live, tmp_p
     live.cli("node", "restore", node)
     states = {n["name"]: n["state"] for n in live.api("GET", "/v1/nodes").json()}
     assert states[node] != "down"
+
+
+def test_the_example_service_applies_and_serves_by_model(live: Live) -> None:
+    """examples/serve/service.yaml as shipped (its command is relative: `apply` gives it
+    the directory it runs in); without queues applied, it goes to the caller's queue."""
+    root = SERVER.parent.parent.parent
+    text = (root / "examples" / "serve" / "service.yaml").read_text()
+    f = live.home / "service.yaml"
+    f.write_text(text.replace("  queue: serving", "  # queue: serving"))
+    assert "service llm: created" in live.cli("apply", "-y", "-f", str(f), cwd=root).stdout
+    live.wait_service("llm", ready(1))  # Knative's initial scale
+    body = {"model": "fake-llm", "max_tokens": 3}
+    r = httpx.post(f"{live.gateway}/v1/chat/completions", json=body, timeout=30)
+    assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"].count("tok") == 3
