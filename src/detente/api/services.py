@@ -145,11 +145,14 @@ class ServiceDoc(Strict):
 
 def replica_spec(name: str, spec: ServiceSpec, queue: str, slot: int, port: int) -> JobSpec:
     """A replica as the one job model: one pod, the service's resources and priority
-    class, ``$PORT`` set; never requeued (a replica that stops is replaced)."""
+    class, ``$PORT`` set; never requeued (a replica that stops is replaced). Its output
+    stays in the daemon's per-pod log (`detente logs`), not in ``slurm-N.out`` files
+    in the service's working directory."""
     req = {k: canonical(k, v) for k, v in spec.resources.items()}
     return JobSpec(
         name=f"{name}-{slot}", queue=queue, nodes=1, gpus_per_node=req.get(GPU, 0) / 1000,
         cpus_per_task=max(req.get(CPU, 1000), 1) / 1000, mem_per_node=req.get(MEMORY, 0),
         priority_class=spec.priorityClass, script=script_of(spec.command), chdir=spec.workingDir,
+        output="/dev/null",
         env={**spec.env, "PORT": str(port), "DETENTE_SERVICE": name},
     )  # fmt: skip
