@@ -93,3 +93,14 @@ def test_the_api_refuses_the_same_fields(tmp_path: Path) -> None:
     r = api.submit("ana", queue="vision", gpus_per_node=0.25)
     assert r.status_code == 400 and "spec.gpus_per_node:" in r.json()["detail"]
     assert api.submit("ana", queue="vision", gpus_per_node=1).status_code == 201
+
+
+def test_a_batch_of_submissions_is_all_or_nothing(tmp_path: Path) -> None:
+    api = Api(tmp_path)
+    ok = {"queue": "vision", "script": "true"}
+    r = api.call("ana", "POST", "/v1/jobs/batch", json={"jobs": [ok] * 3})
+    assert r.status_code == 201 and [len(x) for x in r.json()["ids"]] == [1, 1, 1]
+    bad = {"queue": "nlp", "script": "true"}  # not ana's team's queue
+    r = api.call("ana", "POST", "/v1/jobs/batch", json={"jobs": [ok, ok, bad]})
+    assert r.status_code == 403 and r.json()["detail"].startswith("jobs[2]: ")
+    assert len(api.call("ana", "GET", "/v1/jobs").json()) == 3  # nothing of the second batch

@@ -245,7 +245,29 @@ def sbatch(body: SbatchRequest, s: DB, user: Actor) -> dict[str, Any]:
     return {"ids": _submit(spec, s, user), "warnings": parsed.warnings}
 
 
-def _submit(spec: JobSpec, s: Session, user: User) -> list[int]:
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    jobs: Annotated[list[JobSpec], Field(min_length=1, max_length=10_000)]
+
+
+@router.post("/v1/jobs/batch", status_code=201, dependencies=[Wakes])
+def submit_batch(body: BatchRequest, s: DB, user: Actor) -> dict[str, list[list[int]]]:
+    """Many submissions in one request and one transaction: all are created or, if
+    one is refused (named by its index), none."""
+    out = []
+    for i, spec in enumerate(body.jobs):
+        try:
+            out.append(_submit(spec, s, user, commit=False))
+        except (HTTPException, jobs.JobError) as e:
+            s.rollback()
+            code = e.status_code if isinstance(e, HTTPException) else e.status
+            detail = e.detail if isinstance(e, HTTPException) else str(e)
+            raise HTTPException(code, f"jobs[{i}]: {detail}") from None
+    s.commit()
+    return {"ids": out}
+
+
+def _submit(spec: JobSpec, s: Session, user: User, commit: bool = True) -> list[int]:
     max_array = int(workloads.setting(s, "max_array_size", MAX_ARRAY_SIZE))
     max_script = int(workloads.setting(s, "max_script_bytes", MAX_SCRIPT_BYTES))
     if too_big := spec.check_limits(max_array, max_script):
@@ -256,7 +278,7 @@ def _submit(spec: JobSpec, s: Session, user: User) -> list[int]:
     _, config = workloads.cluster_and_config(s)
     if (why := workloads.never_fits(workloads.whole_cluster(s), config, spec)) is not None:
         raise HTTPException(400, why)
-    return jobs.submit(s, user, spec, config, time.time())
+    return jobs.submit(s, user, spec, config, time.time(), commit=commit)
 
 
 @router.get("/v1/jobs")
