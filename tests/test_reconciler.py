@@ -141,10 +141,11 @@ def test_a_truncated_script_left_by_a_crash_is_never_run(tmp_path: Path) -> None
     with pytest.raises(Crash):
         crashing.step()
     with sessions() as s:
-        d = tmp_path / "jobs" / str(job_id)
-        full = s.get(Job, job_id).spec["script"]  # type: ignore[union-attr]
-    (d / "script.sh").write_text(full[: len(full) // 3])  # cut inside the first line
-    (d / "script.sh.tmp").write_text(full[:5])
+        job = s.get(Job, job_id)
+        assert job is not None
+        script, full = tmp_path / "specs" / f"{job.spec_id}.sh", job.spec["script"]
+    script.write_text(full[: len(full) // 3])  # cut inside the first line
+    script.with_name(script.name + ".tmp").write_text(full[:5])
     rec = Reconciler(sessions, build("detente"), tmp_path)
     rec.recover()
     deadline = time.time() + 20
@@ -154,7 +155,7 @@ def test_a_truncated_script_left_by_a_crash_is_never_run(tmp_path: Path) -> None
             if s.get(Job, job_id).state == COMPLETED:  # type: ignore[union-attr]
                 break
         time.sleep(0.1)
-    assert (d / "script.sh").read_text() == full
+    assert script.read_text() == full
     assert sorted(out.read_text().split()) == ["0", "1"]  # both ranks ran the whole script
 
 

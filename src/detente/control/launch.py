@@ -23,6 +23,12 @@ def job_dir(state_dir: Path, job: Job) -> Path:
     return state_dir / "jobs" / str(job.id)
 
 
+def script_path(state_dir: Path, job: Job) -> Path:
+    """The batch script, one file per stored spec: an array's tasks share it (written
+    and fsynced once, not once per task)."""
+    return state_dir / "specs" / f"{job.spec_id}.sh"
+
+
 def master_port(job_id: int) -> int:
     """A per-job port so concurrent jobs' rendezvous do not collide on loopback."""
     return BASE_PORT + job_id % 20000
@@ -106,7 +112,7 @@ def pod_launch(state_dir: Path, job: Job, pod: Pod, user: RunAs | None = None) -
     cwd = spec.chdir or (user.home if user else str(d))
     return PodLaunch(
         token=pod.token, rank=pod.rank, ntasks=spec.tasks_per_node,
-        env=environment(job, spec, pod.rank, user), cwd=cwd, script=d / "script.sh",
+        env=environment(job, spec, pod.rank, user), cwd=cwd, script=script_path(state_dir, job),
         args=spec.args, stdout=out, stderr=err, exit_file=exit_file(state_dir, job, pod),
         user=user, memory=spec.mem_per_node,
         cpu_milli=round(spec.cpus_per_pod() * 1000),

@@ -108,6 +108,7 @@ class Reconciler:
         #: Workloads built from job rows, by job id (see `workloads.load`).
         self._workloads: dict[int, Workload] = {}
         self.settler = Settler(self.executor, state_dir, grace)
+        self._mode: str | None = None
 
     # -- the step -------------------------------------------------------------------
 
@@ -245,7 +246,7 @@ class Reconciler:
                 return
             d = launch.job_dir(self.state_dir, job)
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
-            write_atomically(d / "script.sh", job.spec["script"])
+            self._write_script(job)
             pods = self._pods(s, job)
             started: dict[int, tuple[int, int]] = {}
             for pod in pods:
@@ -266,6 +267,18 @@ class Reconciler:
                 s.rollback()
                 self._record_pids(job_id, started)
 
+    def _write_script(self, job: Job) -> None:
+        """The stored script on disk, whole: written (atomically) unless the file of its
+        spec already holds exactly it — a file a crash left truncated is rewritten."""
+        path, script = launch.script_path(self.state_dir, job), job.spec["script"]
+        try:
+            if path.read_text() == script:
+                return
+        except (OSError, UnicodeDecodeError):
+            pass
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_atomically(path, script)
+
     def _record_pids(self, job_id: int, started: dict[int, tuple[int, int]]) -> None:
         with self.sessions() as s:
             for pod_id, (pid, start) in started.items():
@@ -277,7 +290,9 @@ class Reconciler:
     def _run_as(self, s: Session, job: Job) -> RunAs | None:
         """The Unix identity the job runs as: its user's account in multi-user mode
         (KeyError / AuthError if it has none, or may not be used), else the daemon's."""
-        mode = workloads.setting(s, "mode", auth.SINGLE)
+        if self._mode is None:  # set by `up` before this process starts: read it once
+            self._mode = str(workloads.setting(s, "mode", auth.SINGLE))
+        mode = self._mode
         if mode != auth.MULTI:
             return None
         user = s.get(User, job.user)
