@@ -23,16 +23,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from detente.api.jobspec import (
     INT64,
-    MAX_ARRAY_SIZE,
     MAX_SCRIPT_BYTES,
-    SCRIPT_CEILING,
     Ident,
     JobId,
-    JobSpec,
     Text,
 )
-from detente.api.sbatch import SbatchError
-from detente.api.sbatch import parse as parse_sbatch
 from detente.control import (
     audit,
     auth,
@@ -41,6 +36,7 @@ from detente.control import (
     launch,
     manifests,
     service_routes,
+    submit_routes,
     views,
     workloads,
 )
@@ -185,6 +181,7 @@ def create_app(
     app = FastAPI(title="detente", version="0.1", lifespan=lifespan)
     app.state.sessions, app.state.rec, app.state.loop = sessions, rec, loop
     app.state.metrics, app.state.services = metrics, runtime
+    app.include_router(submit_routes.routes(DB, Actor, Wakes))
     app.include_router(router)
     app.include_router(service_routes.routes(Actor))
     errors.install(app, sessions)
@@ -206,79 +203,6 @@ def healthz(request: Request) -> JSONResponse:
 def prometheus(request: Request, _: Actor) -> PlainTextResponse:
     data = generate_latest(request.app.state.metrics.registry)
     return PlainTextResponse(data, media_type=CONTENT_TYPE_LATEST)
-
-
-@router.post("/v1/jobs", status_code=201, dependencies=[Wakes])
-def submit(spec: JobSpec, s: DB, user: Actor) -> dict[str, list[int]]:
-    return {"ids": _submit(spec, s, user)}
-
-
-class SbatchRequest(BaseModel):
-    """A batch script as sbatch sends it: options, the script, its arguments, and the
-    submitter's environment and directory; parsed here by `detente.api.sbatch`, so a
-    client needs nothing but HTTP (the CLI's fast path)."""
-
-    model_config = ConfigDict(extra="forbid")
-    options: Annotated[list[Annotated[Text, Field(max_length=100_000)]], Field(max_length=1000)]
-    script: Annotated[str, Field(max_length=SCRIPT_CEILING)]
-    script_name: Annotated[Text, Field(min_length=1, max_length=4096)]
-    args: Annotated[list[Annotated[str, Field(max_length=131072)]], Field(max_length=10_000)]
-    env: Annotated[dict[str, Annotated[str, Field(max_length=131072)]], Field(max_length=10_000)]
-    cwd: Annotated[Text, Field(min_length=1, max_length=4096, pattern=r"^/")]
-
-
-@router.post("/v1/sbatch", status_code=201, dependencies=[Wakes])
-def sbatch(body: SbatchRequest, s: DB, user: Actor) -> dict[str, Any]:
-    """Parses the script's ``#SBATCH`` lines with the options overriding them, then
-    submits as ``POST /v1/jobs``; the parser's warnings come back with the ids."""
-    try:
-        parsed = parse_sbatch(body.script, body.script_name, body.options, body.env, body.args)
-    except SbatchError as e:
-        raise HTTPException(400, str(e)) from None
-    spec = parsed.spec
-    chdir = spec.chdir if spec.chdir and spec.chdir.startswith("/") else (
-        f"{body.cwd}/{spec.chdir}" if spec.chdir else body.cwd)  # fmt: skip
-    try:
-        spec = JobSpec.model_validate({**spec.model_dump(), "chdir": chdir})
-    except ValueError as e:
-        raise HTTPException(422, str(e)) from None
-    return {"ids": _submit(spec, s, user), "warnings": parsed.warnings}
-
-
-class BatchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    jobs: Annotated[list[JobSpec], Field(min_length=1, max_length=10_000)]
-
-
-@router.post("/v1/jobs/batch", status_code=201, dependencies=[Wakes])
-def submit_batch(body: BatchRequest, s: DB, user: Actor) -> dict[str, list[list[int]]]:
-    """Many submissions in one request and one transaction: all are created or, if
-    one is refused (named by its index), none."""
-    out = []
-    for i, spec in enumerate(body.jobs):
-        try:
-            out.append(_submit(spec, s, user, commit=False))
-        except (HTTPException, jobs.JobError) as e:
-            s.rollback()
-            code = e.status_code if isinstance(e, HTTPException) else e.status
-            detail = e.detail if isinstance(e, HTTPException) else str(e)
-            raise HTTPException(code, f"jobs[{i}]: {detail}") from None
-    s.commit()
-    return {"ids": out}
-
-
-def _submit(spec: JobSpec, s: Session, user: User, commit: bool = True) -> list[int]:
-    max_array = int(workloads.setting(s, "max_array_size", MAX_ARRAY_SIZE))
-    max_script = int(workloads.setting(s, "max_script_bytes", MAX_SCRIPT_BYTES))
-    if too_big := spec.check_limits(max_array, max_script):
-        raise HTTPException(413 if too_big[0].startswith("script") else 400, "; ".join(too_big))
-    if workloads.setting(s, "mode") == auth.MULTI and user.unix_user is None:
-        raise HTTPException(403, f"user {user.name} has no Unix account to run jobs as "
-                                 "(map one: detente token NAME --unix-user ACCOUNT)")  # fmt: skip
-    _, config = workloads.cluster_and_config(s)
-    if (why := workloads.never_fits(workloads.whole_cluster(s), config, spec)) is not None:
-        raise HTTPException(400, why)
-    return jobs.submit(s, user, spec, config, time.time(), commit=commit)
 
 
 @router.get("/v1/jobs")
