@@ -310,9 +310,14 @@ def audit_log(
 
 
 @router.post("/v1/apply", dependencies=[Wakes])
-def apply(body: ApplyRequest, s: DB, user: Actor, rec: Rec) -> dict[str, Any]:
+def apply(request: Request, body: ApplyRequest, s: DB, user: Actor, rec: Rec) -> dict[str, Any]:
     now = time.time()
-    return manifests.apply(s, user, body.documents, body.dry_run, rec.profile, now, body.force)
+    out = manifests.apply(s, user, body.documents, body.dry_run, rec.profile, now, body.force)
+    runtime = request.app.state.services
+    if runtime is not None and not body.dry_run:  # known to the gateway at once: requests
+        for line in out["plan"].get("services", []):  # are held, not 404, until ready
+            runtime.registry.declare(line.split(":", 1)[0])
+    return out
 
 
 @router.post("/v1/delete", dependencies=[Wakes])

@@ -53,6 +53,12 @@ class Registry:
         for loop, ev in wake:
             loop.call_soon_threadsafe(ev.set)
 
+    def declare(self, service: str) -> None:
+        """A service just applied: known (its requests are held) before the controller's
+        next tick publishes its replicas."""
+        with self._lock:
+            self._svc(service)
+
     def set_models(self, models: dict[str, str]) -> None:
         with self._lock:
             self._models = dict(models)
