@@ -9,7 +9,16 @@ export DETENTE_HOME=${DETENTE_HOME:-$(mktemp -d)}
 work=$(mktemp -d)
 here=$(cd "$(dirname "$0")" && pwd)
 load_pid=
-trap '[ -n "$load_pid" ] && kill $load_pid 2>/dev/null; $D down >/dev/null' EXIT
+# On exit: stop the load, cancel what still runs (jobs outlive `down` by design), stop.
+cleanup() {
+  [ -n "$load_pid" ] && kill "$load_pid" 2>/dev/null
+  $D delete -y service llm >/dev/null 2>&1 || true
+  ids=$($D queue -o json | python3 -c 'import json,sys; print(" ".join(str(j["id"]) for j in json.load(sys.stdin)))')
+  [ -n "$ids" ] && $D cancel $ids >/dev/null
+  for _ in $(seq 40); do [ "$($D queue -o json)" = "[]" ] && break; sleep 0.25; done
+  $D down >/dev/null
+}
+trap cleanup EXIT
 $D up --nodes 3x8 --single-user
 $D apply -y -f "$here/serve/pool.yaml" >/dev/null
 cd "$work"
