@@ -362,6 +362,8 @@ class Reconciler:
     def _recover_pod(self, job: Job, p: Pod, found: dict[str, tuple[int, int]]) -> str:
         if p.token in found:
             p.pid, p.pid_start = found[p.token]
+            if isinstance(self.executor, LocalExecutor):
+                self.executor.watch(p.pid)  # its end wakes the loop, as a launched pod's
             return "adopted"
         code = self.executor.exit_code(launch.exit_file(self.state_dir, job, p))
         if code is not None:

@@ -44,6 +44,7 @@ from detente.control import nodes as nodes_admin
 from detente.control.metrics import Metrics
 from detente.control.reconciler import Reconciler
 from detente.control.store.models import TERMINAL, Event, Job, Pod, User
+from detente.executors.local import LocalExecutor
 
 log = logging.getLogger("detente")
 
@@ -162,6 +163,8 @@ def create_app(
     runtime too (the service controller and the gateway)."""
     metrics = Metrics()
     loop = Loop(rec, metrics)
+    if start_loop and isinstance(rec.executor, LocalExecutor):
+        rec.executor.watch_exits(loop.wake.set)  # a pod's end wakes the loop at once
     runtime = None
     if gateway_port is not None:
         runtime = service_routes.ServicesRuntime(sessions, loop.wake.set, gateway_port)

@@ -16,9 +16,11 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from detente.executors.base import PodLaunch
+from detente.executors.watch import ExitWatcher
 
 TOKEN_VAR = "DETENTE_POD_TOKEN"
 
@@ -43,7 +45,18 @@ def alive(pid: int | None, start: int | None) -> bool:
 
 
 class LocalExecutor:
-    """`detente.executors.base.Executor` for processes on this machine."""
+    """`detente.executors.base.Executor` for processes on this machine. With
+    ``on_exit`` set (`watch_exits`), the end of every pod it launches or adopts calls
+    it back (`detente.executors.watch`)."""
+
+    watcher: ExitWatcher | None = None
+
+    def watch_exits(self, on_exit: Callable[[], None]) -> None:
+        self.watcher = ExitWatcher(on_exit)
+
+    def watch(self, pid: int) -> None:
+        if self.watcher is not None:
+            self.watcher.watch(pid)
 
     @staticmethod
     def alive(pid: int | None, start: int | None) -> bool:
@@ -74,6 +87,7 @@ class LocalExecutor:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
         start = proc_start(p.pid)
+        self.watch(p.pid)
         return p.pid, start if start is not None else -1
 
     @staticmethod
