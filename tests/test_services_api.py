@@ -41,6 +41,9 @@ BAD = {
     "a resource a replica cannot ask": ({"resources": {"example.com/fpga": 1}},
                                         "resources.example.com/fpga"),
     "no way to roll": ({"rollout": {"maxSurge": 0, "maxUnavailable": 0}}, "cannot both be 0"),
+    "a control character where the replica runs": (
+        {"workingDir": "/a\nb"}, "spec.workingDir: Value error, must not contain NUL"),
+    "more CPUs than a job may ask": ({"resources": {"cpu": "1e30"}}, "spec.resources"),
 }  # fmt: skip
 
 
@@ -98,3 +101,12 @@ def test_plan_shows_a_services_first_replicas(tmp_path: Path) -> None:
     # Autoscaling: Knative's initial scale, 1 replica, in the LocalQueue it names.
     assert [n for n in names if n.startswith("llm")] == ["llm-0"]
     assert names["llm-0"]["state"] == "Admitted", names["llm-0"]
+
+
+@pytest.mark.parametrize("name", ["..", "é", "Upper", "x" * 64, "-a"])
+def test_a_service_name_is_a_dns_label(api: Api, name: str) -> None:
+    """It is a path segment of the gateway's URLs, as a Kubernetes Service's name."""
+    doc = copy.deepcopy(SVC)
+    doc["metadata"]["name"] = name
+    r = put(api, "ana", doc)
+    assert r.status_code == 400 and "is not a DNS label" in r.json()["detail"], r.text

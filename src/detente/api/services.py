@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from detente.api.jobs import script_of
-from detente.api.jobspec import Ident, JobSpec
+from detente.api.jobspec import Ident, JobSpec, Name
 from detente.api.manifests import Meta, Qty, Strict
 from detente.api.quantity import canonical, parse_duration
 from detente.core.kpa import KpaSpec
@@ -88,7 +89,7 @@ class ServiceSpec(Strict):
     queue: Ident | None = None
     command: list[Annotated[str, Field(max_length=10_000)]] | str
     resources: dict[str, Qty] = Field(default_factory=dict)
-    model: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    model: Name | None = None
     replicas: Annotated[int, Field(ge=0, le=1000)] | None = None
     autoscaling: Autoscaling | None = None
     readiness: Probe | None = None
@@ -136,11 +137,37 @@ class ServiceSpec(Strict):
         return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+#: The replica's job field behind each Service field, for error paths.
+SPEC_PATH = {"script": "spec.command", "chdir": "spec.workingDir", "env": "spec.env",
+             "name": "metadata.name", "gpus_per_node": "spec.resources",
+             "cpus_per_task": "spec.resources", "mem_per_node": "spec.resources",
+             "priority_class": "spec.priorityClass", "queue": "spec.queue"}  # fmt: skip
+
+
 class ServiceDoc(Strict):
     apiVersion: Literal["detente.dev/v1"]
     kind: Literal["Service"]
     metadata: Meta
     spec: ServiceSpec
+
+    @model_validator(mode="after")
+    def _as_replica(self) -> ServiceDoc:
+        """A replica must be a valid job (the one model's bounds: no NUL or control
+        characters, sizes): checked here, so a bad service is refused at apply with
+        its path, never later in the controller. The name is a DNS label, as a
+        Kubernetes Service's: it is a path segment of the gateway's URLs."""
+        if not DNS_LABEL.fullmatch(self.metadata.name):
+            raise ValueError(f"metadata.name: {self.metadata.name[:80]!r} is not a DNS label "
+                             "(lower-case letters, digits and '-', at most 63)")  # fmt: skip
+        try:
+            replica_spec(self.metadata.name, self.spec, self.spec.queue or "default", 0, 1)
+        except ValidationError as e:
+            raise ValueError("; ".join(
+                f"{SPEC_PATH.get(str(x['loc'][0]), str(x['loc'][0]))}: {x['msg']}"
+                for x in e.errors()
+            )) from None  # fmt: skip
+        return self
 
 
 def replica_spec(name: str, spec: ServiceSpec, queue: str, slot: int, port: int) -> JobSpec:
