@@ -86,6 +86,7 @@ class ServiceController:
         self.stopping: set[int] = set()
         self.samples: dict[str, list[kpa.Sample]] = {}
         self.kpa_state: dict[str, kpa.KpaState] = {}
+        self._specs: dict[tuple[str, int], ServiceSpec] = {}
         #: In-memory view per service for the API (probes, load, restarts, back-off).
         self.live: dict[str, dict[str, Any]] = {}
         self.pool = ThreadPoolExecutor(8, thread_name_prefix="probe")
@@ -99,9 +100,11 @@ class ServiceController:
             reps = services.replicas_of(s)
             self._exits(s, rows, reps, now)  # step 1
             changed |= self._orphans(s, rows, reps, now)
-            self._probe(rows, reps, now)  # step 2
+            specs = {n: self._spec(r) for n, r in rows.items()}
+            self._probe(specs, reps, now)  # step 2
             for name, row in rows.items():
-                changed |= self._service(s, row, reps.get(name, []), now)  # steps 3-4
+                js = reps.get(name, [])
+                changed |= self._service(s, row, specs[name], js, now)  # steps 3-4
             try:
                 s.commit()
             except StaleDataError:  # a user changed a job or the service: next tick
@@ -150,13 +153,20 @@ class ServiceController:
 
     # -- step 2 -----------------------------------------------------------------------
 
-    def _probe(self, rows: dict[str, Service], reps: dict[str, list[Job]], now: float) -> None:
+    def _spec(self, row: Service) -> ServiceSpec:
+        """The stored spec, parsed once per revision of the row (not each tick)."""
+        key = (row.name, row.version)
+        if key not in self._specs:
+            self._specs = {k: v for k, v in self._specs.items() if k[0] != row.name}
+            self._specs[key] = ServiceSpec.model_validate(row.spec)
+        return self._specs[key]
+
+    def _probe(self, specs: dict[str, ServiceSpec], reps: dict[str, list[Job]], now: float) -> None:
         due: list[tuple[int, int, str | None, str, float]] = []
         for name, js in reps.items():
-            row = rows.get(name)
-            if row is None:
+            spec = specs.get(name)
+            if spec is None:
                 continue
-            spec = ServiceSpec.model_validate(row.spec)
             for j in js:
                 if j.state != RUNNING or j.port is None:
                     continue
@@ -192,8 +202,9 @@ class ServiceController:
 
     # -- steps 3 and 4 ----------------------------------------------------------------
 
-    def _service(self, s: Session, row: Service, js: list[Job], now: float) -> bool:
-        spec = ServiceSpec.model_validate(row.spec)
+    def _service(
+        self, s: Session, row: Service, spec: ServiceSpec, js: list[Job], now: float
+    ) -> bool:
         live = [j for j in js if j.id not in self.stopping]
         for j in live:  # liveness failures are crashes: stop, then replace
             lv, p = spec.liveness, self.probes.get(j.id)
