@@ -259,3 +259,29 @@ def test_admit_extension_point_is_reachable_from_a_profile_file(
         assert res.reservations == ref.reservations and len(res.reservations) == 1
     else:
         assert res.reservations == []
+
+
+def test_a_higher_priority_arrival_is_not_held_behind_parked_reservations() -> None:
+    """Slurm's scheduler starts a higher-priority arrival on free nodes whatever the
+    backfill plan of lower-priority jobs held: the next cycle is a full one, in order.
+    A later, lower-priority arrival keeps the incremental cycle (parked jobs stay)."""
+    import random
+
+    from detente.core.driver import schedule
+
+    prof = build("detente")
+    snap = four_nodes_two_busy_for_an_hour()
+    head = limited(a_job("head").nodes(4).exclusive().seq(1).build(), H)
+    queues = QueueManager(prof.queue_sort, [head])
+    first = schedule(snap, queues, prof, 0.0, random.Random(0))
+    assert {r.workload for r in first.reservations} == {"head"} and "head" in queues.parked
+    low = a_job("low").nodes(1).exclusive().seq(3).build()  # no limit: overlaps the plan
+    queues.add(low)
+    assert "head" in queues.parked  # behind it: the standing reservation still holds
+    urgent = limited(a_job("urgent").nodes(1).exclusive().priority(100).seq(2).build(), H / 2)
+    queues.add(urgent)
+    assert not queues.parked  # ahead of it: a full cycle
+    schedule(snap, queues, prof, 1.0, random.Random(0))
+    # urgent starts on a node head had reserved; head is reserved again (from t=H),
+    # and low, with no time limit, still may not run into that reservation.
+    assert "urgent" in admitted(snap) and "low" not in admitted(snap)

@@ -60,7 +60,8 @@ class MultifactorSort:
             "age": age,
             "size": 1.0 - size if wt.favor_small else size,
             "fairshare": ctx.fairshare.get(w.queue, 1.0),
-            "qos": max(w.priority, 0) / top if top > 0 else 0.0,
+            # A class above the last known top (it arrived since) counts as the top.
+            "qos": min(max(w.priority, 0) / top, 1.0) if top > 0 else float(w.priority > 0),
             "work": max(0.0, 1.0 - math.log10(1 + hours) / 4),
         }
 

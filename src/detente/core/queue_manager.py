@@ -48,7 +48,14 @@ class QueueManager:
         if w.name in self._by_name:
             self.remove(w.name)
         self._by_name[w.name] = w
-        bisect.insort(self._order, (self.sort.sort_key(w, self.ctx), w), key=lambda e: e[0])
+        key = self.sort.sort_key(w, self.ctx)
+        at = bisect.bisect_right(self._order, key, key=lambda e: e[0])
+        if self._parked and any(e[1].name in self._parked for e in self._order[at:]):
+            # It goes ahead of parked workloads, whose standing reservations were made
+            # without it: the next cycle is a full one, in order (Slurm's scheduler
+            # starts a higher-priority arrival on free nodes whatever backfill planned).
+            self._parked.clear()
+        self._order.insert(at, (key, w))
 
     def remove(self, name: str) -> Workload | None:
         w = self._by_name.pop(name, None)
