@@ -64,6 +64,9 @@ def plan_cmd(
     _table(decisions)
 
 
+DEFAULT_PROFILES = "slurm,k8s,kueue,volcano,detente"
+
+
 @app.command("simulate")
 def simulate_cmd(
     trace: str = typer.Option(
@@ -75,9 +78,7 @@ def simulate_cmd(
     cluster: str = typer.Option(
         "16x8", "--cluster", help="NxG (e.g. 128x8), openb, lingjun, or a manifest file."
     ),
-    profile: str = typer.Option(
-        "slurm,k8s,kueue,volcano,detente", "--profile", help="Comma-separated profiles."
-    ),
+    profile: str = typer.Option(DEFAULT_PROFILES, "--profile", help="Comma-separated profiles."),
     out: Path = typer.Option(Path("detente-report"), "--out", help="Report folder."),
     limit: int | None = typer.Option(None, "--limit", help="Only the first N jobs."),
     seed: int = typer.Option(0, "--seed"),
@@ -91,10 +92,37 @@ def simulate_cmd(
         False, "--vc-quotas", help="One ClusterQueue per trace queue (VC), by GPU-time share."
     ),
     services: str | None = typer.Option(
-        None, "--services", help="An inference service's load: diurnal[:PEAK] or a request trace."
+        None,
+        "--services",
+        help="Inference services, ';'-separated: SOURCE[,name=,gpus=,throughput=,priority=,"
+        "min=,max=,scale=]; SOURCE: diurnal[:PEAK], azure-llm[-code|-conv], "
+        "alibaba-genai[:MODEL] or a request trace.",
+    ),
+    layout: str | None = typer.Option(
+        None, "--layout", help="shared, split or both: one pool against two fixed clusters."
+    ),
+    gpus_search: bool = typer.Option(
+        False, "--gpus-search", help="Size each layout to the fewest nodes meeting the SLO."
+    ),
+    preemptible_share: float | None = typer.Option(
+        None,
+        "--preemptible-share",
+        help="Share of training jobs that may be preempted (default: 0.5 with --layout, else 0).",
+    ),
+    checkpoint_every: float = typer.Option(
+        1800.0, "--checkpoint-every", help="Seconds of run between checkpoints (0: none)."
+    ),
+    checkpoint_grace: float = typer.Option(
+        30.0, "--checkpoint-grace", help="Seconds a preempted job gets to stop."
+    ),
+    slo_availability: float = typer.Option(0.999, "--slo-availability"),
+    slo_wait: float = typer.Option(120.0, "--slo-wait", help="Scale-up wait p99 bound, s."),
+    train_slack: float = typer.Option(
+        1.1, "--train-slack", help="Training JCT bound: F × training alone on --cluster."
     ),
 ) -> None:
-    """Replay a real GPU-cluster trace through each profile and write a report."""
+    """Replay a real GPU-cluster trace through each profile and write a report; with
+    --layout, compare one shared pool against the training/inference split."""
     from rich.console import Console
 
     from detente.sim import report, traces
@@ -105,10 +133,18 @@ def simulate_cmd(
     names = _profiles(profile)
     if load_scale <= 0 or over_estimate < 1:
         raise typer.BadParameter("--load-scale must be > 0 and --over-estimate ≥ 1")
+    if preemptible_share is None:
+        preemptible_share = 0.5 if layout is not None else 0.0
+    if not 0 <= preemptible_share <= 1 or checkpoint_every < 0 or checkpoint_grace < 0:
+        raise typer.BadParameter(
+            "--preemptible-share must be in [0, 1]; --checkpoint-every and "
+            "--checkpoint-grace must be ≥ 0"
+        )
     cfg = SimConfig(
         trace=trace, trace_format=trace_format, cluster=cluster, seed=seed, limit=limit,
         load_scale=load_scale, over_estimate=over_estimate, mtbf_hours=mtbf_hours,
-        vc_quotas=vc_quotas, services=services,
+        vc_quotas=vc_quotas, services=services, preemptible_share=preemptible_share,
+        checkpoint_grace=checkpoint_grace, checkpoint_every=checkpoint_every or None,
     )  # fmt: skip
     console = Console(stderr=True, soft_wrap=True)
     try:
@@ -118,6 +154,15 @@ def simulate_cmd(
     except (traces.TraceError, OSError) as e:
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from None
+    if layout is not None:
+        from detente.cli.layouts import Slo, run_layouts
+
+        slo = Slo(slo_availability, slo_wait, train_slack)
+        one = "detente" if profile == DEFAULT_PROFILES else names[0]
+        if len(names) > 1 and profile != DEFAULT_PROFILES:
+            raise typer.BadParameter("--layout compares one profile", param_hint="--profile")
+        run_layouts(console, cfg, one, layout, gpus_search, slo, out)
+        return
     try:
         results = _with_progress(console, names, cfg, total, workers)
     except ClusterError as e:

@@ -17,7 +17,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from detente.core.autoscale import autoscale
+from detente.core import kpa
 from detente.core.driver import Decisions, schedule
 from detente.core.priority import reprioritize
 from detente.core.profiles import Profile
@@ -45,6 +45,8 @@ class JobRecord:
     preempted_at: list[float] = field(default_factory=list)
     #: GPU-seconds of work thrown away by preemptions and failures.
     lost_gpu_seconds: float = 0.0
+    #: Seconds of work saved by checkpoints: a restart resumes from there.
+    saved: float = 0.0
     #: Increases with every start, so a finish event of an earlier run is ignored.
     run: int = 0
     #: The service this record is a replica of ("" for batch jobs).
@@ -60,6 +62,8 @@ class Sample:
     running_gpus: float
     fragmented_gpus: float
     pending: int
+    #: GPUs held by running service replicas (the rest of ``running_gpus`` is training).
+    service_gpus: float = 0.0
 
 
 @dataclass(slots=True)
@@ -69,10 +73,18 @@ class ServiceState:
     replicas: list[str] = field(default_factory=list)
     slots: dict[str, int] = field(default_factory=dict)
     created: int = 0
-    #: (time, desired replicas) at every load change.
+    #: (time, desired replicas) at every autoscaler decision.
     desired: list[tuple[float, int]] = field(default_factory=list)
-    #: Recent (time, load) samples: the autoscaler's stabilization window.
-    window: list[tuple[float, float]] = field(default_factory=list)
+    #: The load now, the KPA's samples within its stable window, and its state.
+    load: float = 0.0
+    samples: list[kpa.Sample] = field(default_factory=list)
+    kpa_state: kpa.KpaState = field(default_factory=kpa.KpaState)
+    #: False once the load curve ended (the service scaled to zero).
+    open: bool = True
+    #: (time, load) at every load change and (time, ready replicas) at every change:
+    #: what the SLO is measured on (`detente.sim.metrics.services`).
+    loads: list[tuple[float, float]] = field(default_factory=list)
+    ready: list[tuple[float, int]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +95,10 @@ class Failures:
     repair: float = 3600.0
 
 
+#: Seconds between the autoscaler's follow-up ticks (Knative's tick interval: 2 s).
+KPA_TICK = 2.0
+
+
 class Simulation:
     def __init__(
         self,
@@ -91,7 +107,10 @@ class Simulation:
         seed: int = 0,
         sample_every: float = 600.0,
         failures: Failures | None = None,
+        checkpoint_every: float | None = None,
     ) -> None:
+        """``checkpoint_every``: seconds of run between a job's checkpoints; a preempted
+        or failed job loses the work since its last one (without: all of its run)."""
         self.snap, self.profile = snap, profile
         self.queues = QueueManager(profile.queue_sort)
         self.engine = Engine()
@@ -102,6 +121,7 @@ class Simulation:
         self.cycles = 0
         self.sample_every = sample_every
         self.failures = failures
+        self.checkpoint_every = checkpoint_every
         self._cycle_pending = False
         self._last_prio: float | None = None
         self._last_sample: float | None = None
@@ -121,7 +141,7 @@ class Simulation:
         for t, v in load:
             self.engine.at(t, lambda t2, n=service.name, x=v: self._load(n, x, t2))
         end = load[-1][0] if load else 0.0
-        self.engine.at(end, lambda t2, n=service.name: self._scale(n, 0, t2))
+        self.engine.at(end, lambda t2, n=service.name: self._close(n, t2))
 
     def run(
         self, until: float | None = None, progress: Callable[[int], None] | None = None
@@ -183,9 +203,11 @@ class Simulation:
         rec = self.jobs[w.name]
         self.queues.remove(w.name)
         rec.start, rec.nodes = t, nodes
+        if rec.service:
+            self._ready_changed(rec.service, t)
         rec.first_start = t if rec.first_start is None else rec.first_start
         rec.run += 1
-        run = rec.runtime
+        run = rec.runtime - rec.saved
         if rec.service:
             return  # a replica serves until scaled down
         if w.time_limit is not None and run > w.time_limit:
@@ -218,10 +240,16 @@ class Simulation:
         if rec.start is not None and rec.service:
             rec.served += t - rec.start  # serving is not lost work; the replica restarts
         elif rec.start is not None:
-            rec.lost_gpu_seconds += (t - rec.start) * rec.workload.gpus
+            ran = t - rec.start
+            every = self.checkpoint_every
+            kept = math.floor(ran / every) * every if every else 0.0
+            rec.saved += kept
+            rec.lost_gpu_seconds += (ran - kept) * rec.workload.gpus
         rec.run += 1
         rec.preempted_at.append(t)
         rec.start = None
+        if rec.service:
+            self._ready_changed(rec.service, t)
         if rec.workload.name not in self.queues:
             self.queues.add(rec.workload)
         self._freed(t)
@@ -234,12 +262,34 @@ class Simulation:
     # -- services -------------------------------------------------------------------
 
     def _load(self, name: str, load: float, t: float) -> None:
-        """A load change: the autoscaler's decision over the service's recent samples."""
+        """A load change: the autoscaler ticks on the new load."""
         svc = self.services[name]
-        svc.window.append((t, load))
-        keep = svc.service.stabilization
-        svc.window = [(ts, v) for ts, v in svc.window if t - ts <= keep] or svc.window[-1:]
-        self._scale(name, autoscale(svc.window, svc.service.autoscale, len(svc.replicas), t), t)
+        if svc.open:
+            svc.load = load
+            svc.loads.append((t, load))
+            self._tick(name, t)
+
+    def _tick(self, name: str, t: float) -> None:
+        """One KPA tick (`detente.core.kpa.decide`, as the live service controller
+        runs it) on the load now; while the count moves (scale-down goes by halves),
+        it ticks again `KPA_TICK` seconds later, as the live controller keeps ticking."""
+        svc = self.services[name]
+        if not svc.open:
+            return
+        spec = svc.service.kpa
+        svc.samples.append(kpa.Sample(t, svc.load))
+        svc.samples = [x for x in svc.samples if x.t > t - spec.stable_window]
+        ready = sum(1 for r in svc.replicas if self.jobs[r].start is not None)
+        d = kpa.decide(spec, svc.samples, ready, t, svc.kpa_state)
+        svc.kpa_state = d.state
+        before = svc.desired[-1][1] if svc.desired else None
+        self._scale(name, d.replicas, t)
+        if d.replicas != before:
+            self.engine.at(t + KPA_TICK, lambda t2, n=name: self._tick(n, t2))
+
+    def _close(self, name: str, t: float) -> None:
+        self._scale(name, 0, t)
+        self.services[name].open = False
 
     def _scale(self, name: str, desired: int, t: float) -> None:
         """A load change: the replica controller the live system runs
@@ -263,7 +313,12 @@ class Simulation:
             svc.slots[w.name] = slot
             self.jobs[w.name] = JobRecord(w, math.inf, service=name)
             self.queues.add(w)
-        self._want_cycle(t)
+        if acts.create:  # a stop that frees room asks for a cycle itself (`_freed`)
+            self._want_cycle(t)
+
+    def _ready_changed(self, name: str, t: float) -> None:
+        svc = self.services[name]
+        svc.ready.append((t, sum(1 for r in svc.replicas if self.jobs[r].start is not None)))
 
     def _stop_replica(self, name: str, t: float) -> None:
         rec = self.jobs[name]
@@ -271,7 +326,8 @@ class Simulation:
         if name in self.snap.running:
             self.snap.release(name)
             rec.served += t - (rec.start if rec.start is not None else t)
-            rec.end = t
+            rec.end, rec.start = t, None
+            self._ready_changed(rec.service, t)
             self._freed(t)
         else:
             self.queues.remove(name)
@@ -305,10 +361,15 @@ class Simulation:
         self._last_sample = t
         st, cl = self.snap.state, self.snap.cluster
         running = sum(a.workload.gpus for a in self.snap.running.values() if a.complete)
+        serving = sum(
+            a.workload.gpus
+            for n, a in self.snap.running.items()
+            if a.complete and self.jobs[n].service
+        )
         frag = 0
         for i, node in enumerate(cl.nodes):
             free = sum(st.devices[i])
             if st.schedulable[i] and 0 < free < node.capacity.gpu_milli:
                 frag += free
         allocated = (cl.total_gpu_milli - st.free_milli[0]) / MILLI
-        self.samples.append(Sample(t, allocated, running, frag / MILLI, len(self.queues)))
+        self.samples.append(Sample(t, allocated, running, frag / MILLI, len(self.queues), serving))

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import itertools
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -47,27 +46,45 @@ def _one_domain(cluster: Cluster, nodes: list[int]) -> bool:
     return len({cluster.node_domains[n][-1] for n in nodes}) == 1
 
 
+def _needed_and_served(st: ServiceState) -> tuple[float, float]:
+    """Replica-seconds the load needed (at full throughput) and those ready to serve
+    them, over the load curve: both piecewise constant between change points."""
+    events = sorted([(t, 0, v) for t, v in st.loads] + [(t, 1, float(n)) for t, n in st.ready])
+    end = st.loads[-1][0] if st.loads else 0.0
+    load, ready, last = 0.0, 0.0, None
+    needed = served = 0.0
+    for t, kind, v in events:
+        t = min(t, end)
+        if last is not None and t > last:
+            n = st.service.needed(load)
+            needed += n * (t - last)
+            served += min(n, ready) * (t - last)
+        last = t
+        load, ready = (v, ready) if kind == 0 else (load, v)
+    return needed, served
+
+
 def services(jobs: dict[str, JobRecord], states: Sequence[ServiceState]) -> dict[str, float]:
-    """Service figures: availability = replica-seconds served / replica-seconds wanted
-    (the load curve's desired replicas over time); scale-up wait = a replica's first
-    start − its creation, over replicas that started."""
+    """Service figures: availability = replica-seconds ready to serve / replica-seconds
+    the load needed (``ceil(load / throughput)``, counted while the load curve runs);
+    scale-up wait = a replica's first start − its creation, over replicas that started."""
     if not states:
         return {}
-    wanted = 0.0
+    needed = served = 0.0
     for st in states:
-        for (t0, d), (t1, _) in itertools.pairwise(st.desired):
-            wanted += d * (t1 - t0)
+        n, sv = _needed_and_served(st)
+        needed, served = needed + n, served + sv
     reps = [j for j in jobs.values() if j.service]
-    served = sum(j.served for j in reps)
     waits = np.array(
         [j.first_start - j.workload.submit_time for j in reps if j.first_start is not None]
     )
     return {
-        "svc_availability": served / wanted if wanted > 0 else 1.0,
+        "svc_availability": served / needed if needed > 0 else 1.0,
         "svc_wait_p50": _pct(waits, 50),
         "svc_wait_p99": _pct(waits, 99),
         "svc_replicas_max": max((d for st in states for _, d in st.desired), default=0),
         "svc_preemptions": sum(len(j.preempted_at) for j in reps),
+        "svc_gpu_hours": sum(j.served * j.workload.gpus for j in reps) / 3600,
     }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -37,16 +38,23 @@ class SimConfig:
     mtbf_hours: float | None = None
     #: Split the GPUs into one ClusterQueue per trace queue (VC) by its share of GPU-time.
     vc_quotas: bool = False
-    #: An inference service's load curve: ``diurnal[:PEAK]`` or an Azure request trace.
+    #: Inference services and their load curves (`detente.sim.services`).
     services: str | None = None
+    #: The share of training jobs that may be preempted (chosen by the seed), the grace
+    #: each gets to stop, and seconds of run between its checkpoints.
+    preemptible_share: float = 0.0
+    checkpoint_grace: float = 30.0
+    checkpoint_every: float | None = 1800.0
 
 
 def workloads(
     jobs: list[traces.TraceJob], cluster: Cluster, cfg: SimConfig
 ) -> tuple[list[tuple[Workload, float]], int]:
-    """(workload, run time) per job that the cluster could ever hold; and how many could not."""
+    """(workload, run time) per job that the cluster could ever hold; and how many could not.
+    A ``preemptible_share`` of them (drawn with the seed) is preemptible."""
     per_node = max(cluster.max_node_gpus, 1)
     out, dropped = [], 0
+    coin = random.Random(cfg.seed + 104729)  # which jobs are preemptible: seeded, stable
     for seq, j in enumerate(jobs):
         pods = max(1, math.ceil(j.gpus / per_node)) if j.gpus >= 1 else 1
         if pods > len(cluster.nodes) or j.gpus > cluster.total_gpus:
@@ -56,55 +64,86 @@ def workloads(
         req = Resources({GPU: round(gpus * 1000), CPU: j.cpu_milli, MEMORY: j.memory})
         ps = PodSet("main", pods, req, one_per_node=pods > 1)
         limit = max(60.0, j.duration * cfg.over_estimate)
+        preemptible = coin.random() < cfg.preemptible_share
         w = Workload(
             j.name, f"default/{j.queue}", (ps,), seq=seq, submit_time=j.submit / cfg.load_scale,
-            time_limit=limit,
+            time_limit=limit, preemptible=preemptible,
+            checkpoint_grace=cfg.checkpoint_grace if preemptible else 0.0,
         )  # fmt: skip
         out.append((w, j.duration))
     return out, dropped
 
 
+def services_of(
+    cfg: SimConfig, jobs: list[traces.TraceJob] | None = None
+) -> list[tuple[services.Service, services.Load]]:
+    """The configured services with their load curves, tiled over the span in which
+    the training trace submits (past it only the long tail of training drains)."""
+    if not cfg.services:
+        return []
+    if jobs is None:
+        jobs = traces.load(cfg.trace, cfg.trace_format, cfg.seed, cfg.limit)
+    span = max((j.submit / cfg.load_scale for j in jobs), default=0.0) or 86400.0
+    return services.parse_spec(cfg.services, span)
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """Which part of the workload one run carries, and on which cluster: the whole
+    (one pool), or training alone / services alone (the two clusters of a split)."""
+
+    cluster: str | None = None  # None: the config's
+    training: bool = True
+    services: bool = True
+
+
 def simulate(
-    profile: str, cfg: SimConfig, progress: Callable[[int], None] | None = None
-) -> dict[str, Any]:
+    profile: str, cfg: SimConfig, progress: Callable[[int], None] | None = None,
+    part: Part = Part(),
+) -> dict[str, Any]:  # fmt: skip
     t0 = time.perf_counter()
     jobs = traces.load(cfg.trace, cfg.trace_format, cfg.seed, cfg.limit)
-    sc = clusters.build(cfg.cluster)
+    sc = clusters.build(part.cluster or cfg.cluster)
+    svcs = services_of(cfg, jobs) if part.services else []
+    jobs = jobs if part.training else []
     shares = None
     if cfg.vc_quotas:
         total = sum(j.gpus * j.duration for j in jobs) or 1.0
         shares = {}
         for j in jobs:
             shares[j.queue] = shares.get(j.queue, 0.0) + j.gpus * j.duration / total
-    names = [j.queue for j in jobs] + ([services.QUEUE] if cfg.services else [])
-    if shares is not None and cfg.services:
+    names = [j.queue for j in jobs] + ([services.QUEUE] if svcs else [])
+    if shares is not None and svcs:
         shares[services.QUEUE] = 0.0  # the minimum quota: one GPU
     config = sc.config or clusters.queues_for(sc.cluster, names, shares)
     work, dropped = workloads(jobs, sc.cluster, cfg)
     prof = build_profile(profile, cfg.seed)
     fails = Failures(cfg.mtbf_hours * 3600) if cfg.mtbf_hours else None
-    sim = Simulation(Snapshot(sc.cluster, config), prof, cfg.seed, failures=fails)
+    sim = Simulation(Snapshot(sc.cluster, config), prof, cfg.seed, failures=fails,
+                     checkpoint_every=cfg.checkpoint_every)  # fmt: skip
     for w, run in work:
         sim.submit(w, run)
-    if cfg.services:
-        span = max((w.submit_time + run for w, run in work), default=86400.0)
-        sim.add_service(*services.parse_spec(cfg.services, span))
+    for svc, load in svcs:
+        sim.add_service(svc, load)
     records = sim.run(progress=progress)
     wall = time.perf_counter() - t0
     m = metrics.compute(records, sim.samples, sc.cluster)
     m.update(metrics.services(records, list(sim.services.values())))
     m.update(
         {
+            "gpus": sc.cluster.total_gpus,
             "dropped": dropped,
             "cycles": sim.cycles,
             "wall_seconds": wall,
-            "jobs_per_s": len(work) / wall,
+            "jobs_per_s": len(work) / wall if wall > 0 else 0.0,
         }
     )
     series = {
         "samples": [asdict(s) for s in sim.samples],
         "jct": sorted(
-            r.end - r.workload.submit_time for r in records.values() if r.end is not None
+            r.end - r.workload.submit_time
+            for r in records.values()
+            if r.end is not None and not r.service
         ),
     }
     return {"profile": profile, "metrics": m, "series": series}

@@ -1,105 +1,131 @@
 """Inference services in the simulator: replicas that follow a load curve.
 
 A service is a set of one-pod replica workloads in its own queue, at a priority above
-training. A *load change* event sets the replicas wanted by `detente.core.autoscale`
-(the Kubernetes HPA's rule: ``ceil(load / target per replica)``, 10 % tolerance,
-scale-down stabilized over a window, clamped to [min, max]). Scale-up submits new
-replicas (they queue like any workload and start when a cycle admits them);
-scale-down withdraws pending replicas first, then stops the newest running ones. A
-replica lost to a node failure or preemption is requeued (a ReplicaSet recreates it).
+training. At every point of its load curve the autoscaler the live services run —
+Knative's KPA (`detente.core.kpa`) — decides the replicas wanted from the load
+(concurrency, or tokens/s, in the curve's unit; ``throughput`` is what one replica
+serves), and the live replica controller (`detente.core.replicas.reconcile`) says
+which replicas to create and stop. New replicas queue like any workload and start when
+a cycle admits them (taking GPUs from preemptible training if the profile preempts);
+a replica lost to a node failure or preemption is requeued, as a ReplicaSet recreates it.
 
-Load curves: ``diurnal[:PEAK]`` (a day-long sine between PEAK/8 and PEAK replicas'
-worth of load, every 10 minutes, over the trace's span), or a request trace in the
-Azure LLM inference format (``TIMESTAMP, ContextTokens, GeneratedTokens``), binned per
-minute into tokens/s and tiled over the span.
+``--services`` takes one or more specs separated by ``;`` (or the option repeated):
+``SOURCE[,name=N][,gpus=G][,throughput=X][,priority=P][,min=N][,max=N][,scale=F]``,
+SOURCE as in `detente.sim.loads`. ``scale`` multiplies the load. Without
+``throughput``, a replica serves 1 (``diurnal``: replicas' worth; ``alibaba-genai``: one
+request at a time) or `TOKENS_PER_GPU` × its GPUs tokens/s (Azure). ``max`` defaults
+to what the peak needs, ``min`` to 1.
 """
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
 
-from detente.core.autoscale import AutoscaleSpec
+from detente.core.kpa import KpaSpec
 from detente.core.resources import CPU, GPU, Resources
 from detente.core.workload import PodSet, Workload
+from detente.sim.loads import Load, diurnal, from_requests, load_curve
 from detente.sim.traces import TraceError
+
+__all__ = ["PRIORITY", "QUEUE", "Load", "Service", "diurnal", "from_requests", "parse_spec"]
 
 QUEUE = "inference"
 PRIORITY = 1_000_000
+#: Knative's default container-concurrency-target-percentage.
+UTILIZATION = 0.7
+#: Default throughput of a one-GPU replica on a token load (Azure traces): an assumption
+#: (a 7–13B model on one modern GPU), to be set per service with ``throughput=``.
+TOKENS_PER_GPU = 1000.0
+KEYS = ("name", "gpus", "throughput", "priority", "min", "max", "scale")
 
 
 @dataclass(frozen=True, slots=True)
 class Service:
     name: str
-    #: Load one replica serves at its target utilization (load units per replica).
+    #: Load one replica serves (the KPA's target per replica).
     target: float
     min_replicas: int = 1
     max_replicas: int = 16
     gpus_per_replica: float = 1.0
-    #: Scale-down stabilization window (HPA default 300 s).
-    stabilization: float = 300.0
+    priority: int = PRIORITY
+    #: The KPA's stable window (Knative: 60 s); scale-down is bounded by it.
+    stable_window: float = 60.0
+    #: Replicas are scaled to run at this share of ``target`` (Knative's
+    #: container-concurrency-target-percentage, 70 %): the spare 30 % carries a rise in
+    #: load while a new replica waits for its GPUs.
+    utilization: float = UTILIZATION
 
     @property
-    def autoscale(self) -> AutoscaleSpec:
-        return AutoscaleSpec(self.target, self.min_replicas, self.max_replicas,
-                             stabilization=self.stabilization)  # fmt: skip
+    def kpa(self) -> KpaSpec:
+        return KpaSpec(self.target * self.utilization, self.min_replicas, self.max_replicas,
+                       stable_window=self.stable_window)  # fmt: skip
+
+    def needed(self, load: float) -> int:
+        """Replicas ``load`` needs at full throughput (what the SLO asks to be ready)."""
+        return math.ceil(load / self.target - 1e-9) if load > 0 else 0
 
     def replica(self, index: int, t: float) -> Workload:
         req = Resources({GPU: round(self.gpus_per_replica * 1000), CPU: 1000})
         return Workload(
             f"{self.name}-r{index}", f"default/{QUEUE}", (PodSet("server", 1, req),),
-            seq=-1, submit_time=t, priority=PRIORITY, priority_class="inference",
+            seq=-1, submit_time=t, priority=self.priority, priority_class="inference",
         )  # fmt: skip
 
 
-Load = list[tuple[float, float]]
+def _options(item: str, parts: list[str]) -> dict[str, str]:
+    opts: dict[str, str] = {}
+    for p in parts:
+        key, eq, value = p.partition("=")
+        if not eq or key.strip() not in KEYS:
+            raise TraceError(f"--services {item!r}: {p!r} is not one of {', '.join(KEYS)}=VALUE")
+        opts[key.strip()] = value.strip()
+    return opts
 
 
-def diurnal(span: float, peak: float, step: float = 600.0) -> Load:
-    """A day-long sine between ``peak / 8`` and ``peak``, sampled every ``step`` seconds."""
-    low = peak / 8
-    n = max(1, math.ceil(span / step))
-    return [
-        (i * step, low + (peak - low) * (1 - math.cos(2 * math.pi * i * step / 86400)) / 2)
-        for i in range(n + 1)
-    ]
+def _number(item: str, opts: dict[str, str], key: str, default: float, least: float) -> float:
+    try:
+        v = float(opts[key]) if key in opts else default
+    except ValueError:
+        raise TraceError(f"--services {item!r}: {key}={opts[key]!r} is not a number") from None
+    if not v >= least or math.isinf(v):
+        raise TraceError(f"--services {item!r}: {key}={opts[key]!r} must be at least {least:g}")
+    return v
 
 
-def from_requests(path: Path, span: float, step: float = 60.0) -> Load:
-    """Tokens/s per ``step`` from an Azure-format request trace, tiled to ``span``."""
-    bins: dict[int, float] = {}
-    t0: float | None = None
-    with path.open(newline="") as f:
-        for line, row in enumerate(csv.DictReader(f), start=2):
-            try:
-                ts = datetime.fromisoformat(row["TIMESTAMP"][:26]).replace(tzinfo=UTC).timestamp()
-                tokens = float(row["ContextTokens"]) + float(row["GeneratedTokens"])
-            except (KeyError, ValueError, TypeError):
-                raise TraceError(f"{path}:{line}: bad request row {row}") from None
-            t0 = ts if t0 is None else t0
-            k = int((ts - t0) // step)
-            bins[k] = bins.get(k, 0.0) + tokens / step
-    if not bins:
-        raise TraceError(f"{path}: no requests")
-    period = max(bins) + 1
-    n = max(1, math.ceil(span / step))
-    return [(i * step, bins.get(i % period, 0.0)) for i in range(n + 1)]
+def parse_one(item: str, span: float, index: int = 0) -> tuple[Service, Load]:
+    """One spec (see the module) → (service, load curve tiled to ``span``)."""
+    source, *rest = [p for p in item.split(",")]
+    opts = _options(item, rest)
+    scale = _number(item, opts, "scale", 1.0, 0.0)
+    load = [(t, v * scale) for t, v in load_curve(source.strip(), span)]
+    peak = max((v for _, v in load), default=0.0)
+    per_replica = 1.0 if source.startswith(("diurnal", "alibaba-genai")) else TOKENS_PER_GPU
+    gpus = _number(item, opts, "gpus", 1.0, 0.001)
+    if per_replica == TOKENS_PER_GPU:
+        per_replica *= gpus
+    target = _number(item, opts, "throughput", per_replica, 1e-9)
+    low = int(_number(item, opts, "min", 1, 0))
+    # Room to run at the KPA's 70 % utilization at the peak.
+    room = max(low, math.ceil(peak / (target * UTILIZATION)), 1)
+    high = int(_number(item, opts, "max", room, max(low, 1)))
+    name = opts.get("name") or ("serve" if index == 0 else f"serve{index}")
+    if not name.replace("-", "").isalnum():
+        raise TraceError(f"--services {item!r}: name={name!r} must be letters, digits and -")
+    svc = Service(
+        name, target, low, high, gpus,
+        int(_number(item, opts, "priority", PRIORITY, 0)),
+    )  # fmt: skip
+    return svc, load
 
 
-def parse_spec(spec: str, span: float) -> tuple[Service, Load]:
-    """``diurnal[:PEAK]`` or a request-trace path → (service, load curve)."""
-    if spec.startswith("diurnal"):
-        peak = float(spec.split(":", 1)[1]) if ":" in spec else 8.0
-        if peak < 1:
-            raise TraceError(f"--services {spec!r}: PEAK must be at least 1 replica")
-        return Service("serve", target=1.0, max_replicas=math.ceil(peak)), diurnal(span, peak)
-    path = Path(spec)
-    if not path.exists():
-        raise TraceError(f"--services {spec!r}: not 'diurnal[:PEAK]' and no such file")
-    load = from_requests(path, span)
-    # One replica per 1/8 of the peak: the curve spans up to 8 replicas.
-    peak = max(v for _, v in load)
-    return Service("serve", target=max(peak / 8, 1.0), max_replicas=8), load
+def parse_spec(spec: str, span: float) -> list[tuple[Service, Load]]:
+    """``;``-separated specs → (service, load) per service; names must differ."""
+    items = [s.strip() for s in spec.split(";") if s.strip()]
+    if not items:
+        raise TraceError("--services: no service given")
+    out = [parse_one(item, span, i) for i, item in enumerate(items)]
+    names = [s.name for s, _ in out]
+    if len(set(names)) != len(names):
+        raise TraceError(f"--services: service names repeat ({', '.join(names)}); set name=")
+    return out
