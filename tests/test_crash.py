@@ -54,8 +54,8 @@ def test_kill_9_twenty_times_loses_no_job_and_runs_none_twice(tmp_path: Path) ->
         live.down()
     recovered = Counter[str]()
     for line in (live.home / "detente.log").read_text().splitlines():
-        if "recovered after start:" in line:
-            recovered.update(ast.literal_eval(line.split("recovered after start: ")[1]))
+        if "recovered: " in line:
+            recovered.update(ast.literal_eval(line.split("recovered: ")[1]))
     # The kills hit running work: pods were re-adopted, and pods that ended while the
     # control plane was down were settled from their exit files.
     assert recovered["adopted"] > 0 and recovered["ended"] > 0, recovered

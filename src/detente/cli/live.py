@@ -101,9 +101,13 @@ def up_cmd(
         err.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from None
     gw = (d / "detente.gateway").read_text().strip()
+    where = (
+        f"admin token in {d / 'admin.token'}"
+        if (d / "admin.token").exists()
+        else "the admin exists on this store: its token stays where it was made"
+    )
     Console().print(
-        f"detente up: pid {pid}, http://127.0.0.1:{port} (admin token in {d / 'admin.token'}); "
-        f"gateway http://127.0.0.1:{gw}"
+        f"detente up: pid {pid}, http://127.0.0.1:{port} ({where}); gateway http://127.0.0.1:{gw}"
     )
     if mode == "single-user":
         Console().print(

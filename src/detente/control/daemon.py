@@ -70,9 +70,15 @@ def prepare(d: Path, db: str, nodes: str | None, options: dict[str, Any] | None 
         for key, value in (options or {}).items():
             workloads.put_setting(s, key, value)
         s.commit()
+        if workloads.setting(s, "job_root") is None:  # where every instance keeps job files
+            workloads.put_setting(s, "job_root", str(d.resolve()))
+            s.commit()
         token_file = d / "admin.token"
         admin = s.get(User, "admin")
-        if admin is None or not token_file.exists():
+        if admin is not None and not token_file.exists():
+            # Another instance on this store (HA) made it: never re-key an existing admin.
+            return
+        if admin is None:
             token = auth.create_admin(s)
             s.commit()
             fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -155,6 +161,7 @@ def serve(d: Path, db: str, port: int, profile_name: str, gateway_port: int | No
     import uvicorn
 
     from detente.api.profiles import load
+    from detente.control.lease import Lease
     from detente.control.reconciler import Reconciler
     from detente.control.server import create_app
 
@@ -163,8 +170,13 @@ def serve(d: Path, db: str, port: int, profile_name: str, gateway_port: int | No
     os.umask(0o077)
     sessions = open_store(db)
     secure(d, db)
-    rec = Reconciler(sessions, load(profile_name), d)
-    app = create_app(sessions, rec, gateway_port=gateway_port)
+    with sessions() as s:  # every instance of one store keeps job files in one place
+        root = Path(workloads.setting(s, "job_root") or d)
+    rec = Reconciler(sessions, load(profile_name), root)
+    # Same host and data directory, same holder: a restart leads again at once.
+    lease = Lease(sessions, f"{socket.gethostname()}:{d.resolve()}", f"http://127.0.0.1:{port}")
+    lease.install()
+    app = create_app(sessions, rec, gateway_port=gateway_port, lease=lease)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from detente.control import audit, auth, jobs, manifests
+from detente.control.lease import Fenced
 
 log = logging.getLogger("detente")
 
@@ -77,6 +78,10 @@ def install(app: FastAPI, sessions: sessionmaker[Session]) -> None:
         log.exception("store error on %s %s", request.method, request.url.path)
         return JSONResponse({"detail": "store unavailable; try again"}, status_code=503)
 
+    def standby(_: Request, e: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(e)}, status_code=503)
+
+    app.add_exception_handler(Fenced, standby)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(jobs.JobError, job_error)
     app.add_exception_handler(manifests.ApplyError, bad_request)

@@ -110,6 +110,14 @@ class Reconciler:
         self.settler = Settler(self.executor, state_dir, grace)
         self._mode: str | None = None
 
+    def reset(self) -> None:
+        """Forgets what this process remembered between steps (at start, and when it
+        takes over as leader: another instance may have decided meanwhile)."""
+        self.usage, self._usage_saved = None, -math.inf
+        self._mark, self._decided, self._last = None, -math.inf, StepStats()
+        self._workloads.clear()
+        self.settler = Settler(self.executor, self.state_dir, self.grace)
+
     # -- the step -------------------------------------------------------------------
 
     def step(self) -> StepStats:

@@ -41,6 +41,7 @@ from detente.control import (
     workloads,
 )
 from detente.control import nodes as nodes_admin
+from detente.control.lease import Keeper, Lease
 from detente.control.metrics import Metrics
 from detente.control.reconciler import Reconciler
 from detente.control.store.models import TERMINAL, Event, Job, Pod, User
@@ -56,8 +57,10 @@ class Loop:
     truth). ``healthy`` is False once no step has completed for ``stale`` seconds,
     which ``/healthz`` reports as 503."""
 
-    def __init__(self, rec: Reconciler, metrics: Metrics, period: float = 0.2) -> None:
-        self.rec, self.metrics, self.period = rec, metrics, period
+    def __init__(
+        self, rec: Reconciler, metrics: Metrics, period: float = 0.2, lease: Lease | None = None
+    ) -> None:
+        self.rec, self.metrics, self.period, self.lease = rec, metrics, period, lease
         self.wake, self.stop = threading.Event(), threading.Event()
         self.thread = threading.Thread(target=self._run, name="reconciler", daemon=True)
         self.last_step = time.monotonic()
@@ -67,11 +70,17 @@ class Loop:
         return time.monotonic() - self.last_step < self.stale
 
     def _run(self) -> None:
-        try:
-            log.info("recovered after start: %s", self.rec.recover())
-        except Exception:  # recovery is retried job by job in later steps
-            log.exception("recovery failed")
+        recovered = False
         while not self.stop.is_set():
+            if self.lease is not None and not self.lease.leader:
+                recovered = False  # a standby: the leader schedules; recover on takeover
+                self.last_step = time.monotonic()
+                self.wake.wait(self.period)
+                self.wake.clear()
+                continue
+            if not recovered:
+                self._recover()
+                recovered = True
             try:
                 self.metrics.observe(self.rec.step())
                 self.last_step = time.monotonic()
@@ -79,6 +88,15 @@ class Loop:
                 log.exception("reconciler step failed")
             self.wake.wait(self.period)
             self.wake.clear()
+
+    def _recover(self) -> None:
+        """At start, and on taking over as leader: settle what the last leader (or a
+        crash) left, from the store and the processes found."""
+        self.rec.reset()
+        try:
+            log.info("recovered: %s", self.rec.recover())
+        except Exception:  # recovery is retried job by job in later steps
+            log.exception("recovery failed")
 
 
 IdList = Annotated[list[JobId], Field(min_length=1, max_length=100_000)]
@@ -156,26 +174,35 @@ router = APIRouter(responses=errors.RESPONSES)
 
 def create_app(
     sessions: sessionmaker[Session], rec: Reconciler, start_loop: bool = True,
-    gateway_port: int | None = None,
+    gateway_port: int | None = None, lease: Lease | None = None,
 ) -> FastAPI:  # fmt: skip
     """The app: routes, the store's sessions, and the reconciler's loop (started with
     the app unless ``start_loop`` is False); with ``gateway_port``, the services
-    runtime too (the service controller and the gateway)."""
+    runtime too (the service controller and the gateway). With ``lease``, the loop and
+    the service controller run only while this instance leads (`detente.control.lease`)."""
     metrics = Metrics()
-    loop = Loop(rec, metrics)
+    loop = Loop(rec, metrics, lease=lease)
+    keeper = Keeper(lease, lambda _: loop.wake.set()) if lease is not None else None
     if start_loop and isinstance(rec.executor, LocalExecutor):
         rec.executor.watch_exits(loop.wake.set)  # a pod's end wakes the loop at once
     runtime = None
     if gateway_port is not None:
-        runtime = service_routes.ServicesRuntime(sessions, loop.wake.set, gateway_port)
+        runtime = service_routes.ServicesRuntime(sessions, loop.wake.set, gateway_port, lease=lease)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if start_loop:
+            if keeper is not None:
+                lease_ok = lease is not None and lease.tick()  # lead at once if free
+                log.info("lease: %s", "leader" if lease_ok else "standby")
+                keeper._was = lease_ok
+                keeper.thread.start()
             loop.thread.start()
             if runtime is not None:
                 runtime.start()
         yield
+        if keeper is not None:
+            keeper.stop.set()
         loop.stop.set()
         loop.wake.set()
         if runtime is not None:
@@ -183,7 +210,7 @@ def create_app(
 
     app = FastAPI(title="detente", version="0.1", lifespan=lifespan)
     app.state.sessions, app.state.rec, app.state.loop = sessions, rec, loop
-    app.state.metrics, app.state.services = metrics, runtime
+    app.state.metrics, app.state.services, app.state.lease = metrics, runtime, lease
     app.include_router(submit_routes.routes(DB, Actor, Wakes))
     app.include_router(router)
     app.include_router(service_routes.routes(Actor))
@@ -196,10 +223,14 @@ def create_app(
 
 @router.get("/healthz", responses={503: {"description": "the scheduler loop is stuck"}})
 def healthz(request: Request) -> JSONResponse:
-    """200 while the scheduler loop completes steps; 503 once it has not for a while."""
+    """200 while the scheduler loop completes steps (or waits as a standby); 503 once
+    it has not for a while. ``role``: leader or standby (with the leader's address)."""
     if request.app.state.loop.thread.is_alive() and not request.app.state.loop.healthy():
         return JSONResponse({"status": "scheduler loop stalled"}, status_code=503)
-    return JSONResponse({"status": "ok"})
+    lease: Lease | None = request.app.state.lease
+    if lease is None or lease.leader:
+        return JSONResponse({"status": "ok", "role": "leader"})
+    return JSONResponse({"status": "ok", "role": "standby", "leader": lease.leader_address})
 
 
 @router.get("/metrics", response_class=PlainTextResponse)

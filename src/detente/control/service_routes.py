@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from detente.control import errors, services
 from detente.control.jobs import JobError
+from detente.control.lease import Lease
 from detente.control.service_controller import ServiceController
 from detente.control.store.models import Service, User
 from detente.gateway.app import create_gateway
@@ -38,8 +39,9 @@ class ServicesRuntime:
 
     def __init__(
         self, sessions: sessionmaker[Session], wake: Callable[[], None], gateway_port: int,
-        period: float = 0.5,
+        period: float = 0.5, lease: Lease | None = None,
     ) -> None:  # fmt: skip
+        self.lease = lease
         self.registry = Registry()
         self.controller = ServiceController(sessions, self.registry, wake)
         self.port, self.period = gateway_port, period
@@ -68,6 +70,9 @@ class ServicesRuntime:
 
     def _run(self) -> None:
         while not self.stop_event.is_set():
+            if self.lease is not None and not self.lease.leader:
+                self.stop_event.wait(self.period)  # a standby: the leader's controller runs
+                continue
             try:
                 self.controller.tick()
             except Exception:  # the store is the truth: log and tick again

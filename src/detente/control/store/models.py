@@ -182,3 +182,18 @@ class Setting(Base):
 
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[Any] = mapped_column(JSON)
+
+
+class Lease(Base):
+    """Who leads the control plane (revision 0005): one row per lease. ``epoch`` is the
+    fencing token, raised at every change of holder; a leader's every commit checks
+    it still holds the row at its epoch (`detente.control.lease`)."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(300))
+    epoch: Mapped[int] = mapped_column(Integer)
+    expires: Mapped[float] = mapped_column(Float)
+    #: The leader's API, for standbys to name when they refuse a write.
+    address: Mapped[str] = mapped_column(String(300), default="")
