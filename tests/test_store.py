@@ -104,7 +104,7 @@ def test_bad_queue_or_dependency_creates_nothing(store) -> None:  # type: ignore
 
 
 def test_held_jobs_wait_until_released(store) -> None:  # type: ignore[no-untyped-def]
-    from detente.control import workloads
+    from detente.control import depends, workloads
 
     with store() as s:
         u, _ = _users(s)
@@ -113,9 +113,9 @@ def test_held_jobs_wait_until_released(store) -> None:  # type: ignore[no-untype
             jobs.hold(s, u["bo"], [jid], True, 1.0)  # not bo's job
         assert jobs.hold(s, u["ana"], [jid], True, 1.0) == {jid: "held"}
         job = s.get(Job, jid)
-        assert workloads.blocked(job, {}, Counter()) == "JobHeldUser"
+        assert workloads.blocked(job, depends.Index(), Counter(), 2.0) == "JobHeldUser"
         assert jobs.hold(s, u["ana"], [jid], False, 2.0) == {jid: "released"}
-        assert workloads.blocked(job, {}, Counter()) is None
+        assert workloads.blocked(job, depends.Index(), Counter(), 2.0) is None
 
 
 def test_who_sees_and_cancels_what(store) -> None:  # type: ignore[no-untyped-def]

@@ -69,9 +69,24 @@ JobId = Annotated[int, Field(ge=1, le=INT64)]
 
 
 class Dependency(BaseModel):
+    """One of sbatch's ``--dependency`` conditions: ``KIND:ID`` (a job, or every task of
+    an array by its id), ``KIND:ID_TASK`` (one task), ``after:ID+MINUTES``, or
+    ``singleton`` (no id: after earlier jobs of the same name and user)."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
-    kind: Literal["afterok", "afterany", "afternotok"]
-    job_id: JobId
+    kind: Literal["after", "afterany", "afterok", "afternotok", "aftercorr", "singleton"]
+    job_id: JobId | None = None
+    task: int | None = Field(None, ge=0, lt=ARRAY_CEILING)
+    #: ``after``'s delay past the start, seconds.
+    delay: float = Field(0.0, ge=0, le=1e9)
+
+    @model_validator(mode="after")
+    def _shape(self) -> Dependency:
+        if (self.kind == "singleton") != (self.job_id is None):
+            raise ValueError("singleton takes no job id; every other kind needs one")
+        if self.delay and self.kind != "after":
+            raise ValueError("+time is for after only")
+        return self
 
 
 class Topology(BaseModel):
@@ -133,6 +148,11 @@ class JobSpec(BaseModel):
     )
     array_limit: int | None = Field(None, ge=1, le=ARRAY_CEILING)
     dependencies: list[Dependency] = Field([], max_length=1000)
+    #: sbatch's ``?`` separator: any one dependency releases the job (``,``: all).
+    dependency_any: bool = False
+    #: ``--kill-on-invalid-dep=yes``: a dependency that can never be met cancels the job
+    #: (reason ``DependencyNeverSatisfied``); otherwise it stays pending with that reason.
+    kill_on_invalid_dep: bool = False
     output: PathText | None = None
     error: PathText | None = None
     chdir: PathText | None = None

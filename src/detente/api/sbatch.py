@@ -76,14 +76,47 @@ def _array(v: str) -> tuple[list[int], int | None]:
     return sorted(set(out)), (_positive(limit) if limit else None)
 
 
-def _dependency(v: str) -> list[Dependency]:
-    deps = []
-    for part in v.split(","):
-        kind, _, ids = part.partition(":")
-        if kind not in ("afterok", "afterany", "afternotok") or not ids:
+KINDS = ("after", "afterany", "afterok", "afternotok", "aftercorr")
+
+
+def _dependency_ids(kind: str, ids: str) -> list[Dependency]:
+    out = []
+    for item in ids.split(":"):
+        ref, plus, minutes = item.partition("+")
+        if plus and kind != "after":
             raise ValueError
-        deps.extend(Dependency(kind=kind, job_id=int(i)) for i in ids.split(":"))
-    return deps
+        job, under, task = ref.partition("_")
+        out.append(Dependency(
+            kind=kind, job_id=int(job), task=int(task) if under else None,  # type: ignore[arg-type]
+            delay=60 * int(minutes) if plus else 0.0,
+        ))  # fmt: skip
+    return out
+
+
+def _set_dependency(d: dict[str, Any], v: str, env: Mapping[str, str]) -> None:
+    """sbatch's ``--dependency``: conditions joined by ``,`` (all) or ``?`` (any), not
+    both; ``KIND:ID[:ID…]`` with IDs as ``ID``, ``ID_TASK`` or (after) ``ID+MINUTES``;
+    ``singleton``; a bare ``ID`` is ``afterany:ID`` (Slurm's default kind)."""
+    if "," in v and "?" in v:
+        raise ValueError
+    deps: list[Dependency] = []
+    for part in v.split("?" if "?" in v else ","):
+        kind, colon, ids = part.partition(":")
+        if part == "singleton":
+            deps.append(Dependency(kind="singleton"))
+        elif not colon and kind.replace("_", "").isdigit():
+            deps.extend(_dependency_ids("afterany", kind))
+        elif kind in KINDS and ids:
+            deps.extend(_dependency_ids(kind, ids))
+        else:
+            raise ValueError
+    d["dependencies"], d["dependency_any"] = deps, "?" in v
+
+
+def _yes_no(v: str) -> bool:
+    if v.lower() not in ("yes", "no"):
+        raise ValueError
+    return v.lower() == "yes"
 
 
 def _export(v: str, env: Mapping[str, str]) -> dict[str, str]:
@@ -130,7 +163,8 @@ OPTIONS: dict[str, Setter] = {
     "requeue": _set("requeue", lambda v: True),
     "no-requeue": _set("requeue", lambda v: False),
     "array": _set_array,
-    "dependency": _set("dependencies", _dependency),
+    "dependency": _set_dependency,
+    "kill-on-invalid-dep": _set("kill_on_invalid_dep", _yes_no),
     "output": _set("output", str),
     "error": _set("error", str),
     "chdir": _set("chdir", str),

@@ -13,7 +13,7 @@ FLAGS = frozenset({"exclusive", "requeue", "no-requeue", "parsable"})
 OPTION_NAMES = frozenset({
     "job-name", "nodes", "ntasks-per-node", "gres", "gpus-per-node", "cpus-per-task", "mem",
     "time", "partition", "qos", "exclusive", "requeue", "no-requeue", "array", "dependency",
-    "output", "error", "chdir", "export",
+    "output", "error", "chdir", "export", "kill-on-invalid-dep",
 })  # fmt: skip
 
 

@@ -131,8 +131,14 @@ def submit(
         raise JobError("; ".join(f"spec.{f}: {why}" for f, why in refused))
     queue = check_access(actor, spec, config)
     for d in spec.dependencies:
-        if s.scalars(visible(actor).where(Job.id == d.job_id)).first() is None:
-            raise JobError(f"spec.dependencies: no job {d.job_id}")
+        if d.job_id is None:  # singleton
+            continue
+        q = visible(actor).where(Job.id == d.job_id)
+        if d.task is not None:
+            q = visible(actor).where(Job.array_job_id == d.job_id, Job.array_task_id == d.task)
+        if s.scalars(q).first() is None:
+            ref = f"{d.job_id}_{d.task}" if d.task is not None else str(d.job_id)
+            raise JobError(f"spec.dependencies: no job {ref}")
     tasks: Sequence[int | None] = spec.array or [None]
     ids: list[int] = []
     first: Job | None = None

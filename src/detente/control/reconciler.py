@@ -33,7 +33,7 @@ from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from detente.control import auth, launch, workloads
+from detente.control import auth, depends, launch, workloads
 from detente.control.jobs import event
 from detente.control.settle import PREEMPTED, Settler, pods_of
 from detente.control.store.models import (
@@ -152,7 +152,9 @@ class Reconciler:
         stats = StepStats()
         t0 = time.perf_counter()
         reasons: dict[int, str] = {}
-        snap, queues, jobs = workloads.load(s, self.profile, self._workloads, reasons)
+        now = self.clock()
+        snap, queues, jobs = workloads.load(s, self.profile, self._workloads, reasons, now)
+        depends.kill_invalid(s, jobs, reasons, now)
         if self.usage is None:
             self.usage = usage_from_json(workloads.setting(s, "usage"))
         snap.usage = self.usage

@@ -15,13 +15,11 @@ from sqlalchemy.orm import Session
 
 from detente.api.jobs import to_workload
 from detente.api.jobspec import JobSpec, stored
-from detente.control import layout
+from detente.control import depends, layout
 from detente.control.store.models import (
     ACTIVE,
-    COMPLETED,
     PENDING,
     STOPPING,
-    TERMINAL,
     Job,
     JobSpecRow,
     Setting,
@@ -69,17 +67,12 @@ def workload(job: Job, config: QueueConfig, grace: float = 0.0) -> Workload:
     )  # fmt: skip
 
 
-def blocked(job: Job, deps: dict[int, Job], running_in_array: Counter[int]) -> str | None:
+def blocked(job: Job, idx: depends.Index, running_in_array: Counter[int], now: float) -> str | None:
     """Why ``job`` may not queue yet (Slurm's reason), or None."""
     if job.held:
         return "JobHeldUser"
-    for d in job.spec.get("dependencies", []):
-        dep = deps.get(d["job_id"])
-        if dep is None or dep.state not in TERMINAL:
-            return "Dependency"
-        ok = dep.state == COMPLETED
-        if (d["kind"] == "afterok" and not ok) or (d["kind"] == "afternotok" and ok):
-            return "DependencyNeverSatisfied"
+    if (why := depends.blocked(job, idx, now)) is not None:
+        return why
     limit = job.spec.get("array_limit")
     if limit and job.array_job_id is not None and running_in_array[job.array_job_id] >= limit:
         return "JobArrayTaskLimit"
@@ -88,13 +81,14 @@ def blocked(job: Job, deps: dict[int, Job], running_in_array: Counter[int]) -> s
 
 def load(
     s: Session, profile: Profile, cache: dict[int, Workload] | None = None,
-    reasons: dict[int, str] | None = None,
+    reasons: dict[int, str] | None = None, now: float = 0.0,
 ) -> tuple[Snapshot, QueueManager, dict[int, Job]]:  # fmt: skip
     """The snapshot with active jobs charged, the queue of eligible pending jobs, and the
     rows by id. ``cache`` keeps built workloads across calls (a job's workload never
     changes while the queue config stays the same; the caller clears it otherwise).
     Why ineligible jobs wait goes into ``reasons`` (job id → reason); the rows are not
-    changed, so loading never writes (writes are compare-and-set, see `Job`)."""
+    changed, so loading never writes (writes are compare-and-set, see `Job`). ``now``
+    judges ``after:ID+MINUTES`` dependencies."""
     reasons = {} if reasons is None else reasons
     cl, config = cluster_and_config(s)
     cache = {} if cache is None else cache
@@ -112,8 +106,8 @@ def load(
     for job in jobs.values():
         if job.state in ACTIVE and job.nodes:
             snap.admit(_admission(job, snap, wl(job)), keep_devices=True)
-    dep_ids = {d["job_id"] for j in jobs.values() for d in j.spec.get("dependencies", [])}
-    deps = {j.id: j for j in s.scalars(select(Job).where(Job.id.in_(dep_ids)))}
+    pending = [j for j in jobs.values() if j.state == PENDING]
+    idx = depends.index(s, pending, jobs.values())
     in_array: Counter[int] = Counter(
         j.array_job_id for j in jobs.values() if j.state in ACTIVE and j.array_job_id
     )
@@ -121,7 +115,7 @@ def load(
     for job in sorted(jobs.values(), key=lambda j: j.id):
         if job.state != PENDING:
             continue
-        why = blocked(job, deps, in_array)
+        why = blocked(job, idx, in_array, now)
         if why is not None:
             reasons[job.id] = why
             continue
