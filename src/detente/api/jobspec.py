@@ -153,6 +153,10 @@ class JobSpec(BaseModel):
     #: ``--kill-on-invalid-dep=yes``: a dependency that can never be met cancels the job
     #: (reason ``DependencyNeverSatisfied``); otherwise it stays pending with that reason.
     kill_on_invalid_dep: bool = False
+    #: sbatch ``--begin``: not eligible before this time (epoch seconds; reason BeginTime).
+    begin_time: float | None = Field(None, ge=0, le=1e11)
+    #: sbatch ``-A/--account``: the team charged (the submitter's own, or refused).
+    account: Ident | None = None
     output: PathText | None = None
     error: PathText | None = None
     chdir: PathText | None = None

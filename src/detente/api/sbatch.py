@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import re
 import shlex
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
+from detente.api.begin import parse_begin
 from detente.api.jobspec import ARRAY_CEILING, Dependency, JobSpec
 from detente.api.quantity import parse_slurm_time
 from detente.api.sbatch_argv import FLAGS, SHORT, SbatchError, split_argv
@@ -169,7 +171,10 @@ OPTIONS: dict[str, Setter] = {
     "error": _set("error", str),
     "chdir": _set("chdir", str),
     "export": lambda d, v, env: d.__setitem__("env", _export(v, env)),
+    "account": _set("account", str),
 }
+#: Accepted and said so, but with no effect here.
+NO_EFFECT = {"mail-type": "detente sends no mail", "mail-user": "detente sends no mail"}
 
 
 def _split(tokens: list[str]) -> list[tuple[str, str]]:
@@ -229,22 +234,38 @@ def parse(
     cli: list[str] | None = None,
     env: Mapping[str, str] | None = None,
     args: list[str] | None = None,
+    now: float | None = None,
 ) -> Parsed:
     """The job ``script`` asks for; ``cli`` options (sbatch's syntax) override its
-    directives. SbatchError lists every invalid option at once."""
+    directives (``--wrap=CMD`` stands for an empty script); ``now`` reads ``--begin``.
+    SbatchError lists every invalid option at once."""
     env = {k: v for k, v in (env or {}).items() if k not in NOT_EXPORTED}
     d: dict[str, Any] = {"script": script, "args": list(args or []), "env": env}
     d["name"] = source.rsplit("/", 1)[-1]
     warnings, errors = [], []
     found = [(f"{source}:{n}", k, v) for n, k, v in directives(script, source)]
     found += [("command line", k, v) for k, v in _split(list(cli or []))]
+    now = time.time() if now is None else now
     for where, opt, val in found:
         setter = OPTIONS.get(opt)
-        if setter is None:
+        if opt in NO_EFFECT:
+            warnings.append(f"{where}: --{opt} accepted: {NO_EFFECT[opt]}")
+            continue
+        if setter is None and opt not in ("begin", "wrap"):
             warnings.append(f"{where}: unknown directive --{opt} ignored")
             continue
         try:
-            setter(d, val, env)
+            if opt == "begin":
+                d["begin_time"] = parse_begin(val, now)
+            elif opt == "wrap":
+                if script.strip():
+                    raise SbatchError(f"{where}: --wrap: a script was given too")
+                d["script"] = f"#!/bin/sh\n# This script was created by sbatch --wrap.\n\n{val}\n"
+                d["name"] = "wrap" if d["name"] in ("", source.rsplit("/", 1)[-1]) else d["name"]
+            else:
+                setter(d, val, env)  # type: ignore[misc]
+        except SbatchError as e:
+            errors.append(str(e))
         except (ValueError, TypeError, OverflowError):
             errors.append(f"{where}: --{opt}: invalid value {val!r}")
     if errors:

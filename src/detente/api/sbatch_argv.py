@@ -6,14 +6,15 @@ from __future__ import annotations
 
 SHORT = {"-J": "job-name", "-N": "nodes", "-c": "cpus-per-task", "-t": "time",
          "-p": "partition", "-q": "qos", "-o": "output", "-e": "error", "-D": "chdir",
-         "-a": "array", "-d": "dependency", "-G": "gpus-per-node"}  # fmt: skip
+         "-a": "array", "-d": "dependency", "-G": "gpus-per-node", "-A": "account"}  # fmt: skip
 #: Options that take no value.
 FLAGS = frozenset({"exclusive", "requeue", "no-requeue", "parsable"})
 #: Every long option detente reads (`detente.api.sbatch.OPTIONS` has one setter each).
 OPTION_NAMES = frozenset({
     "job-name", "nodes", "ntasks-per-node", "gres", "gpus-per-node", "cpus-per-task", "mem",
     "time", "partition", "qos", "exclusive", "requeue", "no-requeue", "array", "dependency",
-    "output", "error", "chdir", "export", "kill-on-invalid-dep",
+    "output", "error", "chdir", "export", "kill-on-invalid-dep", "begin", "wrap", "account",
+    "mail-type", "mail-user",
 })  # fmt: skip
 
 
@@ -23,7 +24,8 @@ class SbatchError(ValueError):
 
 def split_argv(argv: list[str]) -> tuple[list[str], str, list[str]]:
     """sbatch's command line → (options, script, script arguments): options come before
-    the script, which is the first argument that is neither an option nor its value."""
+    the script, which is the first argument that is neither an option nor its value
+    ("" with ``--wrap``)."""
     i = 0
     while i < len(argv):
         tok = argv[i]
@@ -35,4 +37,6 @@ def split_argv(argv: list[str]) -> tuple[list[str], str, list[str]]:
             i += 1 if len(tok) > 2 else 2
         else:
             return argv[:i], tok, argv[i + 1 :]
-    raise SbatchError("no batch script given")
+    if any(a == "--wrap" or a.startswith("--wrap=") for a in argv):
+        return argv, "", []  # the command is the script
+    raise SbatchError("no batch script given (or --wrap=COMMAND)")

@@ -139,6 +139,13 @@ def _die(msg: str, code: int) -> Any:
     sys.exit(code)
 
 
+def _read_script(script: str) -> str:
+    if os.stat(script).st_size > SCRIPT_CEILING:
+        _die(f"{script}: larger than {SCRIPT_CEILING >> 20} MiB", 2)
+    with open(script, encoding="utf-8") as f:
+        return f.read()
+
+
 def _submit(argv: list[str]) -> int:
     from detente.api.sbatch_argv import SbatchError, split_argv
 
@@ -149,16 +156,13 @@ def _submit(argv: list[str]) -> int:
     parsable = "--parsable" in options
     options = [a for a in options if a != "--parsable"]
     try:
-        if os.stat(script).st_size > SCRIPT_CEILING:
-            _die(f"{script}: larger than {SCRIPT_CEILING >> 20} MiB", 2)
-        with open(script, encoding="utf-8") as f:
-            text = f.read()
+        text = _read_script(script) if script else ""  # "": --wrap holds the command
     except OSError as e:
         return _die(f"{e.filename}: {e.strerror}", 2)  # type: ignore[no-any-return]
     except UnicodeDecodeError:
         return _die(f"{script}: not UTF-8 text", 2)  # type: ignore[no-any-return]
     out = _call("POST", "/v1/sbatch", {
-        "options": options, "script": text, "script_name": script, "args": rest,
+        "options": options, "script": text, "script_name": script or "wrap", "args": rest,
         "env": dict(os.environ), "cwd": os.getcwd(),
     })  # fmt: skip
     for w in out.get("warnings", []):

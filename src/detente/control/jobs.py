@@ -79,7 +79,10 @@ def team_queues(actor: User, config: QueueConfig) -> set[str]:
 def check_access(actor: User, spec: JobSpec, config: QueueConfig) -> str:
     """The queue ``spec`` goes to, if ``actor`` may use it and its priority class;
     JobError (400 unknown, 403 not allowed) otherwise."""
-    queue = spec.queue or actor.team
+    if spec.account and spec.account != actor.team and actor.role != "admin":
+        raise JobError(f"spec.account: {actor.name} (team {actor.team}) may not charge "
+                       f"account {spec.account!r}", 403)  # fmt: skip
+    queue = spec.queue or spec.account or actor.team
     known = {lq.name for lq in config.local_queues.values()}
     if queue not in known:
         raise JobError(f"spec.queue: unknown queue {queue!r} (known: {', '.join(sorted(known))})")

@@ -166,3 +166,15 @@ def read_logs(
             break
     blob = b"".join(chunks)
     return blob.decode(errors="replace"), offset + len(blob)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Writes ``text`` to ``path`` via a temp file and rename: a crash leaves the old
+    file or the new one, never a truncated script that would then run."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import random
 import time
 import uuid
@@ -105,6 +104,8 @@ class Reconciler:
         self._mark: tuple[int | None, int] | None = None
         self._decided = -math.inf
         self._last = StepStats()
+        #: The next --begin time of a waiting job: a decision is due then.
+        self._wake_at = math.inf
         #: Workloads built from job rows, by job id (see `workloads.load`).
         self._workloads: dict[int, Workload] = {}
         self.settler = Settler(self.executor, state_dir, grace)
@@ -135,7 +136,8 @@ class Reconciler:
             # Every job change writes an event; queue changes bump the generation.
             mark = (s.scalar(select(func.max(Event.id))), workloads.setting(s, "generation", 0))
             now = self.clock()
-            if mark == self._mark and now - self._decided < self.profile.calc_period:
+            quiet = now - self._decided < self.profile.calc_period and now < self._wake_at
+            if mark == self._mark and quiet:
                 return replace(
                     self._last, admitted=0, ended=ended, cycle_seconds=0.0, decided=False
                 )
@@ -155,6 +157,9 @@ class Reconciler:
         now = self.clock()
         snap, queues, jobs = workloads.load(s, self.profile, self._workloads, reasons, now)
         depends.kill_invalid(s, jobs, reasons, now)
+        # A --begin time passing is an event of its own: decide again then.
+        begins = (jobs[j].spec["begin_time"] for j, r in reasons.items() if r == "BeginTime")
+        self._wake_at = min(begins, default=math.inf)
         if self.usage is None:
             self.usage = usage_from_json(workloads.setting(s, "usage"))
         snap.usage = self.usage
@@ -287,7 +292,7 @@ class Reconciler:
         except (OSError, UnicodeDecodeError):
             pass
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        write_atomically(path, script)
+        launch.write_atomically(path, script)
 
     def _record_pids(self, job_id: int, started: dict[int, tuple[int, int]]) -> None:
         with self.sessions() as s:
@@ -382,18 +387,6 @@ class Reconciler:
         if p.pid is not None and job.state == LAUNCHING:
             p.pid = None  # its pid was never confirmed and no such process exists
         return "started" if p.pid is None else "lost"
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Writes ``text`` to ``path`` via a temp file and rename: a crash leaves the old
-    file or the new one, never a truncated script that would then run."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def gpus_allocated(snap: Snapshot) -> float:

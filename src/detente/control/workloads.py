@@ -71,6 +71,9 @@ def blocked(job: Job, idx: depends.Index, running_in_array: Counter[int], now: f
     """Why ``job`` may not queue yet (Slurm's reason), or None."""
     if job.held:
         return "JobHeldUser"
+    begin = job.spec.get("begin_time")
+    if begin is not None and now < begin:
+        return "BeginTime"
     if (why := depends.blocked(job, idx, now)) is not None:
         return why
     limit = job.spec.get("array_limit")

@@ -1,0 +1,109 @@
+"""More of sbatch's options, named cases: --begin, --wrap, -A/--account, --mail-*."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from detente.api.begin import parse_begin
+from detente.api.jobspec import JobSpec
+from detente.api.sbatch import SbatchError, parse
+from detente.api.sbatch_argv import split_argv
+from detente.control import auth, jobs, layout, workloads
+from detente.control.store.db import open_store
+from detente.control.store.models import Job
+
+NOW = time.mktime((2026, 11, 30, 21, 0, 0, 0, 0, -1))  # local time, as sbatch reads it
+
+
+@pytest.mark.parametrize(
+    ("text", "after"),
+    [
+        ("now", 0), ("now+90", 90), ("now+1hour", 3600), ("now+2days", 2 * 86400),
+        ("now+10min", 600), ("22:30", 5400), ("20:00", 23 * 3600), ("midnight", 3 * 3600),
+        ("teatime", 19 * 3600), ("tomorrow", 3 * 3600), ("2026-12-01T08:00", 11 * 3600),
+    ],
+)  # fmt: skip
+def test_begin_times_as_slurm_reads_them(text: str, after: float) -> None:
+    assert parse_begin(text, NOW) - NOW == after
+
+
+@pytest.mark.parametrize("text", ["soon", "now+3fortnights", "25:00", "now-5"])
+def test_a_bad_begin_time_names_the_option(text: str) -> None:
+    with pytest.raises(SbatchError, match=re.escape(f"line: --begin: invalid value '{text}'")):
+        parse("#!/bin/bash\ntrue\n", cli=[f"--begin={text}"], now=NOW)
+
+
+def test_wrap_makes_the_script_and_needs_no_file() -> None:
+    options, script, rest = split_argv(["-N", "1", "--wrap", "echo hi; hostname"])
+    assert script == "" and rest == []
+    spec = parse("", "wrap", options).spec
+    assert spec.script.startswith("#!/bin/sh\n") and "echo hi; hostname\n" in spec.script
+    assert spec.name == "wrap" and spec.nodes == 1
+    with pytest.raises(SbatchError, match="a script was given too"):
+        parse("#!/bin/bash\ntrue\n", "job.sh", ["--wrap=true"])
+    with pytest.raises(SbatchError, match="no batch script given"):
+        split_argv(["-N", "1"])
+
+
+def test_mail_options_are_accepted_with_a_warning() -> None:
+    p = parse("#!/bin/bash\n#SBATCH --mail-type=END\n#SBATCH --mail-user=me@lab\ntrue\n", "m.sh")
+    assert p.warnings == [
+        "m.sh:2: --mail-type accepted: detente sends no mail",
+        "m.sh:3: --mail-user accepted: detente sends no mail",
+    ]
+
+
+def test_account_is_the_team_and_another_team_is_refused(tmp_path: Path) -> None:
+    config = layout.queue_config(layout.cluster(layout.node_specs("2x8")), None, {"vision", "nlp"})
+    sessions = open_store(f"sqlite:///{tmp_path / 'd.db'}")
+    with sessions() as s:
+        ana = auth.authenticate(s, auth.create_user(s, "ana", "vision"))
+        mine = parse("#!/bin/bash\ntrue\n", cli=["-A", "vision"]).spec
+        (jid,) = jobs.submit(s, ana, mine, config, 0.0)
+        assert (job := s.get(Job, jid)) is not None and job.queue == "vision"
+        theirs = parse("#!/bin/bash\ntrue\n", cli=["--account=nlp"]).spec
+        with pytest.raises(jobs.JobError, match="may not charge account 'nlp'") as e:
+            jobs.submit(s, ana, theirs, config, 0.0)
+        assert e.value.status == 403
+
+
+def test_a_job_waits_for_its_begin_time_and_starts_then(tmp_path: Path) -> None:
+    from detente.api.profiles import load
+    from detente.control.reconciler import Reconciler
+
+    sessions = open_store(f"sqlite:///{tmp_path / 'd.db'}")
+    with sessions() as s:
+        workloads.put_setting(s, "nodes", layout.node_specs("1x8"))
+        ana = auth.authenticate(s, auth.create_user(s, "ana", "default"))
+        config = layout.queue_config(layout.cluster(layout.node_specs("1x8")), None, {"default"})
+        spec = JobSpec(script="true", begin_time=NOW + 600)
+        (jid,) = jobs.submit(s, ana, spec, config, NOW)
+        s.commit()
+    clock = [NOW]
+    rec = Reconciler(sessions, load("detente"), tmp_path, executor=_NoLaunch(),
+                     clock=lambda: clock[0])  # fmt: skip
+    assert rec.step().admitted == 0
+    with sessions() as s:
+        assert (job := s.get(Job, jid)) is not None and job.reason == "BeginTime"
+    clock[0] = NOW + 60
+    assert rec.step().decided is False  # nothing changed, and the begin time is ahead
+    clock[0] = NOW + 600
+    assert rec.step().admitted == 1  # the begin time passing is reason enough to decide
+
+
+class _NoLaunch:
+    """A fake executor (named as one): records launches instead of starting processes."""
+
+    def __init__(self) -> None:
+        self.launched: list[str] = []
+
+    def launch(self, pod):  # type: ignore[no-untyped-def]
+        self.launched.append(pod.token)
+        return 4_000_000 + len(self.launched), 1
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return lambda *a, **k: None if name != "find" else {}
