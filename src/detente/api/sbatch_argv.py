@@ -8,7 +8,7 @@ SHORT = {"-J": "job-name", "-N": "nodes", "-c": "cpus-per-task", "-t": "time",
          "-p": "partition", "-q": "qos", "-o": "output", "-e": "error", "-D": "chdir",
          "-a": "array", "-d": "dependency", "-G": "gpus-per-node", "-A": "account"}  # fmt: skip
 #: Options that take no value.
-FLAGS = frozenset({"exclusive", "requeue", "no-requeue", "parsable"})
+FLAGS = frozenset({"exclusive", "requeue", "no-requeue", "parsable", "test-only"})
 #: Every long option detente reads (`detente.api.sbatch.OPTIONS` has one setter each).
 OPTION_NAMES = frozenset({
     "job-name", "nodes", "ntasks-per-node", "gres", "gpus-per-node", "cpus-per-task", "mem",

@@ -153,8 +153,8 @@ def _submit(argv: list[str]) -> int:
         options, script, rest = split_argv(argv)
     except SbatchError as e:
         return _die(str(e), 2)  # type: ignore[no-any-return]
-    parsable = "--parsable" in options
-    options = [a for a in options if a != "--parsable"]
+    parsable, test_only = "--parsable" in options, "--test-only" in options
+    options = [a for a in options if a not in ("--parsable", "--test-only")]
     try:
         text = _read_script(script) if script else ""  # "": --wrap holds the command
     except OSError as e:
@@ -163,10 +163,13 @@ def _submit(argv: list[str]) -> int:
         return _die(f"{script}: not UTF-8 text", 2)  # type: ignore[no-any-return]
     out = _call("POST", "/v1/sbatch", {
         "options": options, "script": text, "script_name": script or "wrap", "args": rest,
-        "env": dict(os.environ), "cwd": os.getcwd(),
+        "env": dict(os.environ), "cwd": os.getcwd(), "test_only": test_only,
     })  # fmt: skip
     for w in out.get("warnings", []):
         print(f"warning: {w}", file=sys.stderr)
+    if test_only:  # as sbatch: the answer on stderr, nothing submitted
+        print(f"sbatch: {out['test_only']['message']}", file=sys.stderr)
+        return 0
     ids = out["ids"]
     extra = f" (array tasks {ids[0]}..{ids[-1]})" if len(ids) > 1 else ""
     print(ids[0] if parsable else f"Submitted batch job {ids[0]}{extra}")

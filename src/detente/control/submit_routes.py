@@ -10,7 +10,7 @@ annotations, which name the app's dependencies passed to `routes`.)
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
@@ -19,6 +19,7 @@ from detente.api.sbatch import SbatchError
 from detente.api.sbatch import parse as parse_sbatch
 from detente.control import auth, errors, jobs, workloads
 from detente.control.store.models import User
+from detente.control.will_run import will_run
 
 
 class SbatchRequest(BaseModel):
@@ -33,6 +34,8 @@ class SbatchRequest(BaseModel):
     args: Annotated[list[Annotated[str, Field(max_length=131072)]], Field(max_length=10_000)]
     env: Annotated[dict[str, Annotated[str, Field(max_length=131072)]], Field(max_length=10_000)]
     cwd: Annotated[Text, Field(min_length=1, max_length=4096, pattern=r"^/")]
+    #: sbatch ``--test-only``: say when and where it would start; submit nothing.
+    test_only: bool = False
 
 
 class BatchRequest(BaseModel):
@@ -65,9 +68,10 @@ def routes(db: Any, actor: Any, wakes: Any) -> APIRouter:
         return {"ids": submit_one(spec, s, user)}
 
     @router.post("/v1/sbatch", status_code=201, dependencies=[wakes])
-    def sbatch(body: SbatchRequest, s: db, user: actor) -> dict[str, Any]:
+    def sbatch(body: SbatchRequest, s: db, user: actor, request: Request) -> dict[str, Any]:
         """Parses the script's ``#SBATCH`` lines with the options overriding them, then
-        submits as ``POST /v1/jobs``; the parser's warnings come back with the ids."""
+        submits as ``POST /v1/jobs``; the parser's warnings come back with the ids. With
+        ``test_only``, nothing is submitted: the answer is when and where it would start."""
         try:
             parsed = parse_sbatch(body.script, body.script_name, body.options, body.env, body.args)
         except SbatchError as e:
@@ -79,6 +83,10 @@ def routes(db: Any, actor: Any, wakes: Any) -> APIRouter:
             spec = JobSpec.model_validate({**spec.model_dump(), "chdir": chdir})
         except ValueError as e:
             raise HTTPException(422, str(e)) from None
+        if body.test_only:
+            profile = request.app.state.rec.profile
+            out = will_run(s, lambda: submit_one(spec, s, user, commit=False), profile)
+            return {"test_only": out, "warnings": parsed.warnings}
         return {"ids": submit_one(spec, s, user), "warnings": parsed.warnings}
 
     @router.post("/v1/jobs/batch", status_code=201, dependencies=[wakes])
