@@ -40,6 +40,10 @@ def test_test_only_says_when_and_where_and_submits_nothing(live: Live, tmp_path:
     now = live.cli("sbatch", "--test-only", "--wrap", "true", "-N", "1", cwd=tmp_path).stderr
     assert "would not start" in now or "to start at" in now
     assert len(_ids(live)) == 1
+    # Submitted for real, it waits with its expected start as squeue shows one: a time.
+    jid = int(live.cli("sbatch", "--parsable", str(job), cwd=tmp_path).stdout.strip())
+    jobs = live.wait(lambda js: "reserved from" in (js[jid]["reason"] or ""), 30)
+    assert re.search(r"reserved from \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d on 2 node", jobs[jid]["reason"])
 
 
 def test_wrap_and_begin(live: Live, tmp_path: Path) -> None:

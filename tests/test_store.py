@@ -135,3 +135,20 @@ def test_who_sees_and_cancels_what(store) -> None:  # type: ignore[no-untyped-de
         s.commit()
         assert jobs.cancel(s, u["admin"], [c], 2.0) == {c: STOPPING}
         assert s.get(Job, c).stop_reason == CANCELLED
+
+
+def test_live_reasons_show_times_as_local_iso() -> None:
+    from datetime import datetime
+
+    from detente.control.views import readable
+
+    t = 1_796_040_123
+    iso = datetime.fromtimestamp(t).isoformat(timespec="seconds")
+    assert readable(f"Resources; reserved from t={t} on 2 node(s)") == (
+        f"Resources; reserved from {iso} on 2 node(s)"
+    )
+    assert readable(f"would delay the reservation of head (from t={t}.5)") == (
+        f"would delay the reservation of head (from {iso})"
+    )
+    # A plan's or simulator's seconds are not epoch times: left as they are.
+    assert readable("would delay the reservation of head (from t=3600)").endswith("t=3600)")

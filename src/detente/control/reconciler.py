@@ -32,7 +32,7 @@ from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from detente.control import auth, depends, launch, workloads
+from detente.control import auth, depends, launch, views, workloads
 from detente.control.jobs import event
 from detente.control.settle import PREEMPTED, Settler, pods_of
 from detente.control.store.models import (
@@ -194,8 +194,10 @@ class Reconciler:
     def _write_reasons(s: Session, jobs: dict[int, Job], reasons: dict[int, str]) -> None:
         """Pending reasons are advisory: written without a version check (and only to
         jobs still pending), so they never race a user's cancel."""
-        rows = [{"jid": j, "why": r} for j, r in reasons.items() if jobs[j].reason != r]
+        shown = {j: views.readable(r) for j, r in reasons.items()}
+        rows = [{"jid": j, "why": r} for j, r in shown.items() if jobs[j].reason != r]
         if rows:
+            s.info["wrote"] = True  # a Core write: the lease's fence must see it
             t = cast(Table, Job.__table__)
             stmt = update(t).where(t.c.id == bindparam("jid"), t.c.state == PENDING)
             s.connection().execute(stmt.values(reason=bindparam("why")), rows)

@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from typing import Any
 
 from detente.api.hostlist import compress
 from detente.api.jobspec import stored
 from detente.control.store.models import SHORT, Event, Job, Pod
 from detente.core.snapshot import Snapshot
+
+#: A time in a core reason: seconds, epoch seconds on the live system.
+_TIME = re.compile(r"\bt=(\d+(?:\.\d+)?(?:e\+?\d+)?)")
+
+
+def readable(reason: str) -> str:
+    """A core reason with its epoch times (``reserved from t=1796040123``) as local
+    ISO times (``reserved from 2026-11-30T22:42:03``), as squeue shows start times."""
+
+    def iso(m: re.Match[str]) -> str:
+        t = float(m.group(1))
+        if t < 1e8:  # not an epoch time (a simulator's or plan's seconds)
+            return m.group(0)
+        return datetime.fromtimestamp(t).isoformat(timespec="seconds")
+
+    return _TIME.sub(iso, reason)
 
 
 def job_id_text(job: Job) -> str:

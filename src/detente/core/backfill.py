@@ -147,7 +147,7 @@ class Backfill:
             self.quota.hold(w, cq, flavors, found.start, found.end)
         self.timeline.add(found)
         self.reservations.append(found)
-        reason = f"{why.reason}; reserved from t={found.start:g} on {len(found.nodes)} node(s)"
+        reason = f"{why.reason}; reserved from t={found.start:.10g} on {len(found.nodes)} node(s)"
         return Status(Code.UNSCHEDULABLE, reason, NAME)
 
     def earliest(
@@ -194,7 +194,7 @@ class Backfill:
         h = self.quota.breaks(w, cq, flavors, self.now, end, self.profile.borrowing)
         if h is None:
             return None
-        why = f"would take quota reserved for {h.workload.name} (from t={h.start:g})"
+        why = f"would take quota reserved for {h.workload.name} (from t={h.start:.10g})"
         return unschedulable(NAME, why)
 
     def _flavor_sets(self, w: Workload, cq: ClusterQueue | None) -> list[frozenset[str]]:
@@ -221,6 +221,6 @@ class Backfill:
         for r in self.timeline.overlapping(self.now, end):
             if r.nodes & used:
                 return unschedulable(
-                    NAME, f"would delay the reservation of {r.workload} (from t={r.start:g})"
+                    NAME, f"would delay the reservation of {r.workload} (from t={r.start:.10g})"
                 )
         return None
