@@ -107,3 +107,54 @@ class _NoLaunch:
 
     def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
         return lambda *a, **k: None if name != "find" else {}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("USR1@30", (10, 30)), ("SIGUSR2", (12, 60)), ("10@5", (10, 5)), ("TERM@0", (15, 0))],
+)
+def test_signal_names_numbers_and_seconds(text: str, expected: tuple[int, int]) -> None:
+    sig = parse("#!/bin/bash\ntrue\n", cli=[f"--signal={text}"]).spec.signal
+    assert sig is not None and (sig.signal, sig.seconds) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("B:USR1@30", "B: \\(the batch shell only\\) is not supported"),
+     ("FOO@3", "--signal: invalid value 'FOO@3'"), ("USR1@x", "invalid value 'USR1@x'")],
+)  # fmt: skip
+def test_a_bad_or_unsupported_signal_is_refused_with_its_line(text: str, message: str) -> None:
+    with pytest.raises(SbatchError, match=message):
+        parse(f"#!/bin/bash\n#SBATCH --signal={text}\ntrue\n", "s.sh")
+
+
+def test_signal_reaches_the_tasks_before_the_time_limit(tmp_path: Path) -> None:
+    """A real job: USR1 3 s before a 5 s limit, trapped by the script; then TIMEOUT."""
+    from detente.api.profiles import load
+    from detente.control.reconciler import Reconciler
+
+    got = tmp_path / "got.txt"
+    script = (f"#!/bin/bash\ntrap 'echo USR1 at $SECONDS >> {got}' USR1\n"
+              "for i in $(seq 100); do sleep 0.1; done\n")  # fmt: skip
+    sessions = open_store(f"sqlite:///{tmp_path / 'd.db'}")
+    with sessions() as s:
+        workloads.put_setting(s, "nodes", layout.node_specs("1x8"))
+        ana = auth.authenticate(s, auth.create_user(s, "ana", "default"))
+        config = workloads.cluster_and_config(s)[1]
+        spec = parse(script, "sig.sh", ["--signal=USR1@3", f"--chdir={tmp_path}"]).spec
+        spec = JobSpec.model_validate({**spec.model_dump(), "time_limit": 5.0})
+        (jid,) = jobs.submit(s, ana, spec, config, time.time())
+        s.commit()
+    rec = Reconciler(sessions, load("detente"), tmp_path)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        rec.step()
+        with sessions() as s:
+            job = s.get(Job, jid)
+            assert job is not None
+            if job.state == "TIMEOUT":
+                break
+        time.sleep(0.1)
+    assert job.state == "TIMEOUT"
+    lines = got.read_text().split("\n")[0].split()
+    assert lines[:2] == ["USR1", "at"] and 1 <= int(lines[2]) <= 3  # about 2 s in

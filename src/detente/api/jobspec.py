@@ -89,6 +89,15 @@ class Dependency(BaseModel):
         return self
 
 
+class JobSignal(BaseModel):
+    """sbatch ``--signal=SIG[@SECONDS]``: ``signal`` (a number) sent to every task this
+    many seconds before the time limit (Slurm's default: 60)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    signal: int = Field(ge=1, le=64)
+    seconds: int = Field(60, ge=0, le=65535)
+
+
 class Topology(BaseModel):
     """Place the job's pods within one domain of ``level`` (a node label key such as
     ``topology.detente.dev/rack``): ``required``, or ``preferred`` when possible."""
@@ -155,6 +164,8 @@ class JobSpec(BaseModel):
     kill_on_invalid_dep: bool = False
     #: sbatch ``--begin``: not eligible before this time (epoch seconds; reason BeginTime).
     begin_time: float | None = Field(None, ge=0, le=1e11)
+    #: sbatch ``--signal``: warn the job before its time limit.
+    signal: JobSignal | None = None
     #: sbatch ``-A/--account``: the team charged (the submitter's own, or refused).
     account: Ident | None = None
     output: PathText | None = None

@@ -14,7 +14,7 @@ OPTION_NAMES = frozenset({
     "job-name", "nodes", "ntasks-per-node", "gres", "gpus-per-node", "cpus-per-task", "mem",
     "time", "partition", "qos", "exclusive", "requeue", "no-requeue", "array", "dependency",
     "output", "error", "chdir", "export", "kill-on-invalid-dep", "begin", "wrap", "account",
-    "mail-type", "mail-user",
+    "mail-type", "mail-user", "signal",
 })  # fmt: skip
 
 

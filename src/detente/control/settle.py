@@ -68,6 +68,8 @@ class Settler:
         self._gone: dict[int, float] = {}
         #: Jobs sent SIGTERM by this process (their SIGKILL time is the row's kill_at).
         self._termed: set[int] = set()
+        #: Jobs sent their ``--signal`` (by this process: after a restart, once more).
+        self._warned: set[int] = set()
 
     def settle(self, s: Session, now: float) -> int:
         """Settles every active job but those being launched; returns how many ended."""
@@ -126,6 +128,17 @@ class Settler:
         if job.state != RUNNING:
             return
         limit = job.spec.get("time_limit")
+        warn = job.spec.get("signal")
+        if (
+            warn and limit is not None and job.start_time is not None
+            and job.id not in self._warned and now >= job.start_time + limit - warn["seconds"]
+        ):  # fmt: skip
+            self._warned.add(job.id)
+            for p in pods:
+                if not p.done:
+                    self.executor.signal(p.pid, p.pid_start, signal.Signals(warn["signal"]))
+            event(s, job.id, now, "Signalled", f"signal {warn['signal']} "
+                  f"{warn['seconds']}s before the time limit (--signal)")  # fmt: skip
         if limit is not None and job.start_time is not None and now >= job.start_time + limit:
             job.state, job.stop_reason = STOPPING, TIMEOUT
             event(s, job.id, now, "Timeout", f"time limit {limit:.0f}s reached")
@@ -157,6 +170,7 @@ class Settler:
 
     def _finish(self, s: Session, job: Job, pods: list[Pod], now: float) -> None:
         self._termed.discard(job.id)
+        self._warned.discard(job.id)
         codes = [p.exit_code for p in pods]
         bad = next((c for c in codes if c not in (0, None)), None)
         if job.stop_reason not in (FAILED, NODE_FAIL) or job.exit_code is None:

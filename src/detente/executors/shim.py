@@ -41,6 +41,11 @@ import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
+#: Asynchronous signals a pod may be sent (never the synchronous faults, never KILL/STOP).
+FORWARDED = ("SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGALRM",
+             "SIGVTALRM", "SIGPROF", "SIGURG", "SIGWINCH", "SIGTSTP", "SIGTTIN", "SIGTTOU",
+             "SIGXCPU", "SIGXFSZ", "SIGIO", "SIGPWR")  # fmt: skip
+
 
 class LaunchError(Exception):
     pass
@@ -238,8 +243,12 @@ def write_atomically(path: str, text: str) -> None:
 
 def main(argv: list[str]) -> int:
     cfg = json.loads(Path(argv[0]).read_text())
-    # A handler (not SIG_IGN) so that the tasks, after exec, get the default action.
-    signal.signal(signal.SIGTERM, lambda *_: None)
+    # Signals sent to the pod's process group (SIGTERM, a job's --signal) are for its
+    # tasks: the shim keeps waiting to record how they end. A handler, not SIG_IGN, so
+    # that the tasks, after exec, get the default action.
+    for name in FORWARDED:
+        if (sig := getattr(signal, name, None)) is not None:
+            signal.signal(sig, lambda *_: None)
     log = os.open(cfg["pod_log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     groups = enter_cgroups(cfg, log)
     try:
