@@ -158,6 +158,12 @@ def test_singleton_runs_one_job_of_a_name_and_user_at_a_time(
     assert _why(s, two) is None
 
 
+@pytest.mark.parametrize("text", ["afterok:\u0661", "\u0661\u0662", "afterok:3_\u0665"])
+def test_ids_are_ascii_digits(text: str) -> None:
+    with pytest.raises(Exception, match="--dependency: invalid value"):
+        parse("true\n", cli=["-d", text])
+
+
 def test_a_bare_id_is_afterany_and_singleton_takes_no_id() -> None:
     assert parse("true\n", cli=["-d", "42"]).spec.dependencies == [
         Dependency(kind="afterany", job_id=42)

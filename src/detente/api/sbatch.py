@@ -82,6 +82,13 @@ def _array(v: str) -> tuple[list[int], int | None]:
 KINDS = ("after", "afterany", "afterok", "afternotok", "aftercorr")
 
 
+def _id(text: str) -> int:
+    """A job or task id: ASCII digits only (``int`` would take ``١`` for 1)."""
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError(text)
+    return int(text)
+
+
 def _dependency_ids(kind: str, ids: str) -> list[Dependency]:
     out = []
     for item in ids.split(":"):
@@ -90,8 +97,8 @@ def _dependency_ids(kind: str, ids: str) -> list[Dependency]:
             raise ValueError
         job, under, task = ref.partition("_")
         out.append(Dependency(
-            kind=kind, job_id=int(job), task=int(task) if under else None,  # type: ignore[arg-type]
-            delay=60 * int(minutes) if plus else 0.0,
+            kind=kind, job_id=_id(job), task=_id(task) if under else None,  # type: ignore[arg-type]
+            delay=60 * _id(minutes) if plus else 0.0,
         ))  # fmt: skip
     return out
 
@@ -107,7 +114,7 @@ def _set_dependency(d: dict[str, Any], v: str, env: Mapping[str, str]) -> None:
         kind, colon, ids = part.partition(":")
         if part == "singleton":
             deps.append(Dependency(kind="singleton"))
-        elif not colon and kind.replace("_", "").isdigit():
+        elif not colon and kind.replace("_", "").isascii() and kind.replace("_", "").isdigit():
             deps.extend(_dependency_ids("afterany", kind))
         elif kind in KINDS and ids:
             deps.extend(_dependency_ids(kind, ids))

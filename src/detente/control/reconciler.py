@@ -47,7 +47,6 @@ from detente.control.store.models import (
     Pod,
     User,
 )
-from detente.core.cluster import NodeCondition
 from detente.core.driver import Decisions, schedule
 from detente.core.fairshare import Usage
 from detente.core.priority import reprioritize
@@ -175,7 +174,7 @@ class Reconciler:
         stats.launches = self._record(s, snap, result, jobs, self.clock())
         stats.admitted = len(stats.launches)
         stats.pending = len(result.pending)
-        stats.gpus_allocated = gpus_allocated(snap)
+        stats.gpus_allocated = views.gpus_allocated(snap)
         for name in result.pending:
             q = jobs[int(name)].queue
             stats.pending_by_queue[q] = stats.pending_by_queue.get(q, 0) + 1
@@ -389,14 +388,3 @@ class Reconciler:
         if p.pid is not None and job.state == LAUNCHING:
             p.pid = None  # its pid was never confirmed and no such process exists
         return "started" if p.pid is None else "lost"
-
-
-def gpus_allocated(snap: Snapshot) -> float:
-    """GPUs held by running work on nodes that are not down (a down node's GPUs are
-    neither free nor allocated)."""
-    st = snap.state
-    return sum(
-        n.gpu_devices - sum(st.devices[i]) / 1000
-        for i, n in enumerate(snap.cluster.nodes)
-        if n.condition != NodeCondition.DOWN
-    )

@@ -9,6 +9,7 @@ from typing import Any
 from detente.api.hostlist import compress
 from detente.api.jobspec import stored
 from detente.control.store.models import SHORT, Event, Job, Pod
+from detente.core.cluster import NodeCondition
 from detente.core.snapshot import Snapshot
 
 #: A time in a core reason: seconds, epoch seconds on the live system.
@@ -95,3 +96,14 @@ def nodes(snap: Snapshot, admin: dict[str, Any]) -> list[dict[str, Any]]:
             "reason": set_to.get("reason"),
         })  # fmt: skip
     return out
+
+
+def gpus_allocated(snap: Snapshot) -> float:
+    """GPUs held by running work on nodes that are not down (a down node's GPUs are
+    neither free nor allocated)."""
+    st = snap.state
+    return sum(
+        n.gpu_devices - sum(st.devices[i]) / 1000
+        for i, n in enumerate(snap.cluster.nodes)
+        if n.condition != NodeCondition.DOWN
+    )

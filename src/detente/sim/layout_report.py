@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from detente.sim.report import fmt
+
 ROWS = [
     ("gpus", "GPUs"),
     ("train_gpus", "training GPUs"),
@@ -23,18 +25,10 @@ ROWS = [
 ]
 
 
-def _fmt(v: Any) -> str:
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, float):
-        return f"{v:.4f}" if abs(v) < 10 else f"{v:,.0f}"
-    return "—" if v is None else str(v)
-
-
 def table(out: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """(header, rows): one column per layout, one row per figure."""
     names = [n for n in ("shared", "split") if n in out]
-    rows = [[label] + [_fmt(out[n].get(key)) for n in names] for key, label in ROWS]
+    rows = [[label] + [fmt(out[n].get(key), 4) for n in names] for key, label in ROWS]
     return ["", *names], rows
 
 

@@ -25,10 +25,13 @@ COLUMNS = [
 ]
 
 
-def _fmt(v: Any) -> str:
+def fmt(v: Any, digits: int = 3) -> str:
+    """A figure for a table: small floats to ``digits`` places, large ones grouped."""
+    if isinstance(v, bool):
+        return "yes" if v else "no"
     if isinstance(v, float):
-        return f"{v:.3f}" if abs(v) < 10 else f"{v:,.0f}"
-    return str(v)
+        return f"{v:.{digits}f}" if abs(v) < 10 else f"{v:,.0f}"
+    return "—" if v is None else str(v)
 
 
 def write(out: Path, results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> list[Path]:
@@ -44,7 +47,7 @@ def write(out: Path, results: dict[str, dict[str, Any]], meta: dict[str, Any]) -
 
 
 def _rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
-    return [[p] + [_fmt(r["metrics"].get(k, "")) for k, _ in COLUMNS] for p, r in results.items()]
+    return [[p] + [fmt(r["metrics"].get(k, "")) for k, _ in COLUMNS] for p, r in results.items()]
 
 
 def _markdown(results: dict[str, dict[str, Any]], meta: dict[str, Any], plots: list[Path]) -> str:
