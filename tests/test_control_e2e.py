@@ -31,9 +31,10 @@ def _write(d: Path, name: str, text: str) -> Path:
 
 TRAIN = """#!/bin/bash
 #SBATCH --job-name=train --nodes=2 --gres=gpu:8 --ntasks-per-node=2 --time=5:00
-echo "RANK=$RANK WORLD_SIZE=$WORLD_SIZE LOCAL_RANK=$LOCAL_RANK NODE_RANK=$NODE_RANK" \
-  "CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES SLURM_PROCID=$SLURM_PROCID" \
-  "SLURM_NNODES=$SLURM_NNODES SLURM_JOB_NODELIST=$SLURM_JOB_NODELIST MASTER_ADDR=$MASTER_ADDR"
+echo "batch on $SLURMD_NODENAME"
+srun bash -c 'echo "RANK=$RANK WORLD_SIZE=$WORLD_SIZE LOCAL_RANK=$LOCAL_RANK" \
+  "NODE_RANK=$NODE_RANK CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES SLURM_PROCID=$SLURM_PROCID" \
+  "SLURM_NNODES=$SLURM_NNODES SLURM_JOB_NODELIST=$SLURM_JOB_NODELIST MASTER_ADDR=$MASTER_ADDR"'
 sleep 1
 """
 ARRAY = """#!/bin/bash
@@ -59,7 +60,10 @@ def test_gang_array_and_dependent_job_complete_in_order(live: Live, tmp_path: Pa
     jobs = live.wait(lambda js: len(js) == 6 and all(j["state"] in TERMINAL for j in js.values()))
     assert {j["state"] for j in jobs.values()} == {"COMPLETED"}
 
-    lines = sorted((work / f"slurm-{train}.out").read_text().splitlines())
+    # The batch script once, on the first node; its srun step on every task.
+    out = (work / f"slurm-{train}.out").read_text().splitlines()
+    assert [ln for ln in out if ln.startswith("batch on")] == ["batch on node0"]
+    lines = sorted(ln for ln in out if ln.startswith("RANK="))
     assert len(lines) == 4
     for rank, line in enumerate(lines):
         f = dict(kv.split("=", 1) for kv in line.split())
@@ -69,8 +73,10 @@ def test_gang_array_and_dependent_job_complete_in_order(live: Live, tmp_path: Pa
         assert f["SLURM_NNODES"] == "2" and re.fullmatch(r"node\[\d-\d\]", f["SLURM_JOB_NODELIST"])
         assert f["MASTER_ADDR"] == "127.0.0.1"
 
-    pod1 = live.cli("logs", str(train), "--pod", "1").stdout.splitlines()
-    assert sorted(line.split()[0] for line in pod1) == ["RANK=2", "RANK=3"]
+    logs = live.cli("logs", str(train)).stdout.splitlines()
+    assert sorted(ln.split()[0] for ln in logs if ln.startswith("RANK=")) == [
+        "RANK=0", "RANK=1", "RANK=2", "RANK=3"]  # fmt: skip
+    assert live.cli("logs", str(train), "--pod", "1").stdout == ""  # it held node1 only
 
     arr = sorted((j for j in jobs.values() if j["array_task_id"] is not None),
                  key=lambda j: j["array_task_id"])  # fmt: skip
@@ -96,9 +102,10 @@ def test_gang_array_and_dependent_job_complete_in_order(live: Live, tmp_path: Pa
 
 
 def test_gang_whose_pod_fails_stops_whole(live: Live, tmp_path: Path) -> None:
+    # A task failing on the second node: srun -K stops the step, the batch script ends.
     script = (
-        '#!/bin/bash\n#SBATCH -N 2 --gres=gpu:4\nif [ "$NODE_RANK" = 1 ]; then exit 3; fi\n'
-        "sleep 60\n"
+        "#!/bin/bash\n#SBATCH -N 2 --gres=gpu:4\n"
+        "srun -K bash -c 'if [ $SLURM_NODEID = 1 ]; then exit 3; fi; sleep 60'\n"
     )
     live.cli("submit", str(_write(tmp_path, "f.sh", script)), cwd=tmp_path)
     jobs = live.wait(lambda js: all(j["state"] in TERMINAL for j in js.values()), timeout=30)
@@ -274,7 +281,7 @@ def test_a_vanished_pod_fails_its_gang_as_node_fail(live: Live, tmp_path: Path) 
 
 RENDEZVOUS = """#!/bin/bash
 #SBATCH -N 2 --ntasks-per-node=2 --gres=gpu:1 --output=rdv.out --time=1:00
-python3 - <<'PY'
+srun python3 - <<'PY'
 # What torch.distributed's env:// rendezvous does: rank 0 listens on MASTER_ADDR:PORT,
 # every other rank connects and says who it is.
 import os, socket, time

@@ -37,7 +37,7 @@ def test_migrations_are_idempotent(db_url: str) -> None:
     migrate(eng)
     migrate(eng)
     with eng.connect() as c:
-        assert c.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0005"
+        assert c.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0006"
 
 
 def test_upgrade_from_0001_keeps_jobs(db_url: str) -> None:

@@ -48,3 +48,41 @@ def _ranges(nums: list[int], width: int) -> list[str]:
         if n is not None:
             start = prev = n
     return spans
+
+
+_GROUP = re.compile(r"([^,\[]*)\[([^\]]*)\]([^,]*)|([^,\[\]]+)")
+
+
+def expand(text: str) -> list[str]:
+    """``gpu-[00-02,05],node7`` → ``['gpu-00', 'gpu-01', 'gpu-02', 'gpu-05', 'node7']``
+    (ranges keep their zero padding, as Slurm's). ValueError naming the bad part."""
+    out: list[str] = []
+    pos, text = 0, text.strip()
+    while pos < len(text):
+        m = _GROUP.match(text, pos)
+        if m is None:
+            raise ValueError(f"bad host list near {text[pos : pos + 40]!r}")
+        if m.group(4) is not None:
+            out.append(m.group(4))
+        else:
+            for num in _numbers(m.group(2)):
+                out.append(f"{m.group(1)}{num}{m.group(3)}")
+        pos = m.end()
+        if pos < len(text):
+            if text[pos] != ",":
+                raise ValueError(f"bad host list near {text[pos : pos + 40]!r}")
+            pos += 1
+    return out
+
+
+def _numbers(ranges: str) -> list[str]:
+    nums: list[str] = []
+    for part in ranges.split(","):
+        lo, dash, hi = part.partition("-")
+        if not (lo.isascii() and lo.isdigit()) or (dash and not (hi.isascii() and hi.isdigit())):
+            raise ValueError(f"bad range {part!r} in host list")
+        a, b = int(lo), int(hi) if dash else int(lo)
+        if b < a or b - a > 100_000:
+            raise ValueError(f"bad range {part!r} in host list")
+        nums.extend(f"{n:0{len(lo)}d}" for n in range(a, b + 1))
+    return nums

@@ -135,6 +135,19 @@ class JobSpec(BaseModel):
     #: the core admits a workload's pods together, so plan treats them as ``ntasks``).
     replicas: int | None = Field(None, ge=1, le=100_000)
     tasks_per_node: int = Field(1, ge=1, le=4096)
+    #: sbatch semantics: the script runs once, on the first pod's node, and the other
+    #: pods hold their nodes for the job's ``srun`` steps. Otherwise (a manifest's
+    #: pods) every pod runs ``tasks_per_node`` copies of it.
+    batch: bool = False
+    #: sbatch ``--ntasks`` where it is not pods × ``tasks_per_node`` (``-N2 -n3``: two
+    #: nodes, three tasks, laid out 2,1); each node is sized for ``tasks_per_node``.
+    total_tasks: int | None = Field(None, ge=1, le=10_000_000)
+    #: sbatch ``--gpus-per-task``: the GPUs each ``srun`` task sees by default.
+    gpus_per_task: int | None = Field(None, ge=1, le=4096)
+    #: sbatch ``--open-mode``. None: Slurm's default (JobFileAppend=0): a batch job's
+    #: first run truncates its output files, a requeued run appends; a manifest's pods,
+    #: which share one file, always append.
+    open_mode: Literal["append", "truncate"] | None = None
     gpus_per_node: Milli = 0
     #: CPUs per task (0 for a manifest that requests none, as Kubernetes allows).
     cpus_per_task: Milli = 1

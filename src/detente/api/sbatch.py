@@ -21,6 +21,7 @@ from detente.api.begin import parse_begin
 from detente.api.jobspec import ARRAY_CEILING, Dependency, JobSpec
 from detente.api.quantity import parse_slurm_time
 from detente.api.sbatch_argv import FLAGS, SHORT, SbatchError, split_argv
+from detente.api.sbatch_combine import check_exclusive, combine
 
 #: Secrets never leave the submitting shell.
 NOT_EXPORTED = frozenset({"DETENTE_TOKEN"})
@@ -170,6 +171,25 @@ def _set(key: str, conv: Callable[[str], Any]) -> Setter:
     return apply
 
 
+def _extra(key: str, conv: Callable[[str], Any]) -> Setter:
+    """An option resolved with others once all are read (`detente.api.sbatch_combine`)."""
+
+    def apply(d: dict[str, Any], v: str, env: Mapping[str, str]) -> None:
+        d.setdefault("_extra", {})[key] = conv(v)
+
+    return apply
+
+
+def _gpu_count(v: str) -> int:
+    return _positive(v.rsplit(":", 1)[-1])  # N or TYPE:N (the type is not modelled)
+
+
+def _open_mode(v: str) -> str:
+    if v.lower() not in ("append", "truncate"):
+        raise ValueError
+    return v.lower()
+
+
 def _set_array(d: dict[str, Any], v: str, env: Mapping[str, str]) -> None:
     d["array"], d["array_limit"] = _array(v)
 
@@ -201,6 +221,13 @@ OPTIONS: dict[str, Setter] = {
     "export": lambda d, v, env: d.__setitem__("env", _export(v, env)),
     "account": _set("account", str),
     "signal": _set("signal", _signal),
+    "ntasks": _extra("ntasks", _positive),
+    "gpus": _extra("gpus", _gpu_count),
+    "gpus-per-task": _set("gpus_per_task", _gpu_count),
+    "cpus-per-gpu": _extra("cpus_per_gpu", _positive),
+    "mem-per-cpu": _extra("mem_per_cpu", _mem),
+    "mem-per-gpu": _extra("mem_per_gpu", _mem),
+    "open-mode": _set("open_mode", _open_mode),
 }
 #: Accepted and said so, but with no effect here.
 NO_EFFECT = {"mail-type": "detente sends no mail", "mail-user": "detente sends no mail"}
@@ -269,7 +296,7 @@ def parse(
     directives (``--wrap=CMD`` stands for an empty script); ``now`` reads ``--begin``.
     SbatchError lists every invalid option at once."""
     env = {k: v for k, v in (env or {}).items() if k not in NOT_EXPORTED}
-    d: dict[str, Any] = {"script": script, "args": list(args or []), "env": env}
+    d: dict[str, Any] = {"script": script, "args": list(args or []), "env": env, "batch": True}
     d["name"] = source.rsplit("/", 1)[-1]
     warnings, errors = [], []
     found = [(f"{source}:{n}", k, v) for n, k, v in directives(script, source)]
@@ -299,4 +326,9 @@ def parse(
             errors.append(f"{where}: --{opt}: invalid value {val!r}")
     if errors:
         raise SbatchError("\n".join(errors))
+    try:
+        check_exclusive({opt: where for where, opt, _ in found})
+        combine(d, d.pop("_extra", {}), warnings)
+    except SbatchError as e:
+        raise SbatchError(f"{source}: {e}") from None
     return Parsed(_validate(d, source), warnings)

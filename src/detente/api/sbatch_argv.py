@@ -6,7 +6,8 @@ from __future__ import annotations
 
 SHORT = {"-J": "job-name", "-N": "nodes", "-c": "cpus-per-task", "-t": "time",
          "-p": "partition", "-q": "qos", "-o": "output", "-e": "error", "-D": "chdir",
-         "-a": "array", "-d": "dependency", "-G": "gpus-per-node", "-A": "account"}  # fmt: skip
+         "-a": "array", "-d": "dependency", "-G": "gpus", "-A": "account", "-n": "ntasks",
+         "-w": "nodelist", "-x": "exclude", "-C": "constraint"}  # fmt: skip
 #: Options that take no value.
 FLAGS = frozenset({"exclusive", "requeue", "no-requeue", "parsable", "test-only"})
 #: Every long option detente reads (`detente.api.sbatch.OPTIONS` has one setter each).
@@ -14,7 +15,8 @@ OPTION_NAMES = frozenset({
     "job-name", "nodes", "ntasks-per-node", "gres", "gpus-per-node", "cpus-per-task", "mem",
     "time", "partition", "qos", "exclusive", "requeue", "no-requeue", "array", "dependency",
     "output", "error", "chdir", "export", "kill-on-invalid-dep", "begin", "wrap", "account",
-    "mail-type", "mail-user", "signal",
+    "mail-type", "mail-user", "signal", "ntasks", "gpus", "gpus-per-task", "cpus-per-gpu",
+    "mem-per-cpu", "mem-per-gpu", "open-mode", "nodelist", "exclude", "constraint",
 })  # fmt: skip
 
 

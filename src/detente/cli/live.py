@@ -176,7 +176,12 @@ def queue_cmd(
 def history_cmd(output: Output = typer.Option(Output.table, "-o", "--output")) -> None:
     """Ended jobs (like sacct): start, end, elapsed, GPU-hours, state, exit code."""
     rows = _call("GET", "/v1/history")
+    if output != Output.json:  # sacct's step rows under each job
+        rows = [x for r in rows for x in (r, *r.pop("steps", []))]
     for r in rows:
+        r.setdefault("queue", "")
+        r.setdefault("user", "")
+        r.setdefault("gpu_hours", 0.0)
         r["start"] = _clock(r["start_time"])
         r["end"] = _clock(r["end_time"])
         r["elapsed_s"] = duration(r["elapsed"])

@@ -20,7 +20,7 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from detente.control.store.models import User
+from detente.control.store.models import ACTIVE, Job, Pod, User
 
 ROLES = ("user", "team-admin", "admin")
 MULTI, SINGLE = "multi-user", "single-user"
@@ -89,11 +89,34 @@ def create_admin(s: Session, name: str = "admin") -> str:
     return token
 
 
+#: A running job's own credential: ``Bearer pod:<token of one of its pods>``.
+POD_PREFIX = "pod:"
+
+
 def authenticate(s: Session, token: str | None) -> User:
+    """The user a bearer token stands for: a user's token, or a running job's pod
+    token (what ``scontrol`` inside a job uses, as Slurm's job credential): it acts
+    as the job's user with the plain ``user`` role, and only while the pod runs."""
     if not token:
         raise AuthError("missing bearer token")
+    if token.startswith(POD_PREFIX):
+        return _job_user(s, token[len(POD_PREFIX) :])
     h = digest(token)
     user = s.scalars(select(User).where(User.token_hash == h)).first()
     if user is None or not hmac.compare_digest(user.token_hash, h):
         raise AuthError("invalid token")
     return user
+
+
+def _job_user(s: Session, token: str) -> User:
+    pod = s.scalars(select(Pod).where(Pod.token == token)).first()
+    job = s.get(Job, pod.job_id) if pod is not None else None
+    if pod is None or job is None or pod.done or job.state not in ACTIVE:
+        raise AuthError("invalid token")
+    if not hmac.compare_digest(pod.token, token):
+        raise AuthError("invalid token")
+    user = s.get(User, job.user)
+    if user is None:
+        raise AuthError("invalid token")
+    # A detached copy: the role is lowered for this request only, never stored.
+    return User(name=user.name, team=user.team, role="user", token_hash="", unix_user=None)

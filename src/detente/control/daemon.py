@@ -173,6 +173,7 @@ def serve(d: Path, db: str, port: int, profile_name: str, gateway_port: int | No
     with sessions() as s:  # every instance of one store keeps job files in one place
         root = Path(workloads.setting(s, "job_root") or d)
     rec = Reconciler(sessions, load(profile_name), root)
+    rec.api_url = f"http://127.0.0.1:{port}"
     # Same host and data directory, same holder: a restart leads again at once.
     lease = Lease(sessions, f"{socket.gethostname()}:{d.resolve()}", f"http://127.0.0.1:{port}")
     lease.install()

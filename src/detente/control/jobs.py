@@ -19,6 +19,7 @@ from detente.control.store.models import (
     ACTIVE,
     CANCELLED,
     PENDING,
+    REQUEUED,
     STOPPING,
     TERMINAL,
     Event,
@@ -218,5 +219,33 @@ def _hold(
         job.held = held
         event(s, jid, now, "Held" if held else "Released", f"by {actor.name}")
         out[jid] = "held" if held else "released"
+    s.commit()
+    return out
+
+
+def requeue(s: Session, actor: User, job_ids: Sequence[int], now: float) -> dict[int, str]:
+    """scontrol requeue: a running batch job is stopped (SIGTERM, grace, SIGKILL) and
+    pends again for its next run; an ended one pends again at once. Services' replicas
+    and manifests' jobs are not requeued (their controllers own them)."""
+    return with_cas(s, lambda: _requeue(s, actor, job_ids, now))
+
+
+def _requeue(s: Session, actor: User, job_ids: Sequence[int], now: float) -> dict[int, str]:
+    out: dict[int, str] = {}
+    for jid in job_ids:
+        job = get(s, actor, jid)
+        if not job.spec.get("batch") or job.service is not None:
+            out[jid] = "not a batch job: cannot be requeued"
+        elif job.state in ACTIVE and job.state != STOPPING:
+            job.state, job.stop_reason = STOPPING, REQUEUED
+            event(s, jid, now, "Requeueing", f"by {actor.name}")
+            out[jid] = "requeued"
+        elif job.state in TERMINAL:
+            job.state, job.nodes, job.devices, job.end_time = PENDING, None, None, None
+            job.exit_code, job.stop_reason, job.reason = None, None, f"requeued by {actor.name}"
+            event(s, jid, now, "Requeued", f"by {actor.name}")
+            out[jid] = "requeued"
+        else:
+            out[jid] = f"cannot requeue ({job.state})"
     s.commit()
     return out

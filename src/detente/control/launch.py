@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import pwd
 import re
+import sys
 from pathlib import Path
 
 from detente.api.hostlist import compress
@@ -13,6 +14,10 @@ from detente.api.jobspec import JobSpec, stored
 from detente.control.store.models import Job, Pod
 from detente.executors.base import PodLaunch, RunAs
 from detente.executors.local import pod_log
+from detente.jobtools import alloc
+
+#: ``srun`` and ``scontrol`` for jobs: first on every job's PATH.
+TOOLS_BIN = Path(alloc.__file__).parent / "bin"
 
 STANDARD_PATH = "/usr/local/bin:/usr/bin:/bin"
 
@@ -63,34 +68,63 @@ def log_paths(job: Job, spec: JobSpec, node: str, rank: int) -> tuple[str, str]:
     return out, err
 
 
-def environment(job: Job, spec: JobSpec, rank: int, user: RunAs | None = None) -> dict[str, str]:
-    """The pod's environment: a standard PATH and the user's HOME, the submitter's
-    exported variables, then the rendezvous (MASTER_ADDR/PORT, WORLD_SIZE, NODE_RANK)
-    and Slurm's job variables. Nothing of the daemon's own environment. RANK and
-    LOCAL_RANK are per task, set by the shim."""
+def allocation(job: Job, spec: JobSpec) -> list[alloc.NodeShare]:
+    """What the job holds per node, in its node order: task slots (``--ntasks`` laid
+    out as Slurm's block layout, else pods × tasks per pod), CPUs and GPU devices."""
+    pods, devices = job.nodes or [], job.devices or []
+    order = list(dict.fromkeys(pods))
+    count = {n: pods.count(n) for n in order}
+    gpus = {n: [g for p, d in zip(pods, devices, strict=False) if p == n for g in d] for n in order}
+    tasks = [count[n] * spec.tasks_per_node for n in order]
+    if spec.total_tasks is not None and spec.one_per_node and order:
+        tasks = alloc.block(spec.total_tasks, len(order))
+    return [alloc.NodeShare(n, t, count[n] * spec.cpus_per_pod(), tuple(gpus[n]))
+            for n, t in zip(order, tasks, strict=True)]  # fmt: skip
+
+
+def environment(
+    job: Job, spec: JobSpec, rank: int, user: RunAs | None = None, api: str | None = None
+) -> dict[str, str]:
+    """The pod's environment: a standard PATH (detente's ``srun``/``scontrol`` first)
+    and the user's HOME, the submitter's exported variables, then the rendezvous
+    (MASTER_ADDR/PORT, WORLD_SIZE, NODE_RANK) and Slurm's job variables as the batch
+    step sees them. Nothing of the daemon's own environment. RANK and LOCAL_RANK are
+    per task, set by the shim."""
     pods = job.nodes or []  # one entry per pod: ntasks pods may share a node
-    nodes = list(dict.fromkeys(pods))
+    shares = allocation(job, spec)
+    nodes = [a.node for a in shares]
+    here = shares[nodes.index(pods[rank])] if pods else alloc.NodeShare("", 0, 0, ())
     devices = (job.devices or [[]])[rank]
     ntasks = spec.tasks_per_node
+    total = sum(a.tasks for a in shares) if spec.batch else len(pods) * ntasks
     pw = pwd.getpwuid(user.uid if user else os.geteuid())
     env = {"PATH": STANDARD_PATH, "HOME": pw.pw_dir, "USER": pw.pw_name,
            "LOGNAME": pw.pw_name, "SHELL": pw.pw_shell or "/bin/sh"}  # fmt: skip
     env.update(spec.env)
     env.update(
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(master_port(job.id)),
-        WORLD_SIZE=str(len(pods) * ntasks), NODE_RANK=str(rank), GROUP_RANK=str(rank),
+        WORLD_SIZE=str(total), NODE_RANK=str(rank), GROUP_RANK=str(rank),
         LOCAL_WORLD_SIZE=str(ntasks), CUDA_VISIBLE_DEVICES=",".join(map(str, devices)),
         SLURM_JOB_ID=str(job.id), SLURM_JOBID=str(job.id), SLURM_JOB_NAME=job.name,
         SLURM_JOB_USER=job.user, SLURM_JOB_PARTITION=job.queue,
         SLURM_NNODES=str(len(nodes)), SLURM_JOB_NUM_NODES=str(len(nodes)),
         SLURM_NODEID=str(nodes.index(pods[rank]) if pods else 0),
-        SLURMD_NODENAME=pods[rank] if pods else "",
+        SLURMD_NODENAME=pods[rank] if pods else "", SLURM_TOPOLOGY_ADDR=here.node,
         SLURM_JOB_NODELIST=compress(nodes), SLURM_NODELIST=compress(nodes),
-        SLURM_NTASKS=str(len(pods) * ntasks), SLURM_NPROCS=str(len(pods) * ntasks),
+        SLURM_NTASKS=str(total), SLURM_NPROCS=str(total),
+        SLURM_TASKS_PER_NODE=alloc.tasks_per_node([a.tasks for a in shares]),
+        SLURM_JOB_CPUS_PER_NODE=alloc.tasks_per_node([round(a.cpus) for a in shares]),
+        SLURM_CPUS_ON_NODE=str(round(here.cpus)),
         SLURM_NTASKS_PER_NODE=str(ntasks), SLURM_CPUS_PER_TASK=f"{spec.cpus_per_task:g}",
-        SLURM_GPUS_ON_NODE=str(len(devices)), SLURM_SUBMIT_DIR=spec.chdir or ".",
-        SLURM_RESTART_COUNT=str(max(job.attempt - 1, 0)),
+        SLURM_GPUS_ON_NODE=str(len(devices)), SLURM_JOB_GPUS=",".join(map(str, devices)),
+        SLURM_SUBMIT_DIR=spec.chdir or ".", SLURM_RESTART_COUNT=str(max(job.attempt - 1, 0)),
+        SLURM_CLUSTER_NAME="detente", DETENTE_PYTHON=sys.executable,
     )  # fmt: skip
+    env[alloc.ENV] = alloc.to_env(shares)
+    if api:  # where the job's scontrol asks (with its pod token: DETENTE_POD_TOKEN)
+        env["DETENTE_URL"] = api
+    if spec.gpus_per_task:
+        env["SLURM_GPUS_PER_TASK"] = str(spec.gpus_per_task)
     if job.array_task_id is not None:
         tasks = spec.array or [job.array_task_id]
         env.update(
@@ -100,10 +134,23 @@ def environment(job: Job, spec: JobSpec, rank: int, user: RunAs | None = None) -
         )  # fmt: skip
     if spec.time_limit is not None:
         env["SLURM_JOB_TIME_LIMIT"] = str(int(spec.time_limit))
+    # First on PATH whatever the submitter exported, as Slurm's own are on a cluster.
+    env["PATH"] = f"{TOOLS_BIN}:{env['PATH']}"
     return env
 
 
-def pod_launch(state_dir: Path, job: Job, pod: Pod, user: RunAs | None = None) -> PodLaunch:
+def pod_tasks(spec: JobSpec, rank: int) -> int:
+    """How many copies of the script a pod runs: a batch job's first pod one (its
+    batch step), its other pods none (they hold their nodes for its steps); a
+    manifest's pods ``tasks_per_node`` each."""
+    if spec.batch:
+        return 1 if rank == 0 else 0
+    return spec.tasks_per_node
+
+
+def pod_launch(
+    state_dir: Path, job: Job, pod: Pod, user: RunAs | None = None, api: str | None = None
+) -> PodLaunch:
     """How ``pod`` starts: as ``user`` (None: the daemon's user), in ``--chdir`` (else
     the user's home in multi-user mode, the job's state directory otherwise)."""
     spec = stored(job.spec)
@@ -111,11 +158,15 @@ def pod_launch(state_dir: Path, job: Job, pod: Pod, user: RunAs | None = None) -
     out, err = log_paths(job, spec, pod.node, pod.rank)
     cwd = spec.chdir or (user.home if user else str(d))
     return PodLaunch(
-        token=pod.token, rank=pod.rank, ntasks=spec.tasks_per_node,
-        env=environment(job, spec, pod.rank, user), cwd=cwd, script=script_path(state_dir, job),
-        args=spec.args, stdout=out, stderr=err, exit_file=exit_file(state_dir, job, pod),
+        token=pod.token, rank=pod.rank, ntasks=pod_tasks(spec, pod.rank),
+        env=environment(job, spec, pod.rank, user, api), cwd=cwd,
+        script=script_path(state_dir, job), args=spec.args, stdout=out, stderr=err,
+        exit_file=exit_file(state_dir, job, pod),
         user=user, memory=spec.mem_per_node,
         cpu_milli=round(spec.cpus_per_pod() * 1000),
+        truncate=spec.batch
+        and (spec.open_mode == "truncate" or (spec.open_mode is None and job.attempt <= 1)),
+        steps=spec.batch and pod.rank == 0,
     )  # fmt: skip
 
 

@@ -109,6 +109,8 @@ class Reconciler:
         self._workloads: dict[int, Workload] = {}
         self.settler = Settler(self.executor, state_dir, grace)
         self._mode: str | None = None
+        #: The API's address, given to jobs for their ``scontrol`` (None: not served).
+        self.api_url: str | None = None
 
     def reset(self) -> None:
         """Forgets what this process remembered between steps (at start, and when it
@@ -269,7 +271,7 @@ class Reconciler:
                 if pod.pid is None and not pod.done:
                     try:
                         pod.pid, pod.pid_start = self.executor.launch(
-                            launch.pod_launch(self.state_dir, job, pod, user)
+                            launch.pod_launch(self.state_dir, job, pod, user, self.api_url)
                         )
                         started[pod.id] = (pod.pid, pod.pid_start)
                     except OSError as e:  # could not even fork: the job fails, whole

@@ -261,9 +261,12 @@ def list_jobs(
 
 @router.get("/v1/history")
 def history(s: DB, user: Actor) -> list[dict[str, Any]]:
+    """Ended jobs, each with the steps of its last run (sacct's JOBID.N rows)."""
     q = jobs.visible(user).where(Job.state.in_(TERMINAL)).order_by(Job.id)
     now = time.time()
-    return [views.job(j, now) for j in s.scalars(q)]
+    rows = list(s.scalars(q))
+    steps = views.steps_of(s, rows)
+    return [{**views.job(j, now), "steps": steps.get(j.id, [])} for j in rows]
 
 
 @router.get("/v1/jobs/{job_id}")
@@ -285,6 +288,11 @@ def cancel(body: CancelRequest, s: DB, user: Actor) -> dict[int, str]:
 @router.post("/v1/jobs/hold", dependencies=[Wakes])
 def hold(body: CancelRequest, s: DB, user: Actor) -> dict[int, str]:
     return jobs.hold(s, user, body.ids, True, time.time())
+
+
+@router.post("/v1/jobs/requeue", dependencies=[Wakes])
+def requeue(body: CancelRequest, s: DB, user: Actor) -> dict[int, str]:
+    return jobs.requeue(s, user, body.ids, time.time())
 
 
 @router.post("/v1/jobs/release", dependencies=[Wakes])

@@ -29,13 +29,17 @@ from detente.control.store.models import (
     NODE_FAIL,
     OUT_OF_MEMORY,
     PENDING,
+    REQUEUED,
     RUNNING,
     STOPPING,
     TIMEOUT,
     Job,
     Pod,
+    Step,
 )
+from detente.executors import steps
 from detente.executors.base import Executor
+from detente.executors.local import steps_file
 
 PREEMPTED = "PREEMPTED"
 #: A pod whose process is gone is declared lost only if no exit file appears within
@@ -142,6 +146,12 @@ class Settler:
         if limit is not None and job.start_time is not None and now >= job.start_time + limit:
             job.state, job.stop_reason = STOPPING, TIMEOUT
             event(s, job.id, now, "Timeout", f"time limit {limit:.0f}s reached")
+        elif job.spec.get("batch") and pods and pods[0].done and not all(p.done for p in pods):
+            # Slurm: the job ends with its batch script; the held nodes are released.
+            code = pods[0].exit_code
+            job.state, job.exit_code = STOPPING, code
+            job.stop_reason = NODE_FAIL if code is None else COMPLETED if code == 0 else FAILED
+            event(s, job.id, now, "Stopping", "the batch script ended; releasing its nodes")
         elif any(p.done for p in pods) and not all(p.done for p in pods):
             lost = any(p.done and p.exit_code is None for p in pods)
             failed = any(p.done and p.exit_code not in (None, 0) for p in pods)
@@ -171,17 +181,19 @@ class Settler:
     def _finish(self, s: Session, job: Job, pods: list[Pod], now: float) -> None:
         self._termed.discard(job.id)
         self._warned.discard(job.id)
+        if job.spec.get("batch") and pods:
+            self._record_steps(s, job, pods[0])
         codes = [p.exit_code for p in pods]
         bad = next((c for c in codes if c not in (0, None)), None)
-        if job.stop_reason not in (FAILED, NODE_FAIL) or job.exit_code is None:
+        if job.stop_reason not in (FAILED, NODE_FAIL, COMPLETED) or job.exit_code is None:
             job.exit_code = bad if bad is not None else (0 if None not in codes else None)
         job.end_time = now
         state = job.stop_reason or (
             NODE_FAIL if None in codes else (COMPLETED if bad is None else FAILED)
         )
         # Slurm's JobRequeue: a --requeue job lost to a node failure runs again.
-        if state == PREEMPTED or (state == NODE_FAIL and job.spec.get("requeue")):
-            why = "preempted" if state == PREEMPTED else "node failure"
+        if state in (PREEMPTED, REQUEUED) or (state == NODE_FAIL and job.spec.get("requeue")):
+            why = {PREEMPTED: "preempted", REQUEUED: "scontrol requeue"}.get(state, "node failure")
             job.state, job.nodes, job.devices, job.end_time = PENDING, None, None, None
             job.stop_reason, job.kill_at, job.reason = None, None, f"requeued after {why}"
             event(s, job.id, now, "Requeued", f"{why}; waits for its next start")
@@ -194,3 +206,11 @@ class Settler:
             job.reason = f"launch failed: {cause}" if cause else None
         job.state = state
         event(s, job.id, now, job.state, f"exit code {job.exit_code}")
+
+    def _record_steps(self, s: Session, job: Job, batch: Pod) -> None:
+        """The run's ``srun`` steps, from its batch pod's steps file, as Step rows."""
+        path = steps_file(launch.exit_file(self.state_dir, job, batch))
+        for r in steps.read(path):
+            s.add(Step(job_id=job.id, attempt=job.attempt, step=r["step"], name=r["name"],
+                       nodes=r["nodes"], ntasks=r["ntasks"], start_time=r["start"],
+                       end_time=r["end"], exit_code=r["exit_code"], state=r["state"]))  # fmt: skip

@@ -6,9 +6,12 @@ import re
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from detente.api.hostlist import compress
 from detente.api.jobspec import stored
-from detente.control.store.models import SHORT, Event, Job, Pod
+from detente.control.store.models import SHORT, Event, Job, Pod, Step
 from detente.core.cluster import NodeCondition
 from detente.core.snapshot import Snapshot
 
@@ -52,6 +55,23 @@ def job(j: Job, now: float) -> dict[str, Any]:
         "time_limit": spec.time_limit, "array_job_id": j.array_job_id,
         "array_task_id": j.array_task_id, "attempt": j.attempt,
     }  # fmt: skip
+
+
+def steps_of(s: Session, jobs: list[Job]) -> dict[int, list[dict[str, Any]]]:
+    """The steps of each job's last run, by job id, in step order (one query)."""
+    attempt = {j.id: j for j in jobs}
+    out: dict[int, list[dict[str, Any]]] = {}
+    q = select(Step).where(Step.job_id.in_(attempt)).order_by(Step.job_id, Step.step)
+    for st in s.scalars(q):
+        j = attempt[st.job_id]
+        if st.attempt == j.attempt:
+            out.setdefault(j.id, []).append({
+                "jobid": f"{job_id_text(j)}.{st.step}", "step": st.step, "name": st.name,
+                "start_time": st.start_time, "end_time": st.end_time,
+                "elapsed": st.end_time - st.start_time, "state": st.state,
+                "exit_code": st.exit_code, "ntasks": st.ntasks, "nodelist": st.nodes,
+            })  # fmt: skip
+    return out
 
 
 def describe(

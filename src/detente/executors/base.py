@@ -51,6 +51,10 @@ class PodLaunch:
     memory: int = 0
     #: CPU quota in milli-CPUs (0: none), enforced by a cgroup where possible.
     cpu_milli: int = 0
+    #: Open the output files truncated (a batch job's first run), else appended.
+    truncate: bool = False
+    #: Serve the step channel to the script (a batch job's batch step).
+    steps: bool = False
 
 
 class Executor(Protocol):

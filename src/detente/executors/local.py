@@ -40,6 +40,11 @@ def pod_log(exit_file: Path) -> Path:
     return exit_file.with_suffix(".log")
 
 
+def steps_file(exit_file: Path) -> Path:
+    """Where a batch pod records its job's steps (`detente.executors.steps`)."""
+    return exit_file.with_suffix(".steps")
+
+
 def alive(pid: int | None, start: int | None) -> bool:
     return pid is not None and start is not None and proc_start(pid) == start
 
@@ -75,6 +80,8 @@ class LocalExecutor:
             "stdout": pod.stdout, "stderr": pod.stderr,
             "user": dataclasses.asdict(pod.user) if pod.user else None,
             "memory": pod.memory, "cpu_milli": pod.cpu_milli, "token": pod.token,
+            "truncate": pod.truncate,
+            "steps": str(steps_file(pod.exit_file)) if pod.steps else None,
         }  # fmt: skip
         conf = pod.exit_file.with_suffix(".json")
         fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

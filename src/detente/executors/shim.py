@@ -41,6 +41,9 @@ import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from detente.executors.steps import ENV as STEP_FD
+from detente.executors.steps import StepServer
+
 #: Asynchronous signals a pod may be sent (never the synchronous faults, never KILL/STOP).
 FORWARDED = ("SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGALRM",
              "SIGVTALRM", "SIGPROF", "SIGURG", "SIGWINCH", "SIGTSTP", "SIGTTIN", "SIGTTOU",
@@ -75,10 +78,11 @@ def _run_as(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def _writer(path: str, cfg: dict[str, Any]) -> subprocess.Popen[bytes]:
-    """A process of the job's user appending its stdin to ``path``; LaunchError if the
-    user may not open it."""
+    """A process of the job's user appending its stdin to ``path`` (truncated first
+    with ``truncate``); LaunchError if the user may not open it."""
     kw = _run_as(cfg)
-    check = subprocess.run(["/bin/sh", "-c", ': >>"$1"', "sh", path], cwd=cfg["cwd"],
+    opening = ': >"$1"' if cfg.get("truncate") else ': >>"$1"'
+    check = subprocess.run(["/bin/sh", "-c", opening, "sh", path], cwd=cfg["cwd"],
                            capture_output=True, env=cfg["env"], **kw)  # fmt: skip
     if check.returncode != 0:
         why = check.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["denied"]
@@ -98,10 +102,15 @@ def _script_fd(path: str) -> int:
     return fd
 
 
-def _tasks(cfg: dict[str, Any], script: int, merged: bool) -> list[subprocess.Popen[bytes]]:
+def _tasks(
+    cfg: dict[str, Any], script: int, merged: bool, steps: StepServer | None
+) -> list[subprocess.Popen[bytes]]:
     procs = []
+    fds = (script,) if steps is None else (script, steps.theirs.fileno())
     for local in range(cfg["ntasks"]):
         env = dict(cfg["env"])
+        if steps is not None:
+            env[STEP_FD] = str(steps.theirs.fileno())
         rank = cfg["base"] + local
         env.update(RANK=str(rank), LOCAL_RANK=str(local), SLURM_PROCID=str(rank))
         env.update(SLURM_LOCALID=str(local))
@@ -110,7 +119,7 @@ def _tasks(cfg: dict[str, Any], script: int, merged: bool) -> list[subprocess.Po
             p = subprocess.Popen(
                 ["/bin/bash", f"/dev/fd/{script}", *cfg["args"]], env=env, cwd=cfg["cwd"],
                 stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL,
-                pass_fds=(script,), **_run_as(cfg),
+                pass_fds=fds, **_run_as(cfg),
             )  # fmt: skip
         except OSError as e:
             for q in procs:
@@ -193,14 +202,42 @@ def leave_cgroups(groups: list[Path]) -> bool:
     return oom
 
 
+def hold() -> int:
+    """A pod that holds its node for the job's steps: it runs nothing and ends, code
+    0, when the job's end stops it (SIGTERM, SIGINT or SIGHUP; others are ignored,
+    as a job's ``--signal`` is for its tasks)."""
+    ends = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+    signal.pthread_sigmask(signal.SIG_BLOCK, ends)
+    signal.sigwait(ends)
+    return 0
+
+
 def run(cfg: dict[str, Any], log: int) -> int:
     """Runs the pod; its exit code (the first failing task's, else 0)."""
+    if cfg["ntasks"] == 0:
+        return hold()
     outs = {cfg["stdout"]: None, cfg["stderr"]: None}
     writers = {p: _writer(p, cfg) for p in outs}
     merged = cfg["stdout"] == cfg["stderr"]
     script = _script_fd(cfg["script"])
-    procs = _tasks(cfg, script, merged)
-    os.close(script)
+    steps = StepServer(Path(cfg["steps"])) if cfg.get("steps") else None
+    try:
+        procs = _tasks(cfg, script, merged, steps)
+    finally:
+        os.close(script)
+        if steps is not None:
+            steps.theirs.close()  # the tasks hold it now: the shim never writes to it
+    code = _collect(cfg, log, procs, writers)
+    if steps is not None:
+        steps.finish()
+    return code
+
+
+def _collect(
+    cfg: dict[str, Any], log: int, procs: list[subprocess.Popen[bytes]],
+    writers: dict[str, subprocess.Popen[bytes]],
+) -> int:  # fmt: skip
+    """Copies the tasks' output to the writers and the pod's log until they end."""
     pumps = []
     for p in procs:
         pipes = ((p.stdout, cfg["stdout"]), (p.stderr, cfg["stderr"]))

@@ -24,6 +24,8 @@ COMPLETED, FAILED, CANCELLED, TIMEOUT, NODE_FAIL = (
     "NODE_FAIL",
 )
 OUT_OF_MEMORY = "OUT_OF_MEMORY"
+#: A stop reason only: stopped by ``scontrol requeue``, to pend again.
+REQUEUED = "REQUEUED"
 TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED, TIMEOUT, NODE_FAIL, OUT_OF_MEMORY})
 ACTIVE = frozenset({LAUNCHING, RUNNING, STOPPING})
 SHORT = {
@@ -113,6 +115,25 @@ class Pod(Base):
     pid_start: Mapped[int | None] = mapped_column(Integer, nullable=True)
     exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     done: Mapped[bool] = mapped_column(default=False)
+
+
+class Step(Base):
+    """A job step ``srun`` ran inside a batch job (revision 0006): sacct's JOBID.N
+    rows, recorded from the batch pod's steps file when the run ends."""
+
+    __tablename__ = "steps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    step: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(200))
+    nodes: Mapped[str] = mapped_column(Text)
+    ntasks: Mapped[int] = mapped_column(Integer)
+    start_time: Mapped[float] = mapped_column(Float)
+    end_time: Mapped[float] = mapped_column(Float)
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    state: Mapped[str] = mapped_column(String(20))
 
 
 class Event(Base):
