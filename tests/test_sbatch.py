@@ -43,9 +43,11 @@ def test_array_with_limit_and_dependencies() -> None:
     ]  # fmt: skip
 
 
-def test_unknown_directive_warns_and_invalid_ones_fail_together() -> None:
-    warned = parse("#SBATCH --licenses=matlab\ntrue\n", "w.sh")
-    assert warned.warnings == ["w.sh:1: unknown directive --licenses ignored"]
+def test_unknown_directives_and_invalid_ones_fail_together() -> None:
+    with pytest.raises(SbatchError) as unknown:  # as sbatch: refused, never dropped
+        parse("#!/bin/bash\n#SBATCH -N 1\n#SBATCH --licenses=matlab\ntrue\n", "w.sh")
+    assert str(unknown.value) == (
+        "w.sh:3: unrecognized option '--licenses' (not supported by detente)")
     with pytest.raises(SbatchError) as e:
         parse("#SBATCH --nodes=0\n#SBATCH --time=soon\n#SBATCH --gres=fpga:1\n", "bad.sh")
     assert str(e.value).splitlines() == [

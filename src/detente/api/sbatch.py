@@ -1,8 +1,9 @@
 """``#SBATCH`` directives → `JobSpec`, as sbatch reads them.
 
 Directives are read from the top of the script up to its first command (blank and
-comment lines may come between); command-line options override them. Unknown
-directives give a warning; invalid values an error naming the file, line and option.
+comment lines may come between); command-line options override them. As sbatch, an
+option it does not know fails the submission (never dropped silently), and so do
+invalid values: every error names the file, line and option, all at once.
 """
 
 from __future__ import annotations
@@ -308,7 +309,7 @@ def parse(
             warnings.append(f"{where}: --{opt} accepted: {NO_EFFECT[opt]}")
             continue
         if setter is None and opt not in ("begin", "wrap"):
-            warnings.append(f"{where}: unknown directive --{opt} ignored")
+            errors.append(f"{where}: unrecognized option '--{opt}' (not supported by detente)")
             continue
         try:
             if opt == "begin":

@@ -108,7 +108,9 @@ def wait(a: argparse.Namespace, tasks: list[Task], procs: list[subprocess.Popen[
             print(f"srun: error: {t.share.node}: task {t.rank}: {why}", file=sys.stderr)
             if a.kill_on_bad_exit and i not in killed:
                 for k, p in left.items():
-                    p.kill()
+                    # Not Popen.kill: it polls first, reaping the child under os.wait.
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(p.pid, signal.SIGKILL)
                     killed.add(k)
     return max((c for i, c in codes.items() if i not in killed), default=0)
 
