@@ -47,7 +47,8 @@ def test_unknown_directives_and_invalid_ones_fail_together() -> None:
     with pytest.raises(SbatchError) as unknown:  # as sbatch: refused, never dropped
         parse("#!/bin/bash\n#SBATCH -N 1\n#SBATCH --licenses=matlab\ntrue\n", "w.sh")
     assert str(unknown.value) == (
-        "w.sh:3: unrecognized option '--licenses' (not supported by detente)")
+        "w.sh:3: unrecognized option '--licenses' (not supported by detente)"
+    )
     with pytest.raises(SbatchError) as e:
         parse("#SBATCH --nodes=0\n#SBATCH --time=soon\n#SBATCH --gres=fpga:1\n", "bad.sh")
     assert str(e.value).splitlines() == [

@@ -30,7 +30,7 @@ class Case:
 
 
 def _v(*names: str) -> str:
-    return "echo " + " ".join(f'"{n}=${n}"' for n in names) + "\n"
+    return "printf '%s\\n' " + " ".join(f'"{n}=${n}"' for n in names) + "\n"
 
 
 STEP = ("srun bash -c 'echo \"TASK$SLURM_PROCID=L$SLURM_LOCALID,N$SLURM_NODEID,"

@@ -4,7 +4,7 @@ and API — and compares two runs field by field.
 
 Every case runs in a folder of its own; all are submitted first, then waited for
 together. What a case printed is normalized so the two systems compare: its job id
-becomes ``JOBID``, node names become ``N0``, ``N1``, … in the job's node order.
+in file names becomes ``JOBID``, node names ``N0``, ``N1``, … in the job's node order.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def fields(system: System, sub: Submitted) -> dict[str, str]:
     got = {k: "|".join(v) for k, v in out.items()}
     got["STATE"] = ",".join(s for s, _ in states)
     got["EXIT"] = ",".join(e for _, e in states)
-    return _normalize(got, sub.job)
+    return _normalize(got)
 
 
 def _outputs(sub: Submitted, tasks: int) -> list[tuple[str, str]]:
@@ -111,11 +111,12 @@ def _first_task(sub: Submitted) -> int:
     return int(m.group(1)) if m else 0
 
 
-def _normalize(got: dict[str, str], job: int) -> dict[str, str]:
+def _normalize(got: dict[str, str]) -> dict[str, str]:
+    """Node names as ``N0``, ``N1``, … in the job's node order (``NODELIST``). Job ids
+    appear only in file names, already written ``JOBID``."""
     names = expand(got.pop("NODELIST", "").split("|")[0]) if got.get("NODELIST") else []
     out = {}
     for k, v in got.items():
-        v = re.sub(rf"\b{job}\b", "JOBID", v)
         for i, n in enumerate(names):
             v = re.sub(rf"\b{re.escape(n)}\b", f"N{i}", v)
         out[k] = v
