@@ -83,3 +83,19 @@ def test_afterok_on_an_array_fails_when_a_later_task_fails(live: Live, tmp_path:
     assert sorted(j["state"] for i, j in jobs.items() if i not in (dep, kill)) == [
         "COMPLETED", "COMPLETED", "FAILED",
     ]  # fmt: skip
+
+
+def test_nodelist_and_exclude_choose_the_nodes(live: Live, tmp_path: Path) -> None:
+    pinned = int(live.cli("sbatch", "--parsable", "-w", "node1", "-o", "/dev/null",
+                          "--wrap", "sleep 1", cwd=tmp_path).stdout)  # fmt: skip
+    away = int(live.cli("sbatch", "--parsable", "-x", "node0", "-n", "3", "-o", "/dev/null",
+                        "--wrap", "true", cwd=tmp_path).stdout)  # fmt: skip
+    # Nowhere to go: refused at submission, naming why, as sbatch's "not available".
+    nowhere = live.cli("sbatch", "-w", "node7", "--wrap", "true", cwd=tmp_path, check=False)
+    assert nowhere.returncode != 0 and "node list" in nowhere.stderr, nowhere.stderr
+    both = live.cli("sbatch", "-w", "node0", "-N", "2", "--wrap", "true", cwd=tmp_path,
+                    check=False)  # fmt: skip
+    assert both.returncode != 0 and "-w to name every node" in both.stderr, both.stderr
+    jobs = live.wait(lambda js: all(js[j]["state"] == "COMPLETED" for j in (pinned, away)), 30)
+    assert jobs[pinned]["nodelist"] == "node1"
+    assert jobs[away]["nodelist"] == "node1"  # its three one-task pods, all off node0

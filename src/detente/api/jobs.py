@@ -17,7 +17,7 @@ from detente.api.problems import Problems, Source, duration, resources
 from detente.api.quantity import parse_quantity
 from detente.core.queues import QueueConfig
 from detente.core.resources import CPU, GPU, MEMORY, Resources
-from detente.core.workload import PodSet, TopologyMode, TopologyRequest, Workload
+from detente.core.workload import NodeFilter, PodSet, TopologyMode, TopologyRequest, Workload
 
 
 def pod_request(spec: JobSpec) -> Resources:
@@ -48,8 +48,16 @@ def to_workload(
         priority=pc.value if pc else 0, priority_class=spec.priority_class or "",
         time_limit=spec.time_limit, exclusive=spec.exclusive, user=user or spec.user,
         preemptible=spec.requeue, checkpoint_grace=spec.checkpoint_grace or grace,
-        topology=_topology(spec.topology),
+        topology=_topology(spec.topology), node_filter=node_filter(spec),
     )  # fmt: skip
+
+
+def node_filter(spec: JobSpec) -> NodeFilter | None:
+    """sbatch's ``-w``, ``-x`` and ``-C`` as the core's filter (None: any node)."""
+    if not (spec.nodelist or spec.exclude or spec.constraint):
+        return None
+    features = tuple(frozenset(alt.split("&")) for alt in (spec.constraint or "").split("|") if alt)
+    return NodeFilter(frozenset(spec.nodelist), frozenset(spec.exclude), features)
 
 
 def _topology(t: Topology | dict[str, str] | None) -> TopologyRequest | None:

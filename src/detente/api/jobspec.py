@@ -66,6 +66,9 @@ Ident = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9
 PathText = Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(_text)]
 Arg = Annotated[str, Field(max_length=131072), AfterValidator(_no_nul)]
 JobId = Annotated[int, Field(ge=1, le=INT64)]
+NodeName = Annotated[str, Field(min_length=1, max_length=253), AfterValidator(_text)]
+_FEATURE = r"[A-Za-z0-9._:/=-]+"
+Constraint = Annotated[str, Field(max_length=1000, pattern=rf"^{_FEATURE}([&|]{_FEATURE})*$")]
 
 
 class Dependency(BaseModel):
@@ -144,6 +147,12 @@ class JobSpec(BaseModel):
     total_tasks: int | None = Field(None, ge=1, le=10_000_000)
     #: sbatch ``--gpus-per-task``: the GPUs each ``srun`` task sees by default.
     gpus_per_task: int | None = Field(None, ge=1, le=4096)
+    #: sbatch ``-w/--nodelist``: only these nodes (with ``nodes``, exactly these).
+    nodelist: list[NodeName] = Field([], max_length=10_000)
+    #: sbatch ``-x/--exclude``: never these nodes.
+    exclude: list[NodeName] = Field([], max_length=10_000)
+    #: sbatch ``-C/--constraint``: node features, ``a&b`` (all) and ``|`` (any).
+    constraint: Constraint | None = None
     #: sbatch ``--open-mode``. None: Slurm's default (JobFileAppend=0): a batch job's
     #: first run truncates its output files, a requeued run appends; a manifest's pods,
     #: which share one file, always append.

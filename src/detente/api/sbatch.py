@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from detente.api.begin import parse_begin
+from detente.api.hostlist import expand
 from detente.api.jobspec import ARRAY_CEILING, Dependency, JobSpec
 from detente.api.quantity import parse_slurm_time
 from detente.api.sbatch_argv import FLAGS, SHORT, SbatchError, split_argv
@@ -191,6 +192,22 @@ def _open_mode(v: str) -> str:
     return v.lower()
 
 
+def _hosts(v: str) -> list[str]:
+    """A Slurm host list (``node[0-3],gpu7``); a file of names (Slurm's ``/path``
+    form) is refused."""
+    if "/" in v:
+        raise SbatchError(f"{v}: a node list file is not supported; list the nodes")
+    return expand(v)
+
+
+def _constraint(v: str) -> str:
+    """Features joined by ``&`` (all) and ``|`` (any); Slurm's brackets and counts
+    (``[a|b]``, ``a*2``) are refused, not approximated."""
+    if any(c in v for c in "[]()*,"):
+        raise SbatchError(f"--constraint={v}: only features joined by & and | are supported")
+    return v.replace(" ", "")
+
+
 def _set_array(d: dict[str, Any], v: str, env: Mapping[str, str]) -> None:
     d["array"], d["array_limit"] = _array(v)
 
@@ -229,6 +246,9 @@ OPTIONS: dict[str, Setter] = {
     "mem-per-cpu": _extra("mem_per_cpu", _mem),
     "mem-per-gpu": _extra("mem_per_gpu", _mem),
     "open-mode": _set("open_mode", _open_mode),
+    "nodelist": _set("nodelist", _hosts),
+    "exclude": _set("exclude", _hosts),
+    "constraint": _set("constraint", _constraint),
 }
 #: Accepted and said so, but with no effect here.
 NO_EFFECT = {"mail-type": "detente sends no mail", "mail-user": "detente sends no mail"}

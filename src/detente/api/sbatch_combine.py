@@ -46,6 +46,7 @@ def check_exclusive(seen: dict[str, str]) -> None:
 def combine(d: dict[str, Any], extra: dict[str, Any], warnings: list[str]) -> None:
     """Resolves ``extra`` (the options read: ``ntasks``, ``gpus``, ``cpus_per_gpu``,
     ``mem_per_cpu``, ``mem_per_gpu``) into ``d``, the job model's fields."""
+    _nodelist(d)
     _tasks(d, extra.get("ntasks"), warnings)
     _gpus(d, extra.get("gpus"), warnings)
     if (cpg := extra.get("cpus_per_gpu")) is not None:
@@ -97,3 +98,16 @@ def _gpus(d: dict[str, Any], total: int | None, warnings: list[str]) -> None:
     if total % over:
         warnings.append(f"--gpus={total} does not divide over {over}: {_ceil(total, over)} each")
     d["gpus_per_node"] = _ceil(total, over)
+
+
+def _nodelist(d: dict[str, Any]) -> None:
+    """``-w``: the job's nodes are exactly those named (their count is ``-N``)."""
+    names = d.get("nodelist")
+    if not names:
+        return
+    if len(set(names)) != len(names):
+        raise SbatchError("--nodelist names a node twice")
+    if d.get("nodes", len(names)) != len(names):
+        raise SbatchError(f"--nodelist names {len(names)} node(s) but --nodes={d['nodes']}: "
+                          "detente needs -w to name every node of the job")  # fmt: skip
+    d["nodes"] = len(names)

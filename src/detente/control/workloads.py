@@ -162,7 +162,7 @@ def never_fits(cl: Cluster, config: QueueConfig, spec: JobSpec) -> str | None:
     ps = w.pod_sets[0]
     if w.topology is not None and cl.level_index(w.topology.level) is None:
         return f"spec.topology.level: no such topology level {w.topology.level!r}"
-    if w.topology is not None and (why := core_never_fits(cl, w)) is not None:
+    if (w.topology or w.node_filter) is not None and (why := core_never_fits(cl, w)) is not None:
         return f"Requested node configuration is not available: {why.reason}"
     if cl.ever_slots(0, ps.request, ps.one_per_node) < ps.count:
         where = "node(s)" if ps.one_per_node else "pod(s)"

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping
 from typing import TYPE_CHECKING
 
-from detente.core.cluster import Cluster
+from detente.core.cluster import Cluster, Node, NodeCondition
 from detente.core.framework import PlaceContext, Rng
 from detente.core.queues import ClusterQueue
 from detente.core.quota import QuotaState
-from detente.core.resources import MILLI, describe
+from detente.core.resources import MILLI, Resources, describe
 from detente.core.snapshot import Snapshot, quota_charge
 from detente.core.state import ClusterState
 from detente.core.statement import Statement
@@ -129,7 +129,7 @@ def stage_workload(
 
     Returns the statement (pods still staged) on success; on failure nothing stays.
     """
-    ctx = PlaceContext(state, w, nodes, profile.scores, rng)
+    ctx = PlaceContext(state, w, eligible(state.cluster, w, nodes), profile.scores, rng)
     stmt = Statement(state)
     for ps in w.pod_sets:
         status = profile.placement.place(ctx, ps, ps.count, stmt)
@@ -137,6 +137,15 @@ def stage_workload(
             stmt.rollback()
             return status, None
     return OK, stmt
+
+
+def eligible(cl: Cluster, w: Workload, nodes: frozenset[int] | None) -> frozenset[int] | None:
+    """``nodes`` (None: every node) narrowed to those ``w``'s node filter allows."""
+    f = w.node_filter
+    if f is None:
+        return nodes
+    allowed = cl.allowed(f, f.allows)
+    return allowed if nodes is None else nodes & allowed
 
 
 def _never_or(snap: Snapshot, w: Workload) -> Status | None:
@@ -148,6 +157,8 @@ def never_fits(cl: Cluster, w: Workload) -> Status | None:
     """Why ``w`` could not be placed even on ``cl`` empty (its topology level included),
     or None. Down nodes count as absent: ask it of the cluster with every node up to
     know whether a job could ever run."""
+    if w.node_filter is not None:
+        return _never_on_allowed(cl, w)
     level = 0 if w.topology is None else cl.level_index(w.topology.level)
     required = w.topology is not None and w.topology.mode == "required"
     for ps in w.pod_sets:
@@ -164,6 +175,32 @@ def never_fits(cl: Cluster, w: Workload) -> Status | None:
                 FIT, f"{ps.name} needs {ps.count} pods; {where} can hold at most {best}"
             )
     return None
+
+
+def _never_on_allowed(cl: Cluster, w: Workload) -> Status | None:
+    """`never_fits` for a workload limited to some nodes: counted on those alone."""
+    assert w.node_filter is not None
+    allowed = [cl.nodes[i] for i in sorted(cl.allowed(w.node_filter, w.node_filter.allows))]
+    up = [n for n in allowed if n.condition != NodeCondition.DOWN]
+    if not allowed:
+        return unresolvable(FIT, "no node matches its node list, exclusions and constraint")
+    for ps in w.pod_sets:
+        one = ps.one_per_node or w.exclusive
+        slots = sum(_node_slots(n, ps.request, one) for n in up)
+        if slots < ps.count:
+            return unresolvable(FIT, f"{ps.name} needs {ps.count} pods; the {len(allowed)} "
+                                f"node(s) it may use can hold at most {slots}")  # fmt: skip
+    return None
+
+
+def _node_slots(node: Node, request: Resources, one_per_node: bool) -> int:
+    """Pods of ``request`` that ``node`` empty could hold (by GPUs, once it fits one)."""
+    if not request.fits_in(node.capacity):
+        return 0
+    g = request.gpu_milli
+    if one_per_node:
+        return 1
+    return node.gpu_devices // (g // MILLI) if g >= MILLI else 1_000_000
 
 
 def _quota(

@@ -11,7 +11,7 @@ aggregates are plain arrays in the state (cheap to copy per cycle).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
@@ -40,6 +40,13 @@ class Node:
     @property
     def gpu_devices(self) -> int:
         return self.capacity.gpu_milli // MILLI
+
+    @property
+    def features(self) -> frozenset[str]:
+        """What Slurm's ``--constraint`` matches: every label key, every ``key=value``,
+        and the comma-separated words of a ``features`` label (Slurm's node Features)."""
+        words = {w.strip() for w in self.labels.get("features", "").split(",") if w.strip()}
+        return frozenset({*self.labels, *(f"{k}={v}" for k, v in self.labels.items()), *words})
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +83,7 @@ class Cluster:
         self.domains: list[Domain] = []
         self.node_domains: list[tuple[int, ...]] = []
         self._fits_memo: dict[Resources, bool] = {}
+        self._allowed_memo: dict[Hashable, frozenset[int]] = {}
         self._build_tree()
         #: Per domain: histogram of UP nodes by GPU devices (what could ever fit).
         self.capacity_hist: list[dict[int, int]] = [{} for _ in self.domains]
@@ -140,6 +148,15 @@ class Cluster:
             return sum(c * (n // need) for n, c in hist.items() if n >= need)
         nodes = sum(c for n, c in hist.items() if n or not g)
         return nodes if one_per_node else nodes * (MILLI // g if g else 1_000_000)
+
+    def allowed(self, key: Hashable, allows: Callable[[Node], bool]) -> frozenset[int]:
+        """Indices of the nodes ``allows`` accepts, memoized under ``key`` (a workload's
+        node filter: equal filters accept equal nodes)."""
+        hit = self._allowed_memo.get(key)
+        if hit is None:
+            hit = frozenset(i for i, n in enumerate(self.nodes) if allows(n))
+            self._allowed_memo[key] = hit
+        return hit
 
     def fits_some_node(self, request: Resources) -> bool:
         """Does any node's capacity hold one pod of ``request``? (memoized)"""

@@ -13,6 +13,7 @@ from collections.abc import Hashable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from detente.core.admission import eligible
 from detente.core.framework import PlaceContext, Rng
 from detente.core.plugins.default_preemption import NAME as PREEMPT
 from detente.core.plugins.default_preemption import choose_victims, pods_by_node
@@ -62,12 +63,13 @@ def bind_pods(
         if adm is None:
             adm = Admission(w, "", {}, [], now)  # plain Kubernetes: no queue, no quota
         taken = frozenset(p.node for p in adm.placements)
-        shape = (ps.request, w.exclusive)
+        shape = (ps.request, w.exclusive, w.node_filter)
         if shape in failed and (not taken or not ps.one_per_node):
             res.pending.setdefault(w.name, failed[shape])
             continue
         stmt = Statement(snap.state)
-        ctx = PlaceContext(snap.state, w, None, profile.scores, rng, taken)
+        nodes = eligible(snap.cluster, w, None)
+        ctx = PlaceContext(snap.state, w, nodes, profile.scores, rng, taken)
         status = profile.placement.place(ctx, ps, 1, stmt)
         if not status.ok:
             if pre is not None and pre.could_help(w):

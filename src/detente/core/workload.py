@@ -6,6 +6,7 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from detente.core.cluster import Node
 from detente.core.resources import Resources
 
 
@@ -23,6 +24,23 @@ class TopologyRequest:
     mode: TopologyMode
     #: The level's node label key, e.g. ``topology.detente.dev/rack``.
     level: str
+
+
+@dataclass(frozen=True, slots=True)
+class NodeFilter:
+    """Which nodes a workload may use (Slurm's ``-w``, ``-x`` and ``-C``): one of
+    ``names`` if any are given, none of ``exclude``, and only nodes whose features
+    (`detente.core.cluster.Node.features`) hold one of the ``features`` sets whole
+    (``a&b|c`` is ``({a, b}, {c})``; empty: any node)."""
+
+    names: frozenset[str] = frozenset()
+    exclude: frozenset[str] = frozenset()
+    features: tuple[frozenset[str], ...] = ()
+
+    def allows(self, node: Node) -> bool:
+        if (self.names and node.name not in self.names) or node.name in self.exclude:
+            return False
+        return not self.features or any(f <= node.features for f in self.features)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +85,8 @@ class Workload:
     checkpoint_grace: float = 0.0
     user: str = ""
     labels: tuple[tuple[str, str], ...] = ()
+    #: Nodes it may use (None: any).
+    node_filter: NodeFilter | None = None
     #: Summed requests of every pod of every pod set (what quota is charged).
     total: Resources = field(init=False, repr=False, compare=False)
     #: Equal for workloads that fit or fail alike (pod sets, exclusivity, topology).
@@ -79,7 +99,7 @@ class Workload:
             out = out + ps.total
         object.__setattr__(self, "total", out)
         sets = tuple((ps.count, ps.request, ps.one_per_node) for ps in self.pod_sets)
-        object.__setattr__(self, "shape", (sets, self.exclusive, self.topology))
+        object.__setattr__(self, "shape", (sets, self.exclusive, self.topology, self.node_filter))
         object.__setattr__(self, "pod_count", sum(ps.count for ps in self.pod_sets))
 
     @property

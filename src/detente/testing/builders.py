@@ -17,7 +17,7 @@ from detente.core.queues import (
 from detente.core.quota import Quota
 from detente.core.resources import CPU, GPU, MEMORY, MILLI, Resources
 from detente.core.snapshot import Snapshot
-from detente.core.workload import PodSet, TopologyMode, TopologyRequest, Workload
+from detente.core.workload import NodeFilter, PodSet, TopologyMode, TopologyRequest, Workload
 
 BLOCK = "topology.detente.dev/block"
 RACK = "topology.detente.dev/rack"
@@ -109,6 +109,15 @@ class JobBuilder:
 
     def prefers(self, level: str) -> JobBuilder:
         self._w = replace(self._w, topology=TopologyRequest(TopologyMode.PREFERRED, level))
+        return self
+
+    def only_on(
+        self, names: tuple[str, ...] = (), exclude: tuple[str, ...] = (), features: str = ""
+    ) -> JobBuilder:
+        """Slurm's ``-w NAMES``, ``-x EXCLUDE`` and ``-C FEATURES`` (``a&b|c``)."""
+        alts = tuple(frozenset(a.split("&")) for a in features.split("|") if a)
+        f = NodeFilter(frozenset(names), frozenset(exclude), alts)
+        self._w = replace(self._w, node_filter=f)
         return self
 
     def build(self) -> Workload:
