@@ -34,7 +34,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from detente.control import auth, depends, launch, views, workloads
 from detente.control.jobs import event
-from detente.control.settle import PREEMPTED, Settler, pods_of
+from detente.control.settle import PREEMPTED, Settler, pods_of, preempt_warning
 from detente.control.store.models import (
     ACTIVE,
     FAILED,
@@ -214,7 +214,7 @@ class Reconciler:
             if victim is not None and victim.state in (RUNNING, LAUNCHING):
                 # SIGKILL at the preemption's deadline (now + the victim's checkpoint grace),
                 # never sooner than the stop grace (Slurm's KillWait) after the SIGTERM.
-                kill_at = max(p.deadline, now + self.grace)
+                kill_at = max(p.deadline, now + self.grace + preempt_warning(victim))
                 victim.state, victim.stop_reason, victim.kill_at = STOPPING, PREEMPTED, kill_at
                 event(s, victim.id, now, "Preempted", p.reason)
         out = []

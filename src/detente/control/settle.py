@@ -51,6 +51,17 @@ DISK_FULL_BYTES = 1 << 20
 log = logging.getLogger("detente")
 
 
+#: The most a job's ``--signal`` may delay its preemptor (seconds).
+MAX_PREEMPT_WARNING = 120.0
+
+
+def preempt_warning(job: Job) -> float:
+    """How long before its SIGTERM a preempted job with ``--signal=SIG@T`` gets SIG:
+    T seconds (Slurm's meaning of T), at most `MAX_PREEMPT_WARNING`."""
+    warn = job.spec.get("signal")
+    return min(float(warn["seconds"]), MAX_PREEMPT_WARNING) if warn else 0.0
+
+
 def pods_of(s: Session, jobs: list[Job]) -> dict[int, list[Pod]]:
     """Current-attempt pods of ``jobs`` by job id, rank order, in one query."""
     attempt = {j.id: j.attempt for j in jobs}
@@ -93,7 +104,7 @@ class Settler:
         self._read_exits(job, pods, now)
         self._check_limits(s, job, pods, now)
         if job.state == STOPPING:
-            self._escalate(job, pods, now)
+            self._escalate(s, job, pods, now)
         if all(p.done for p in pods):
             self._finish(s, job, pods, now)
             return 1
@@ -161,12 +172,14 @@ class Settler:
                 job.exit_code = next((p.exit_code for p in pods if p.done and p.exit_code), None)
                 event(s, job.id, now, "Stopping", "a pod ended early; stopping the gang")
 
-    def _escalate(self, job: Job, pods: list[Pod], now: float) -> None:
+    def _escalate(self, s: Session, job: Job, pods: list[Pod], now: float) -> None:
         """SIGTERM once, then SIGKILL at ``kill_at``: a preemption's deadline (set when it
-        was decided), else now + the stop grace."""
+        was decided), else now + the stop grace. A preempted job with ``--signal`` gets
+        that signal first, and its SIGTERM one stop grace before the deadline."""
         live = [p for p in pods if not p.done]
         lost = job.kill_at is not None and now >= job.kill_at  # a node loss: no SIGTERM
-        if job.id not in self._termed and not lost:
+        early = self._warn_preempted(s, job, live, now)
+        if job.id not in self._termed and not lost and not early:
             self._termed.add(job.id)  # after a restart it is sent again: harmless
             for p in live:
                 self.executor.signal(p.pid, p.pid_start, signal.SIGTERM)
@@ -177,6 +190,20 @@ class Settler:
                 self.executor.signal(p.pid, p.pid_start, signal.SIGKILL)
                 if not self.executor.alive(p.pid, p.pid_start):
                     p.done = True
+
+    def _warn_preempted(self, s: Session, job: Job, live: list[Pod], now: float) -> bool:
+        """Sends a preempted job's ``--signal`` once; whether its SIGTERM must wait (it
+        follows one stop grace before the deadline, leaving the job time to act)."""
+        warn = job.spec.get("signal")
+        if job.stop_reason != PREEMPTED or not warn or job.kill_at is None:
+            return False
+        if job.id not in self._warned:
+            self._warned.add(job.id)
+            for p in live:
+                self.executor.signal(p.pid, p.pid_start, signal.Signals(warn["signal"]))
+            event(s, job.id, now, "Signalled", f"signal {warn['signal']} before preemption "
+                  "(--signal)")  # fmt: skip
+        return now < job.kill_at - self.grace
 
     def _finish(self, s: Session, job: Job, pods: list[Pod], now: float) -> None:
         self._termed.discard(job.id)
