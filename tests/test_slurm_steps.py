@@ -149,3 +149,14 @@ def test_a_job_requeues_itself_with_scontrol(live: Live, tmp_path: Path) -> None
     out = (tmp_path / f"slurm-{jid}.out").read_text()
     assert job["state"] == "COMPLETED" and job["attempt"] == 2, (job, out)
     assert out.splitlines() == ["run 0", "run 1"], out  # a requeued run appends
+
+
+def test_detente_srun_allocates_runs_and_streams(live: Live, tmp_path: Path) -> None:
+    ok = live.cli("srun", "-N", "2", "--ntasks-per-node=2", "-l", "printenv", "SLURM_PROCID",
+                  cwd=tmp_path)  # fmt: skip
+    assert sorted(ok.stdout.splitlines()) == ["0: 0", "1: 1", "2: 2", "3: 3"], ok.stdout
+    bad = live.cli("srun", "-n", "1", "sh", "-c", "echo out; exit 3", cwd=tmp_path, check=False)
+    assert bad.returncode == 3 and bad.stdout.splitlines()[0] == "out", (bad.stdout, bad.stderr)
+    assert "srun: error: node0: task 0: Exited with exit code 3" in bad.stdout + bad.stderr
+    never = live.cli("srun", "-N", "9", "true", cwd=tmp_path, check=False)
+    assert never.returncode != 0 and "node configuration is not available" in never.stderr

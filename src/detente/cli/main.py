@@ -259,5 +259,6 @@ def _compact(nodes: list[str]) -> str:
 
 # Commands of the live system register themselves on `app`.
 from detente.cli import admin as _admin  # noqa: E402,F401
+from detente.cli import interactive as _interactive  # noqa: E402,F401
 from detente.cli import live as _live  # noqa: E402,F401
 from detente.cli import services as _services  # noqa: E402,F401
