@@ -1,6 +1,7 @@
-"""Commands of the live system: up, down, submit/sbatch, queue, history, nodes,
-describe, logs, cancel, hold, release (the admin's are in `detente.cli.admin`). Each
-parses options, calls the API, prints."""
+"""Commands of the live system: up, down, submit/sbatch, nodes, describe, logs,
+cancel, hold, release (queue, history, priority and share are in
+`detente.cli.views`; the admin's in `detente.cli.admin`). Each parses options, calls
+the API, prints."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from rich.console import Console
 from rich.table import Table
 
 from detente.cli.client import Client, ClientError
-from detente.cli.fast import QUEUE_COLS, duration
 from detente.cli.main import Output, app
 
 err = Console(stderr=True, soft_wrap=True)  # errors stay whole lines, for scripts
@@ -47,6 +47,10 @@ def _table(rows: list[dict[str, Any]], cols: list[tuple[str, str]], output: Outp
     for r in rows:
         t.add_row(*(str(r.get(k, "")) if r.get(k) is not None else "" for _, k in cols))
     _out().print(t)
+
+
+def _clock(t: float | None) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t)) if t else "Unknown"
 
 
 def _out() -> Console:
@@ -154,47 +158,6 @@ def _submit(argv: list[str]) -> None:
     from detente.cli.fast import _submit as fast_submit
 
     raise typer.Exit(fast_submit(argv))
-
-
-@app.command("queue")
-def queue_cmd(
-    output: Output = typer.Option(Output.table, "-o", "--output"),
-    user: str | None = typer.Option(None, "-u", "--user", help="Only these users (a,b)."),
-    queue: str | None = typer.Option(None, "-p", "--partition", help="Only these queues."),
-    state: str | None = typer.Option(None, "-t", "--states", help="e.g. PENDING,RUNNING."),
-) -> None:
-    """Jobs pending and running (like squeue), with why each pending one waits."""
-    params = {k: v for k, v in (("owner", user), ("queue", queue), ("state", state)) if v}
-    rows = _call("GET", "/v1/jobs", params=params)
-    for r in rows:
-        r["time"] = duration(r["elapsed"])
-        r["where"] = r["nodelist"] or f"({r['reason'] or 'None'})"
-    _table(rows, QUEUE_COLS, output)
-
-
-@app.command("history")
-def history_cmd(output: Output = typer.Option(Output.table, "-o", "--output")) -> None:
-    """Ended jobs (like sacct): start, end, elapsed, GPU-hours, state, exit code."""
-    rows = _call("GET", "/v1/history")
-    if output != Output.json:  # sacct's step rows under each job
-        rows = [x for r in rows for x in (r, *r.pop("steps", []))]
-    for r in rows:
-        r.setdefault("queue", "")
-        r.setdefault("user", "")
-        r.setdefault("gpu_hours", 0.0)
-        r["start"] = _clock(r["start_time"])
-        r["end"] = _clock(r["end_time"])
-        r["elapsed_s"] = duration(r["elapsed"])
-        r["gpu_h"] = f"{r['gpu_hours']:.3f}"
-        r["exit"] = "" if r["exit_code"] is None else f"{r['exit_code']}:0"
-    cols = [("JOBID", "jobid"), ("NAME", "name"), ("QUEUE", "queue"), ("USER", "user"),
-            ("START", "start"), ("END", "end"), ("ELAPSED", "elapsed_s"), ("GPU-H", "gpu_h"),
-            ("STATE", "state"), ("EXITCODE", "exit")]  # fmt: skip
-    _table(rows, cols, output)
-
-
-def _clock(t: float | None) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t)) if t else "Unknown"
 
 
 @app.command("nodes")

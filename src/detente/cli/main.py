@@ -262,3 +262,4 @@ from detente.cli import admin as _admin  # noqa: E402,F401
 from detente.cli import interactive as _interactive  # noqa: E402,F401
 from detente.cli import live as _live  # noqa: E402,F401
 from detente.cli import services as _services  # noqa: E402,F401
+from detente.cli import views as _views  # noqa: E402,F401

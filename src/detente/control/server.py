@@ -29,6 +29,7 @@ from detente.api.jobspec import (
     Text,
 )
 from detente.control import (
+    accounting,
     audit,
     auth,
     errors,
@@ -43,8 +44,9 @@ from detente.control import (
 from detente.control import nodes as nodes_admin
 from detente.control.lease import Keeper, Lease
 from detente.control.metrics import Metrics
-from detente.control.reconciler import Reconciler
+from detente.control.reconciler import Reconciler, usage_from_json
 from detente.control.store.models import TERMINAL, Event, Job, Pod, User
+from detente.core.fairshare import Usage
 from detente.executors.local import LocalExecutor
 
 log = logging.getLogger("detente")
@@ -267,6 +269,25 @@ def history(s: DB, user: Actor) -> list[dict[str, Any]]:
     rows = list(s.scalars(q))
     steps = views.steps_of(s, rows)
     return [{**views.job(j, now), "steps": steps.get(j.id, [])} for j in rows]
+
+
+@router.get("/v1/priority")
+def priority(s: DB, user: Actor, rec: Rec) -> list[dict[str, Any]]:
+    """Pending jobs the caller may see, in queue order, with their priority terms."""
+    mine = set(s.scalars(jobs.visible(user).with_only_columns(Job.id)))
+    rows = accounting.priorities(s, rec.profile, _usage(s, rec), time.time())
+    return [r for r in rows if r["id"] in mine]
+
+
+@router.get("/v1/share")
+def share(s: DB, user: Actor, rec: Rec) -> list[dict[str, Any]]:
+    """Every queue's share, decayed usage and fair-share factor."""
+    return accounting.shares(s, rec.profile, _usage(s, rec), time.time())
+
+
+def _usage(s: Session, rec: Reconciler) -> Usage:
+    """The leader's decayed usage in memory, else the last saved to the store."""
+    return rec.usage or usage_from_json(workloads.setting(s, "usage"))
 
 
 @router.get("/v1/jobs/{job_id}")

@@ -54,7 +54,18 @@ def job(j: Job, now: float) -> dict[str, Any]:
         "gpu_hours": gpus * elapsed / 3600, "exit_code": j.exit_code,
         "time_limit": spec.time_limit, "array_job_id": j.array_job_id,
         "array_task_id": j.array_task_id, "attempt": j.attempt,
+        "expected_start": expected_start(j.reason) if j.state == "PENDING" else None,
     }  # fmt: skip
+
+
+_RESERVED = re.compile(r"reserved from (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)")
+
+
+def expected_start(reason: str | None) -> str | None:
+    """A pending job's expected start: its backfill reservation's, as its reason
+    states it (squeue --start's START_TIME); None when it holds none."""
+    m = _RESERVED.search(reason or "")
+    return m.group(1) if m else None
 
 
 def steps_of(s: Session, jobs: list[Job]) -> dict[int, list[dict[str, Any]]]:

@@ -40,6 +40,7 @@ class StepServer:
         self._lock = threading.Lock()
         self._next = 0
         self._open: dict[int, dict[str, Any]] = {}
+        self._followers: list[threading.Thread] = []
         threading.Thread(target=self._serve, name="steps", daemon=True).start()
 
     def _serve(self) -> None:
@@ -76,7 +77,9 @@ class StepServer:
         if step < 0:
             reply.close()
             return
-        threading.Thread(target=self._follow, args=(reply, step), daemon=True).start()
+        t = threading.Thread(target=self._follow, args=(reply, step), daemon=True)
+        self._followers.append(t)
+        t.start()
 
     def _follow(self, reply: socket.socket, step: int) -> None:
         code: int | None = None
@@ -98,8 +101,12 @@ class StepServer:
             with self.path.open("a") as f:
                 f.write(json.dumps(line) + "\n")
 
-    def finish(self) -> None:
-        """Records the steps still open as CANCELLED (the batch step has ended)."""
+    def finish(self, wait: float = 2.0) -> None:
+        """Records the steps still open as CANCELLED (the batch step has ended); an
+        ``end`` already sent is read first (for up to ``wait`` seconds in all)."""
+        deadline = time.monotonic() + wait
+        for t in list(self._followers):
+            t.join(max(0.0, deadline - time.monotonic()))
         for step in sorted(self._open):
             self._record(step, None)
 
