@@ -53,7 +53,7 @@ def test_high_priority_preempts_and_the_victim_requeues(tmp_path: Path) -> None:
 
 
 WARNED = """#!/bin/bash
-#SBATCH --job-name=warned --requeue -N 2 --gres=gpu:8 --output=warned.out --signal=USR1@2
+#SBATCH --job-name=warned --requeue -N 2 --gres=gpu:8 --output=warned.out --signal=B:USR1@2
 echo "start $SLURM_RESTART_COUNT"
 if [ "$SLURM_RESTART_COUNT" -ge 1 ]; then exit 0; fi
 trap 'echo "usr1 $(date +%s.%N)"' USR1

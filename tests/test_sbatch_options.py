@@ -111,16 +111,17 @@ class _NoLaunch:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("USR1@30", (10, 30)), ("SIGUSR2", (12, 60)), ("10@5", (10, 5)), ("TERM@0", (15, 0))],
-)
-def test_signal_names_numbers_and_seconds(text: str, expected: tuple[int, int]) -> None:
+    [("USR1@30", (10, 30, False)), ("SIGUSR2", (12, 60, False)), ("10@5", (10, 5, False)),
+     ("TERM@0", (15, 0, False)), ("B:USR1@30", (10, 30, True))],
+)  # fmt: skip
+def test_signal_names_numbers_and_seconds(text: str, expected: tuple[int, int, bool]) -> None:
     sig = parse("#!/bin/bash\ntrue\n", cli=[f"--signal={text}"]).spec.signal
-    assert sig is not None and (sig.signal, sig.seconds) == expected
+    assert sig is not None and (sig.signal, sig.seconds, sig.batch) == expected
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("B:USR1@30", "B: \\(the batch shell only\\) is not supported"),
+    [("B:FOO", "--signal: invalid value 'B:FOO'"),
      ("FOO@3", "--signal: invalid value 'FOO@3'"), ("USR1@x", "invalid value 'USR1@x'")],
 )  # fmt: skip
 def test_a_bad_or_unsupported_signal_is_refused_with_its_line(text: str, message: str) -> None:
@@ -128,20 +129,38 @@ def test_a_bad_or_unsupported_signal_is_refused_with_its_line(text: str, message
         parse(f"#!/bin/bash\n#SBATCH --signal={text}\ntrue\n", "s.sh")
 
 
-def test_signal_reaches_the_tasks_before_the_time_limit(tmp_path: Path) -> None:
-    """A real job: USR1 3 s before a 5 s limit, trapped by the script; then TIMEOUT."""
+BATCH_TRAPS = """#!/bin/bash
+trap 'echo USR1 at $SECONDS >> {got}' USR1
+for i in $(seq 100); do sleep 0.1; done
+"""
+STEP_TRAPS = """#!/bin/bash
+trap 'echo batch shell >> {got}' USR1
+srun bash -c "trap 'echo USR1 at \\$SECONDS >> {got}; exit 0' USR1; \\
+  for i in \\$(seq 100); do sleep 0.1; done"
+sleep 10
+"""
+
+
+@pytest.mark.parametrize(
+    ("script", "option"),
+    [(BATCH_TRAPS, "--signal=B:USR1@3"), (STEP_TRAPS, "--signal=USR1@3")],
+    ids=["B: reaches the batch shell", "without B: the steps, not the batch shell"],
+)
+def test_signal_before_the_time_limit(tmp_path: Path, script: str, option: str) -> None:
+    """A real job: USR1 3 s before a 5 s limit, trapped where Slurm sends it (with B:
+    the batch shell alone, without it every step but not the batch shell); then
+    TIMEOUT."""
     from detente.api.profiles import load
     from detente.control.reconciler import Reconciler
 
     got = tmp_path / "got.txt"
-    script = (f"#!/bin/bash\ntrap 'echo USR1 at $SECONDS >> {got}' USR1\n"
-              "for i in $(seq 100); do sleep 0.1; done\n")  # fmt: skip
+    script = script.format(got=got)
     sessions = open_store(f"sqlite:///{tmp_path / 'd.db'}")
     with sessions() as s:
         workloads.put_setting(s, "nodes", layout.node_specs("1x8"))
         ana = auth.authenticate(s, auth.create_user(s, "ana", "default"))
         config = workloads.cluster_and_config(s)[1]
-        spec = parse(script, "sig.sh", ["--signal=USR1@3", f"--chdir={tmp_path}"]).spec
+        spec = parse(script, "sig.sh", [option, f"--chdir={tmp_path}"]).spec
         spec = JobSpec.model_validate({**spec.model_dump(), "time_limit": 5.0})
         (jid,) = jobs.submit(s, ana, spec, config, time.time())
         s.commit()
@@ -156,5 +175,6 @@ def test_signal_reaches_the_tasks_before_the_time_limit(tmp_path: Path) -> None:
                 break
         time.sleep(0.1)
     assert job.state == "TIMEOUT"
+    assert "batch shell" not in got.read_text()
     lines = got.read_text().split("\n")[0].split()
     assert lines[:2] == ["USR1", "at"] and 1 <= int(lines[2]) <= 3  # about 2 s in

@@ -93,12 +93,15 @@ class Dependency(BaseModel):
 
 
 class JobSignal(BaseModel):
-    """sbatch ``--signal=SIG[@SECONDS]``: ``signal`` (a number) sent to every task this
-    many seconds before the time limit (Slurm's default: 60)."""
+    """sbatch ``--signal=[B:]SIG[@SECONDS]``: ``signal`` (a number) sent this many
+    seconds before the time limit or a preemption (Slurm's default: 60)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     signal: int = Field(ge=1, le=64)
     seconds: int = Field(60, ge=0, le=65535)
+    #: ``B:``: the batch shell alone; otherwise every job step (not the batch shell),
+    #: as Slurm. A manifest's pods (no batch shell) get it in every process.
+    batch: bool = False
 
 
 class Topology(BaseModel):
@@ -193,6 +196,8 @@ class JobSpec(BaseModel):
     output: PathText | None = None
     error: PathText | None = None
     chdir: PathText | None = None
+    #: Where it was submitted from (sbatch's ``SLURM_SUBMIT_DIR``; ``chdir`` may differ).
+    submit_dir: PathText | None = None
     #: Variables the job sees besides detente's: those ``--export`` named (all of the
     #: submitter's with ``ALL``, sbatch's default); visible to the owner and admins only.
     env: dict[str, Annotated[str, Field(max_length=131072), AfterValidator(_no_nul)]] = Field(

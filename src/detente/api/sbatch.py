@@ -127,12 +127,10 @@ def _set_dependency(d: dict[str, Any], v: str, env: Mapping[str, str]) -> None:
 
 
 def _signal(v: str) -> dict[str, int]:
-    """``SIG[@SECONDS]``, SIG a name (``USR1``, ``SIGUSR1``) or number; ``B:`` (the
-    batch shell alone) is refused: a pod's tasks share one process group here."""
-    if v.upper().startswith("B:"):
-        raise SbatchError(f"--signal={v}: B: (the batch shell only) is not supported; "
-                          "drop B: to signal every task")  # fmt: skip
-    name, at, secs = v.partition("@")
+    """``[B:]SIG[@SECONDS]``, SIG a name (``USR1``, ``SIGUSR1``) or number; ``B:``
+    signals the batch shell alone, without it every job step (not the batch shell)."""
+    batch = v.upper().startswith("B:")
+    name, at, secs = v[2 if batch else 0 :].partition("@")
     name = name.upper().removeprefix("SIG")
     if name.isdigit():
         num = int(name)
@@ -140,7 +138,7 @@ def _signal(v: str) -> dict[str, int]:
         num = int(signal_module.Signals[f"SIG{name}"])
     else:
         raise ValueError(v)
-    out = {"signal": num}
+    out = {"signal": num, "batch": batch}
     if at:
         out["seconds"] = int(secs)
     return out

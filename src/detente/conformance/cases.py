@@ -203,6 +203,14 @@ CASES: tuple[Case, ...] = (
     ),
     Case("SLURM_SUBMIT_DIR", 'echo "SAME=$([ $SLURM_SUBMIT_DIR = $PWD ] && echo yes)"\n'),
     Case(
+        "-D: SLURM_SUBMIT_DIR stays where sbatch ran",
+        'printf "SUB=%s\\nDIR=%s\\nHOST=%s\\n" $(basename $SLURM_SUBMIT_DIR) $(basename $PWD) '
+        '$([ "$SLURM_SUBMIT_HOST" = "$(hostname)" ] && echo same)\n',
+        ("-D", "sub"),
+        files={"sub/.keep": ""},
+        outputs=("sub/slurm-{id}.out",),
+    ),
+    Case(
         "afterok: waits for success",
         'echo "AFTER=$(cat pre.done)"\n',
         ("--dependency=afterok:{pre}",),

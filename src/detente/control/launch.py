@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import pwd
 import re
+import socket
 import sys
 from pathlib import Path
 
@@ -117,7 +118,8 @@ def environment(
         SLURM_CPUS_ON_NODE=str(round(here.cpus)),
         SLURM_NTASKS_PER_NODE=str(ntasks), SLURM_CPUS_PER_TASK=f"{spec.cpus_per_task:g}",
         SLURM_GPUS_ON_NODE=str(len(devices)), SLURM_JOB_GPUS=",".join(map(str, devices)),
-        SLURM_SUBMIT_DIR=spec.chdir or ".", SLURM_RESTART_COUNT=str(max(job.attempt - 1, 0)),
+        SLURM_SUBMIT_DIR=spec.submit_dir or spec.chdir or ".",
+        SLURM_SUBMIT_HOST=socket.gethostname(), SLURM_RESTART_COUNT=str(max(job.attempt - 1, 0)),
         SLURM_CLUSTER_NAME="detente", DETENTE_PYTHON=sys.executable,
     )  # fmt: skip
     env[alloc.ENV] = alloc.to_env(shares)

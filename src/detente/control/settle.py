@@ -15,6 +15,7 @@ import logging
 import shutil
 import signal
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -149,9 +150,7 @@ class Settler:
             and job.id not in self._warned and now >= job.start_time + limit - warn["seconds"]
         ):  # fmt: skip
             self._warned.add(job.id)
-            for p in pods:
-                if not p.done:
-                    self.executor.signal(p.pid, p.pid_start, signal.Signals(warn["signal"]))
+            self._send_warning(job, [p for p in pods if not p.done], warn)
             event(s, job.id, now, "Signalled", f"signal {warn['signal']} "
                   f"{warn['seconds']}s before the time limit (--signal)")  # fmt: skip
         if limit is not None and job.start_time is not None and now >= job.start_time + limit:
@@ -199,11 +198,24 @@ class Settler:
             return False
         if job.id not in self._warned:
             self._warned.add(job.id)
-            for p in live:
-                self.executor.signal(p.pid, p.pid_start, signal.Signals(warn["signal"]))
+            self._send_warning(job, live, warn)
             event(s, job.id, now, "Signalled", f"signal {warn['signal']} before preemption "
                   "(--signal)")  # fmt: skip
         return now < job.kill_at - self.grace
+
+    def _send_warning(self, job: Job, live: list[Pod], warn: dict[str, Any]) -> None:
+        """A job's ``--signal``: a batch job's steps, or with ``B:`` its batch shell
+        alone (as Slurm); a manifest's pods, every process."""
+        sig = signal.Signals(warn["signal"])
+        batch = next((p for p in live if p.rank == 0), None) if job.spec.get("batch") else None
+        if batch is None:
+            for p in live:
+                self.executor.signal(p.pid, p.pid_start, sig)
+        elif warn.get("batch"):
+            path = launch.exit_file(self.state_dir, job, batch)
+            self.executor.signal_batch(batch.pid, batch.pid_start, path, sig)
+        else:
+            self.executor.signal_steps(batch.pid, batch.pid_start, sig)
 
     def _finish(self, s: Session, job: Job, pods: list[Pod], now: float) -> None:
         self._termed.discard(job.id)

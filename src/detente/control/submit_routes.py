@@ -80,7 +80,9 @@ def routes(db: Any, actor: Any, wakes: Any) -> APIRouter:
         chdir = spec.chdir if spec.chdir and spec.chdir.startswith("/") else (
             f"{body.cwd}/{spec.chdir}" if spec.chdir else body.cwd)  # fmt: skip
         try:
-            spec = JobSpec.model_validate({**spec.model_dump(), "chdir": chdir})
+            spec = JobSpec.model_validate(
+                {**spec.model_dump(), "chdir": chdir, "submit_dir": body.cwd}
+            )
         except ValueError as e:
             raise HTTPException(422, str(e)) from None
         if body.test_only:

@@ -9,6 +9,8 @@ every decision in the store before calling it. Contracts:
 * `find` returns the live pods among ``tokens`` (re-adoption after a crash).
 * `kill_pod` kills every process left of a pod whose leader is gone (by session and
   token), so its devices can be given to another job.
+* `signal_batch` reaches a batch pod's batch shell alone, `signal_steps` its job steps
+  (sbatch ``--signal`` with and without ``B:``).
 """
 
 from __future__ import annotations
@@ -71,3 +73,9 @@ class Executor(Protocol):
     def find(self, tokens: set[str]) -> dict[str, tuple[int, int]]: ...
 
     def kill_pod(self, pid: int | None, token: str) -> int: ...
+
+    def signal_batch(
+        self, pid: int | None, start: int | None, exit_file: Path, sig: sig.Signals
+    ) -> int: ...
+
+    def signal_steps(self, pid: int | None, start: int | None, sig: sig.Signals) -> int: ...

@@ -117,6 +117,46 @@ class LocalExecutor:
                 os.killpg(pid, sig)
 
     @staticmethod
+    def signal_batch(
+        pid: int | None, start: int | None, exit_file: Path, sig: signal.Signals
+    ) -> int:
+        """Signals the batch shell alone (sbatch ``--signal=B:``): the pid its pod's
+        shim recorded, if that process is still the shim's child. How many signalled."""
+        try:
+            child = int(exit_file.with_suffix(".batch").read_text())
+        except (OSError, ValueError):
+            return 0
+        if not alive(pid, start) or _parent(child) != pid:
+            return 0
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, sig)
+            return 1
+        return 0
+
+    @staticmethod
+    def signal_steps(pid: int | None, start: int | None, sig: signal.Signals) -> int:
+        """Signals every job step of the pod (each ``srun`` in its process group, which
+        forwards to its tasks), not the batch shell: sbatch ``--signal`` without B:."""
+        if pid is None or not alive(pid, start):
+            return 0
+        sent = 0
+        for d in Path("/proc").iterdir():
+            if not d.name.isdigit():
+                continue
+            try:
+                if os.getpgid(int(d.name)) != pid:
+                    continue
+                argv = (d / "cmdline").read_bytes().split(b"\0")
+            except (OSError, ProcessLookupError):
+                continue
+            tool = len(argv) > 3 and b"jobtools" in argv[2] and argv[2].endswith(b"/run.py")
+            if tool and argv[3] == b"srun":
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(d.name), sig)
+                    sent += 1
+        return sent
+
+    @staticmethod
     def kill_pod(pid: int | None, token: str) -> int:
         return kill_pod(token)
 
@@ -175,6 +215,14 @@ def kill_pod(token: str) -> int:
                 os.kill(int(d.name), signal.SIGKILL)
                 killed += 1
     return killed
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(")") + 2 :].split()[1])
 
 
 def _leader(pid: int) -> bool:

@@ -223,6 +223,8 @@ def run(cfg: dict[str, Any], log: int) -> int:
     steps = StepServer(Path(cfg["steps"])) if cfg.get("steps") else None
     try:
         procs = _tasks(cfg, script, merged, steps)
+        if steps is not None:  # where a --signal=B: finds the batch shell
+            write_atomically(cfg["exit_file"][: -len(".exit")] + ".batch", str(procs[0].pid))
     finally:
         os.close(script)
         if steps is not None:
