@@ -58,6 +58,9 @@ class FakeExecutor:
     def find(self, tokens: set[str]) -> dict[str, tuple[int, int]]:
         return {}
 
+    def kill_pod(self, pid: int | None, token: str) -> int:
+        return 0
+
 
 def bench_step(pending: int, seed: int = 0) -> dict[str, float]:
     rng = random.Random(seed)
@@ -66,10 +69,11 @@ def bench_step(pending: int, seed: int = 0) -> dict[str, float]:
         with sessions() as s:
             workloads.put_setting(s, "nodes", layout.node_specs("128x8"))
             user = auth.authenticate(s, auth.create_user(s, "u", "default"))
+            config = workloads.cluster_and_config(s)[1]
             for _ in range(pending):
                 nodes, gpus = rng.choice([(1, 1), (1, 2), (1, 4), (1, 8), (2, 8), (4, 8)])
                 spec = JobSpec(script="true", nodes=nodes, gpus_per_node=gpus, time_limit=3600)
-                jobs.submit(s, user, spec, {"default"}, time.time(), commit=False)
+                jobs.submit(s, user, spec, config, time.time(), commit=False)
             s.commit()
         prof = build("detente")
         with sessions() as s:  # the baseline: the bare cycle on the loaded snapshot

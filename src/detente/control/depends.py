@@ -113,11 +113,14 @@ def blocked(job: Job, idx: Index, now: float) -> str | None:
     return None if done else (NEVER_SATISFIED if never else WAITING)
 
 
-def kill_invalid(s: Session, jobs: dict[int, Job], reasons: dict[int, str], now: float) -> None:
+def kill_invalid(s: Session, jobs: dict[int, Any], reasons: dict[int, str], now: float) -> None:
     """``--kill-on-invalid-dep=yes``: a job whose dependency can never be met is
     cancelled with that reason, as Slurm does (the caller commits: compare-and-set)."""
     for jid, why in reasons.items():
-        job = jobs[jid]
-        if why == NEVER_SATISFIED and job.spec.get("kill_on_invalid_dep"):
+        seen = jobs[jid]
+        if why == NEVER_SATISFIED and seen.spec.get("kill_on_invalid_dep"):
+            job = s.get(Job, jid)  # the row (``jobs`` may hold the cache's records)
+            if job is None or job.version != seen.version or job.state != PENDING:
+                continue  # changed meanwhile: judged again next step
             job.state, job.end_time, job.reason = CANCELLED, now, why
             event(s, jid, now, "Cancelled", why)

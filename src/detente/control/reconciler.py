@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from detente.control import auth, depends, launch, views, workloads
+from detente.control.cache import JobCache, rows_as_decided
 from detente.control.jobs import event
 from detente.control.settle import PREEMPTED, Settler, pods_of, preempt_warning
 from detente.control.store.models import (
@@ -107,6 +108,8 @@ class Reconciler:
         self._wake_at = math.inf
         #: Workloads built from job rows, by job id (see `workloads.load`).
         self._workloads: dict[int, Workload] = {}
+        #: Live jobs and the parsed configuration between decisions (`control.cache`).
+        self.cache = JobCache()
         self.settler = Settler(self.executor, state_dir, grace)
         self._mode: str | None = None
         #: The API's address, given to jobs for their ``scontrol`` (None: not served).
@@ -118,6 +121,7 @@ class Reconciler:
         self.usage, self._usage_saved = None, -math.inf
         self._mark, self._decided, self._last = None, -math.inf, StepStats()
         self._workloads.clear()
+        self.cache.reset()
         self.settler = Settler(self.executor, self.state_dir, self.grace)
 
     # -- the step -------------------------------------------------------------------
@@ -156,7 +160,10 @@ class Reconciler:
         t0 = time.perf_counter()
         reasons: dict[int, str] = {}
         now = self.clock()
-        snap, queues, jobs = workloads.load(s, self.profile, self._workloads, reasons, now)
+        self.cache.refresh(s)
+        snap, queues, jobs = workloads.load(
+            s, self.profile, self._workloads, reasons, now, live=self.cache
+        )
         depends.kill_invalid(s, jobs, reasons, now)
         # A --begin time passing is an event of its own: decide again then.
         begins = (jobs[j].spec["begin_time"] for j, r in reasons.items() if r == "BeginTime")
@@ -173,6 +180,7 @@ class Reconciler:
         for name, why in result.pending.items():
             reasons[int(name)] = why.reason
         self._write_reasons(s, jobs, reasons)
+        self.cache.note_reasons({j: views.readable(r) for j, r in reasons.items()})
         stats.launches = self._record(s, snap, result, jobs, self.clock())
         stats.admitted = len(stats.launches)
         stats.pending = len(result.pending)
@@ -220,8 +228,14 @@ class Reconciler:
         out = []
         # A job runs whole or not at all: a pod-by-pod profile's partial binding is not
         # launched (the next decision starts from the store again).
-        for adm in (a for a in result.admissions if a.complete):
-            job = jobs[int(adm.workload.name)]
+        admitted = [a for a in result.admissions if a.complete]
+        rows = rows_as_decided(s, [int(a.workload.name) for a in admitted], jobs)
+        if rows is None:
+            s.rollback()
+            self._mark = None  # a job changed since the cache was read: decide again
+            return []
+        for adm in admitted:
+            job = rows[int(adm.workload.name)]
             names = [snap.cluster.nodes[p.node].name for p in adm.placements]
             job.state, job.reason, job.stop_reason, job.kill_at = LAUNCHING, None, None, None
             job.nodes, job.devices = names, [list(p.devices) for p in adm.placements]

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from detente.api.jobs import to_workload
 from detente.api.jobspec import JobSpec, stored
 from detente.control import depends, layout
+from detente.control.cache import JobCache
 from detente.control.store.models import (
     ACTIVE,
     PENDING,
@@ -85,15 +86,18 @@ def blocked(job: Job, idx: depends.Index, running_in_array: Counter[int], now: f
 def load(
     s: Session, profile: Profile, cache: dict[int, Workload] | None = None,
     reasons: dict[int, str] | None = None, now: float = 0.0,
-) -> tuple[Snapshot, QueueManager, dict[int, Job]]:  # fmt: skip
+    live: JobCache | None = None,
+) -> tuple[Snapshot, QueueManager, dict[int, Any]]:  # fmt: skip
     """The snapshot with active jobs charged, the queue of eligible pending jobs, and the
     rows by id. ``cache`` keeps built workloads across calls (a job's workload never
     changes while the queue config stays the same; the caller clears it otherwise).
     Why ineligible jobs wait goes into ``reasons`` (job id → reason); the rows are not
     changed, so loading never writes (writes are compare-and-set, see `Job`). ``now``
-    judges ``after:ID+MINUTES`` dependencies."""
+    judges ``after:ID+MINUTES`` dependencies. With ``live`` (refreshed by the caller),
+    jobs and configuration come from that cache (`CachedJob` records, not ORM rows);
+    without it, from the store."""
     reasons = {} if reasons is None else reasons
-    cl, config = cluster_and_config(s)
+    cl, config = live.cluster_config(s) if live is not None else cluster_and_config(s)
     cache = {} if cache is None else cache
 
     def wl(job: Job) -> Workload:
@@ -103,7 +107,10 @@ def load(
         return w
 
     snap = Snapshot(cl, config)
-    jobs = {j.id: j for j in s.scalars(select(Job).where(Job.state.in_((*ACTIVE, PENDING))))}
+    if live is not None:
+        jobs: dict[int, Any] = dict(live.rows)
+    else:
+        jobs = {j.id: j for j in s.scalars(select(Job).where(Job.state.in_((*ACTIVE, PENDING))))}
     for gone in [k for k in cache if k not in jobs]:
         del cache[gone]
     for job in jobs.values():

@@ -1,0 +1,136 @@
+"""The reconciler's cache of the store: live jobs as plain records, and the cluster
+and queue configuration parsed once per change (issue 11's "a cache, not a rebuild").
+
+Each decision used to re-read every pending and running job through the ORM and
+re-parse the node layout and the applied manifests. The cache keeps them between
+decisions and re-reads only what changed:
+
+* **Jobs.** One narrow query lists the live jobs' ``(id, version)``; a job whose
+  version differs from the cached one (every write of a job row is a compare-and-set
+  that bumps it), and a job not yet cached, is reloaded whole; a job no longer live
+  is dropped. A pending reason is advisory and written without a version bump: only
+  the reconciler writes it, and it updates its cache when it does (`note_reasons`).
+* **Cluster and queues.** Parsed again only when what they are built from changes:
+  the node layout, node states, applied manifests and teams (read as a key, cheap).
+
+Contract: after `refresh`, `rows` and `cluster_config` are what a fresh read of the
+same session would give (`tests/test_cache.py` checks it after random sequences of
+submissions, cancels, holds, starts, ends, node and queue changes). Records are not
+ORM rows: a decision that writes loads the rows it changes and checks their versions
+against the records it decided on (a compare-and-set across the cache).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from typing import Any
+
+from sqlalchemy import Table, select
+from sqlalchemy.orm import Session, selectinload
+
+from detente.control import layout
+from detente.control.store.models import ACTIVE, PENDING, Job, Setting, User
+from detente.core.cluster import Cluster
+from detente.core.queues import QueueConfig
+
+LIVE = (*ACTIVE, PENDING)
+#: Rows reloaded per query (SQLite's bound-parameter limit is 999 on old builds).
+CHUNK = 900
+
+
+@dataclass(slots=True)
+class CachedJob:
+    """A live job as the decision reads it: the `Job` row's columns, by the same
+    names (so `detente.control.workloads` and `depends` read either)."""
+
+    id: int
+    name: str
+    user: str
+    team: str
+    queue: str
+    state: str
+    reason: str | None
+    spec_id: int
+    spec: dict[str, Any]
+    submit_time: float
+    start_time: float | None
+    end_time: float | None
+    exit_code: int | None
+    nodes: list[str] | None
+    devices: list[list[int]] | None
+    array_job_id: int | None
+    array_task_id: int | None
+    attempt: int
+    stop_reason: str | None
+    kill_at: float | None
+    held: bool
+    version: int
+    service: str | None
+
+    @classmethod
+    def of(cls, job: Job) -> CachedJob:
+        return cls(**{f.name: getattr(job, f.name) for f in fields(cls)})
+
+
+class JobCache:
+    def __init__(self) -> None:
+        self.rows: dict[int, CachedJob] = {}
+        self._cc_key: str | None = None
+        self._cc: tuple[Cluster, QueueConfig] | None = None
+
+    def reset(self) -> None:
+        """Forgets everything (a new leader, or a restart): the next refresh loads all."""
+        self.rows.clear()
+        self._cc_key, self._cc = None, None
+
+    def refresh(self, s: Session) -> int:
+        """Brings `rows` up to date with ``s``; returns how many jobs were reloaded."""
+        t: Table = Job.__table__  # type: ignore[assignment]
+        listed = dict(s.execute(select(t.c.id, t.c.version).where(t.c.state.in_(LIVE))).all())
+        for gone in self.rows.keys() - listed.keys():
+            del self.rows[gone]
+        stale = [i for i, v in listed.items() if (r := self.rows.get(i)) is None or r.version != v]
+        for k in range(0, len(stale), CHUNK):
+            ids = stale[k : k + CHUNK]
+            found = set()
+            q = select(Job).where(Job.id.in_(ids)).options(selectinload(Job.spec_row))
+            for job in s.scalars(q):
+                found.add(job.id)
+                if job.state in LIVE:
+                    self.rows[job.id] = CachedJob.of(job)
+                else:
+                    self.rows.pop(job.id, None)  # ended between the two reads
+            for i in set(ids) - found:
+                self.rows.pop(i, None)
+        return len(stale)
+
+    def note_reasons(self, reasons: dict[int, str]) -> None:
+        """The reconciler wrote these pending reasons (without a version bump)."""
+        for jid, why in reasons.items():
+            row = self.rows.get(jid)
+            if row is not None and row.state == PENDING:
+                row.reason = why
+
+    def cluster_config(self, s: Session) -> tuple[Cluster, QueueConfig]:
+        """The cluster and queue configuration, parsed again only when the node layout,
+        node states, applied manifests or teams changed."""
+        q = select(Setting).where(Setting.key.in_(("nodes", "node_states", "manifests")))
+        settings = {r.key: r.value for r in s.scalars(q)}
+        teams = sorted(set(s.scalars(select(User.team))))
+        key = json.dumps([settings, teams], sort_keys=True, default=str)
+        if key != self._cc_key or self._cc is None:
+            cl = layout.cluster(settings.get("nodes", []), settings.get("node_states", {}))
+            self._cc = (cl, layout.queue_config(cl, settings.get("manifests"), set(teams)))
+            self._cc_key = key
+        return self._cc
+
+
+def rows_as_decided(s: Session, ids: list[int], decided: dict[int, Any]) -> dict[int, Job] | None:
+    """The store's rows of ``ids``, if each is still the version the decision read
+    (the cache's compare-and-set); None if any changed or vanished."""
+    rows: dict[int, Job] = {}
+    for k in range(0, len(ids), CHUNK):
+        for job in s.scalars(select(Job).where(Job.id.in_(ids[k : k + CHUNK]))):
+            rows[job.id] = job
+    return rows if all(i in rows and rows[i].version == decided[i].version for i in ids) else None
