@@ -137,7 +137,8 @@ def load(
         if job.array_job_id is not None:
             in_array[job.array_job_id] += 1  # counts toward the limit from now
         queued.append(built)
-    return snap, QueueManager(profile.queue_sort, queued), jobs
+    # Sorted once, by `reprioritize` with the real context (every caller runs it).
+    return snap, QueueManager(profile.queue_sort, queued, unsorted=True), jobs
 
 
 def _admission(job: Job, snap: Snapshot, w: Workload) -> Admission:

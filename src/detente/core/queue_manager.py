@@ -21,7 +21,11 @@ class QueueManager:
         sort: QueueSort,
         workloads: Iterable[Workload] = (),
         ctx: PriorityContext | None = None,
+        unsorted: bool = False,
     ) -> None:
+        """With ``unsorted``, ``workloads`` are queued without computing their keys: the
+        caller sorts them once with the real context (`resort`) before reading the
+        order (reading it first sorts them with ``ctx``)."""
         self.sort = sort
         #: What priorities were last computed from (see `resort`).
         self.ctx = ctx or PriorityContext()
@@ -31,6 +35,10 @@ class QueueManager:
         #: Inadmissible workloads (Kueue's inadmissible set, kube's unschedulable queue):
         #: left out of `active` until an event frees capacity (`unpark_all`).
         self._parked: set[str] = set()
+        self._unsorted = unsorted
+        if unsorted:
+            self._by_name.update((w.name, w) for w in workloads)
+            return
         for w in workloads:
             self.add(w)
 
@@ -45,6 +53,8 @@ class QueueManager:
 
     def add(self, w: Workload) -> None:
         """Queues ``w`` (active); re-adding a name replaces the old entry."""
+        if self._unsorted:
+            self.resort()
         if w.name in self._by_name:
             self.remove(w.name)
         self._by_name[w.name] = w
@@ -83,6 +93,8 @@ class QueueManager:
 
     def ordered(self) -> list[Workload]:
         """Pending workloads, first to be considered first."""
+        if self._unsorted:
+            self.resort()
         if self._stale:
             live = self._by_name
             self._order = [e for e in self._order if live.get(e[1].name) is e[1]]
@@ -93,6 +105,7 @@ class QueueManager:
         """Recomputes every key (Slurm recomputes priorities each PriorityCalcPeriod)."""
         self.sort = sort or self.sort
         self.ctx = ctx or self.ctx
+        self._unsorted = False
         self._order = sorted(
             ((self.sort.sort_key(w, self.ctx), w) for w in self._by_name.values()),
             key=lambda e: e[0],
