@@ -27,10 +27,10 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from sqlalchemy import Table, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from detente.control import layout
-from detente.control.store.models import ACTIVE, PENDING, Job, Setting, User
+from detente.control.store.models import ACTIVE, PENDING, Job, JobSpecRow, Setting, User
 from detente.core.cluster import Cluster
 from detente.core.queues import QueueConfig
 
@@ -73,15 +73,22 @@ class CachedJob:
         return cls(**{f.name: getattr(job, f.name) for f in fields(cls)})
 
 
+#: The `Job` columns a record holds (all but the spec, read once per spec row).
+COLUMNS = tuple(f.name for f in fields(CachedJob) if f.name != "spec")
+
+
 class JobCache:
     def __init__(self) -> None:
         self.rows: dict[int, CachedJob] = {}
+        #: Stored specs by spec id; an array's tasks share one.
+        self.specs: dict[int, dict[str, Any]] = {}
         self._cc_key: str | None = None
         self._cc: tuple[Cluster, QueueConfig] | None = None
 
     def reset(self) -> None:
         """Forgets everything (a new leader, or a restart): the next refresh loads all."""
         self.rows.clear()
+        self.specs.clear()
         self._cc_key, self._cc = None, None
 
     def refresh(self, s: Session) -> int:
@@ -91,19 +98,33 @@ class JobCache:
         for gone in self.rows.keys() - listed.keys():
             del self.rows[gone]
         stale = [i for i, v in listed.items() if (r := self.rows.get(i)) is None or r.version != v]
+        cols = [t.c[c] for c in COLUMNS]
         for k in range(0, len(stale), CHUNK):
             ids = stale[k : k + CHUNK]
-            found = set()
-            q = select(Job).where(Job.id.in_(ids)).options(selectinload(Job.spec_row))
-            for job in s.scalars(q):
-                found.add(job.id)
-                if job.state in LIVE:
-                    self.rows[job.id] = CachedJob.of(job)
+            found = {r["id"]: r for r in s.execute(select(*cols).where(t.c.id.in_(ids))).mappings()}
+            specs = self._specs(s, {r["spec_id"] for r in found.values()})
+            for i in ids:
+                r = found.get(i)
+                if r is not None and r["state"] in LIVE:
+                    self.rows[i] = CachedJob(**r, spec=specs[r["spec_id"]])
                 else:
-                    self.rows.pop(job.id, None)  # ended between the two reads
-            for i in set(ids) - found:
-                self.rows.pop(i, None)
+                    self.rows.pop(i, None)  # ended between the two reads
         return len(stale)
+
+    def _specs(self, s: Session, ids: set[int]) -> dict[int, dict[str, Any]]:
+        """Stored specs by id: read once each (a spec row never changes)."""
+        missing = ids - self.specs.keys()
+        if missing:
+            q = select(JobSpecRow.id, JobSpecRow.data).where(JobSpecRow.id.in_(missing))
+            self.specs.update(dict(s.execute(q).tuples().all()))
+        return self.specs
+
+    def spec_of(self, job: Job) -> dict[str, Any]:
+        """``job``'s stored spec, decoded once per spec row (read now if not cached)."""
+        spec = self.specs.get(job.spec_id)
+        if spec is None:
+            spec = self.specs[job.spec_id] = job.spec
+        return spec
 
     def note_reasons(self, reasons: dict[int, str]) -> None:
         """The reconciler wrote these pending reasons (without a version bump)."""

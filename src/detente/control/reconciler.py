@@ -23,7 +23,7 @@ import math
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
@@ -35,9 +35,8 @@ from sqlalchemy.orm.exc import StaleDataError
 from detente.control import auth, depends, launch, views, workloads
 from detente.control.cache import JobCache, rows_as_decided
 from detente.control.jobs import event
-from detente.control.settle import PREEMPTED, Settler, pods_of, preempt_warning
+from detente.control.settle import PREEMPTED, Settler, preempt_warning
 from detente.control.store.models import (
-    ACTIVE,
     FAILED,
     LAUNCHING,
     PENDING,
@@ -50,6 +49,7 @@ from detente.control.store.models import (
 )
 from detente.core.driver import Decisions, schedule
 from detente.core.fairshare import Usage
+from detente.core.framework import PriorityContext
 from detente.core.priority import reprioritize
 from detente.core.profiles import Profile
 from detente.core.queue_manager import QueueManager
@@ -110,7 +110,12 @@ class Reconciler:
         self._workloads: dict[int, Workload] = {}
         #: Live jobs and the parsed configuration between decisions (`control.cache`).
         self.cache = JobCache()
+        #: When priorities were last computed, from what, and the sort keys since.
+        self._prio_at: float | None = None
+        self._prio_ctx: PriorityContext | None = None
+        self._keys: dict[str, tuple[Hashable, ...]] = {}
         self.settler = Settler(self.executor, state_dir, grace)
+        self.settler.spec = self.cache.spec_of
         self._mode: str | None = None
         #: The API's address, given to jobs for their ``scontrol`` (None: not served).
         self.api_url: str | None = None
@@ -121,8 +126,10 @@ class Reconciler:
         self.usage, self._usage_saved = None, -math.inf
         self._mark, self._decided, self._last = None, -math.inf, StepStats()
         self._workloads.clear()
+        self._prio_at = None
         self.cache.reset()
         self.settler = Settler(self.executor, self.state_dir, self.grace)
+        self.settler.spec = self.cache.spec_of
 
     # -- the step -------------------------------------------------------------------
 
@@ -148,6 +155,7 @@ class Reconciler:
                 )
             if self._mark is None or mark[1] != self._mark[1]:
                 self._workloads.clear()  # new queue config: priorities may differ
+                self._prio_at = None
             stats = self._step(s)
             stats.ended = ended
             self._mark, self._decided, self._last = mark, now, stats
@@ -194,7 +202,12 @@ class Reconciler:
         """The one driver (`detente.core.driver.schedule`), with the profile's seed: the
         same decisions `plan` and the simulator make for the same input."""
         now = self.clock()
-        reprioritize(snap, queues, self.profile.half_life, now)
+        if self._prio_at is None or now - self._prio_at >= self.profile.calc_period:
+            # Priorities every PriorityCalcPeriod, as Slurm and the simulator compute them.
+            reprioritize(snap, queues, self.profile.half_life, now)
+            self._prio_at, self._prio_ctx, self._keys = now, queues.ctx, {}
+        else:
+            queues.resort(self._prio_ctx, memo=self._keys)
         return schedule(snap, queues, self.profile, now, random.Random(self.profile.seed))
 
     # -- apply: record, then act ------------------------------------------------------
@@ -354,53 +367,7 @@ class Reconciler:
     # -- recovery after a restart -------------------------------------------------------
 
     def recover(self) -> dict[str, int]:
-        """Settles what a crash interrupted: adopts pods found by their token, finishes
-        those that ended meanwhile (their exit files), and starts those recorded but
-        never started. Pods with a pid that are gone without an exit file are left for
-        `step` to settle as lost."""
-        counts = {"adopted": 0, "ended": 0, "started": 0, "lost": 0, "dropped": 0}
-        with self.sessions() as s:
-            jobs = list(s.scalars(select(Job).where(Job.state.in_(ACTIVE))))
-            pods = pods_of(s, jobs)
-            tokens = {p.token for ps in pods.values() for p in ps if not p.done}
-            found = self.executor.find(tokens)
-            relaunch = []
-            for job in jobs:
-                try:
-                    for p in pods.get(job.id, []):
-                        if not p.done:
-                            kind = self._recover_pod(job, p, found)
-                            if kind == "started" and job.state == STOPPING:
-                                p.done, kind = True, "dropped"  # cancelled before it started
-                            counts[kind] += 1
-                except Exception:  # one bad job must not stop recovery of the others
-                    log.exception("recovering job %s failed", job.id)
-                    continue
-                unstarted = any(p.pid is None and not p.done for p in pods.get(job.id, []))
-                if unstarted and job.state != STOPPING:  # a cancelled job stays cancelled
-                    job.state = LAUNCHING
-                    relaunch.append(job.id)
-                elif job.state == LAUNCHING:
-                    job.state = RUNNING
-            try:
-                s.commit()
-            except StaleDataError:  # the API won a race: recover again from what it wrote
-                s.rollback()
-                return self.recover()
-        for job_id in relaunch:
-            self._launch(job_id)
-        return counts
+        """Settles what a crash interrupted (`detente.control.recovery.recover`)."""
+        from detente.control.recovery import recover
 
-    def _recover_pod(self, job: Job, p: Pod, found: dict[str, tuple[int, int]]) -> str:
-        if p.token in found:
-            p.pid, p.pid_start = found[p.token]
-            if isinstance(self.executor, LocalExecutor):
-                self.executor.watch(p.pid)  # its end wakes the loop, as a launched pod's
-            return "adopted"
-        code = self.executor.exit_code(launch.exit_file(self.state_dir, job, p))
-        if code is not None:
-            p.done, p.exit_code = True, code
-            return "ended"
-        if p.pid is not None and job.state == LAUNCHING:
-            p.pid = None  # its pid was never confirmed and no such process exists
-        return "started" if p.pid is None else "lost"
+        return recover(self)

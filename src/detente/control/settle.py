@@ -14,11 +14,12 @@ from __future__ import annotations
 import logging
 import shutil
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from detente.control import launch
 from detente.control.jobs import event
@@ -86,11 +87,16 @@ class Settler:
         self._termed: set[int] = set()
         #: Jobs sent their ``--signal`` (by this process: after a restart, once more).
         self._warned: set[int] = set()
+        #: A job's stored spec (the reconciler gives its cache's, decoded once per spec).
+        self.spec: Callable[[Job], dict[str, Any]] = lambda job: job.spec
 
     def settle(self, s: Session, now: float) -> int:
         """Settles every active job but those being launched; returns how many ended."""
         ended = 0
-        active = list(s.scalars(select(Job).where(Job.state.in_(ACTIVE))))
+        # The spec comes from `spec` (a cache), not with every row: it holds the
+        # submitter's environment, and decoding it each step cost more than the rest.
+        q = select(Job).where(Job.state.in_(ACTIVE)).options(lazyload(Job.spec_row))
+        active = list(s.scalars(q))
         by_job = pods_of(s, active)
         for job in active:
             if job.state == LAUNCHING:
@@ -143,8 +149,8 @@ class Settler:
     def _check_limits(self, s: Session, job: Job, pods: list[Pod], now: float) -> None:
         if job.state != RUNNING:
             return
-        limit = job.spec.get("time_limit")
-        warn = job.spec.get("signal")
+        limit = self.spec(job).get("time_limit")
+        warn = self.spec(job).get("signal")
         if (
             warn and limit is not None and job.start_time is not None
             and job.id not in self._warned and now >= job.start_time + limit - warn["seconds"]
@@ -156,7 +162,9 @@ class Settler:
         if limit is not None and job.start_time is not None and now >= job.start_time + limit:
             job.state, job.stop_reason = STOPPING, TIMEOUT
             event(s, job.id, now, "Timeout", f"time limit {limit:.0f}s reached")
-        elif job.spec.get("batch") and pods and pods[0].done and not all(p.done for p in pods):
+        elif (
+            self.spec(job).get("batch") and pods and pods[0].done and not all(p.done for p in pods)
+        ):
             # Slurm: the job ends with its batch script; the held nodes are released.
             code = pods[0].exit_code
             job.state, job.exit_code = STOPPING, code
@@ -193,7 +201,7 @@ class Settler:
     def _warn_preempted(self, s: Session, job: Job, live: list[Pod], now: float) -> bool:
         """Sends a preempted job's ``--signal`` once; whether its SIGTERM must wait (it
         follows one stop grace before the deadline, leaving the job time to act)."""
-        warn = job.spec.get("signal")
+        warn = self.spec(job).get("signal")
         if job.stop_reason != PREEMPTED or not warn or job.kill_at is None:
             return False
         if job.id not in self._warned:
@@ -207,7 +215,9 @@ class Settler:
         """A job's ``--signal``: a batch job's steps, or with ``B:`` its batch shell
         alone (as Slurm); a manifest's pods, every process."""
         sig = signal.Signals(warn["signal"])
-        batch = next((p for p in live if p.rank == 0), None) if job.spec.get("batch") else None
+        batch = (
+            next((p for p in live if p.rank == 0), None) if self.spec(job).get("batch") else None
+        )
         if batch is None:
             for p in live:
                 self.executor.signal(p.pid, p.pid_start, sig)
@@ -220,7 +230,7 @@ class Settler:
     def _finish(self, s: Session, job: Job, pods: list[Pod], now: float) -> None:
         self._termed.discard(job.id)
         self._warned.discard(job.id)
-        if job.spec.get("batch") and pods:
+        if self.spec(job).get("batch") and pods:
             self._record_steps(s, job, pods[0])
         codes = [p.exit_code for p in pods]
         bad = next((c for c in codes if c not in (0, None)), None)
@@ -231,7 +241,7 @@ class Settler:
             NODE_FAIL if None in codes else (COMPLETED if bad is None else FAILED)
         )
         # Slurm's JobRequeue: a --requeue job lost to a node failure runs again.
-        if state in (PREEMPTED, REQUEUED) or (state == NODE_FAIL and job.spec.get("requeue")):
+        if state in (PREEMPTED, REQUEUED) or (state == NODE_FAIL and self.spec(job).get("requeue")):
             why = {PREEMPTED: "preempted", REQUEUED: "scontrol requeue"}.get(state, "node failure")
             job.state, job.nodes, job.devices, job.end_time = PENDING, None, None, None
             job.stop_reason, job.kill_at, job.reason = None, None, f"requeued after {why}"

@@ -123,5 +123,5 @@ def reprioritize(snap: Snapshot, queues: QueueManager, half_life: float, now: fl
     Changes ``snap.usage`` and the queue order; nothing else.
     """
     snap.usage = fairshare.accrue(snap.usage, snap.running.values(), now, half_life)
-    top = max((w.priority for w in queues.ordered()), default=0)
+    top = max((w.priority for w in queues.workloads()), default=0)
     queues.resort(priority_context(snap, now, top))

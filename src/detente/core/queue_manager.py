@@ -48,6 +48,10 @@ class QueueManager:
     def __contains__(self, name: str) -> bool:
         return name in self._by_name
 
+    def workloads(self) -> list[Workload]:
+        """Every queued workload, in no particular order (no sort is needed for it)."""
+        return list(self._by_name.values())
+
     def get(self, name: str) -> Workload | None:
         return self._by_name.get(name)
 
@@ -101,15 +105,25 @@ class QueueManager:
             self._stale = 0
         return [w for _, w in self._order]
 
-    def resort(self, ctx: PriorityContext | None = None, sort: QueueSort | None = None) -> None:
-        """Recomputes every key (Slurm recomputes priorities each PriorityCalcPeriod)."""
+    def resort(
+        self,
+        ctx: PriorityContext | None = None,
+        sort: QueueSort | None = None,
+        memo: dict[str, tuple[Hashable, ...]] | None = None,
+    ) -> None:
+        """Recomputes every key (Slurm recomputes priorities each PriorityCalcPeriod).
+        ``memo`` keeps keys by workload name across calls: the caller must pass the same
+        sort and context with it, and a name must always stand for the same workload."""
         self.sort = sort or self.sort
         self.ctx = ctx or self.ctx
         self._unsorted = False
-        self._order = sorted(
-            ((self.sort.sort_key(w, self.ctx), w) for w in self._by_name.values()),
-            key=lambda e: e[0],
-        )
+        key, c = self.sort.sort_key, self.ctx
+        if memo is None:
+            pairs = [(key(w, c), w) for w in self._by_name.values()]
+        else:
+            pairs = [(memo[w.name] if w.name in memo else memo.setdefault(w.name, key(w, c)), w)
+                     for w in self._by_name.values()]  # fmt: skip
+        self._order = sorted(pairs, key=lambda e: e[0])
         self._stale = 0
 
     def explain(self, w: Workload) -> dict[str, float]:
