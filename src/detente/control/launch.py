@@ -178,7 +178,8 @@ def exit_file(state_dir: Path, job: Job, pod: Pod) -> Path:
 
 def _pod_file(state_dir: Path, job: Job, attempt: int, rank: int) -> Path:
     """A pod's exit file; its own log sits beside it (`executors.local.pod_log`)."""
-    return job_dir(state_dir, job) / f"attempt-{attempt}" / f"pod-{rank}.exit"
+    # One Path from one string: settle asks for every running pod's at every step.
+    return Path(f"{state_dir}/jobs/{job.id}/attempt-{attempt}/pod-{rank}.exit")
 
 
 def out_of_memory(state_dir: Path, job: Job, pod: Pod) -> bool:

@@ -231,7 +231,7 @@ class Settler:
         self._termed.discard(job.id)
         self._warned.discard(job.id)
         if self.spec(job).get("batch") and pods:
-            self._record_steps(s, job, pods[0])
+            self._record_steps(s, job, pods[0], now)
         codes = [p.exit_code for p in pods]
         bad = next((c for c in codes if c not in (0, None)), None)
         if job.stop_reason not in (FAILED, NODE_FAIL, COMPLETED) or job.exit_code is None:
@@ -256,10 +256,10 @@ class Settler:
         job.state = state
         event(s, job.id, now, job.state, f"exit code {job.exit_code}")
 
-    def _record_steps(self, s: Session, job: Job, batch: Pod) -> None:
+    def _record_steps(self, s: Session, job: Job, batch: Pod, now: float) -> None:
         """The run's ``srun`` steps, from its batch pod's steps file, as Step rows."""
         path = steps_file(launch.exit_file(self.state_dir, job, batch))
-        for r in steps.read(path):
+        for r in steps.read(path, now):
             s.add(Step(job_id=job.id, attempt=job.attempt, step=r["step"], name=r["name"],
                        nodes=r["nodes"], ntasks=r["ntasks"], start_time=r["start"],
                        end_time=r["end"], exit_code=r["exit_code"], state=r["state"]))  # fmt: skip

@@ -40,6 +40,16 @@ def pod_log(exit_file: Path) -> Path:
     return exit_file.with_suffix(".log")
 
 
+#: The pod launcher without Python (pods of the daemon's own user).
+LAUNCHER = Path(__file__).with_name("launcher.sh")
+
+
+def _private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
 def steps_file(exit_file: Path) -> Path:
     """Where a batch pod records its job's steps (`detente.executors.steps`)."""
     return exit_file.with_suffix(".steps")
@@ -68,11 +78,45 @@ class LocalExecutor:
         return alive(pid, start)
 
     def launch(self, pod: PodLaunch) -> tuple[int, int]:
-        """Starts ``pod``'s shim in a new session; returns (pid, start time). The shim
-        runs isolated with an environment of its own (the job's reaches only its tasks:
-        no LD_PRELOAD or PYTHONPATH of a user's runs in the daemon's name); the pod's
-        launch config sits beside its exit file, private to the daemon."""
+        """Starts the pod in a new session; returns (pid, start time). A pod of the
+        daemon's own user runs under the bash launcher (`launcher.sh`: no Python
+        interpreter per pod); one that must change identity under the Python shim
+        (`detente.executors.shim`). Either way the job's environment reaches only its
+        tasks (no LD_PRELOAD or PYTHONPATH of a user's runs in the daemon's name), and
+        the pod's launch files sit beside its exit file, private to the daemon."""
         pod.exit_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        argv, env = self._bash(pod) if pod.user is None else self._shim(pod)
+        p = subprocess.Popen(
+            argv, env=env, cwd=str(pod.exit_file.parent), stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        start = proc_start(p.pid)
+        self.watch(p.pid)
+        return p.pid, start if start is not None else -1
+
+    @staticmethod
+    def _bash(pod: PodLaunch) -> tuple[list[str], dict[str, str]]:
+        envfile = pod.exit_file.with_suffix(".env")
+        if bad := next((k for k in pod.env if not k or "=" in k or "\0" in k), None):
+            raise ValueError(f"illegal environment variable name {bad[:80]!r}")  # as exec's
+        if bad := next((k for k, v in pod.env.items() if "\0" in v), None):
+            raise ValueError(f"environment variable {bad[:80]!r} holds a NUL")
+        blob = b"".join(f"{k}={v}".encode() + b"\0" for k, v in pod.env.items())
+        blob += f"{TOKEN_VAR}={pod.token}".encode() + b"\0"
+        _private(envfile, blob)
+        steps = str(steps_file(pod.exit_file)) if pod.steps else ""
+        env = {
+            TOKEN_VAR: pod.token, "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "L_EXIT": str(pod.exit_file), "L_LOG": str(pod_log(pod.exit_file)),
+            "L_NTASKS": str(pod.ntasks), "L_BASE": str(pod.rank * pod.ntasks),
+            "L_SCRIPT": str(pod.script), "L_CWD": pod.cwd, "L_OUT": pod.stdout,
+            "L_ERR": pod.stderr, "L_TRUNC": "1" if pod.truncate else "0", "L_STEPS": steps,
+            "L_MEM": str(pod.memory), "L_CPU": str(pod.cpu_milli), "L_ENVFILE": str(envfile),
+        }  # fmt: skip
+        return ["/bin/bash", str(LAUNCHER), *pod.args], env
+
+    @staticmethod
+    def _shim(pod: PodLaunch) -> tuple[list[str], dict[str, str]]:
         cfg = {
             "exit_file": str(pod.exit_file), "pod_log": str(pod_log(pod.exit_file)),
             "ntasks": pod.ntasks, "base": pod.rank * pod.ntasks, "script": str(pod.script),
@@ -84,18 +128,9 @@ class LocalExecutor:
             "steps": str(steps_file(pod.exit_file)) if pod.steps else None,
         }  # fmt: skip
         conf = pod.exit_file.with_suffix(".json")
-        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(cfg, f)
+        _private(conf, json.dumps(cfg).encode())
         env = {TOKEN_VAR: pod.token, "PATH": "/usr/local/bin:/usr/bin:/bin"}
-        p = subprocess.Popen(
-            [sys.executable, "-I", "-m", "detente.executors.shim", str(conf)], env=env,
-            cwd=str(pod.exit_file.parent), stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
-        start = proc_start(p.pid)
-        self.watch(p.pid)
-        return p.pid, start if start is not None else -1
+        return [sys.executable, "-I", "-m", "detente.executors.shim", str(conf)], env
 
     @staticmethod
     def out_of_memory(exit_file: Path) -> bool:

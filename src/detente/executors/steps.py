@@ -111,21 +111,33 @@ class StepServer:
             self._record(step, None)
 
 
-def read(path: Path) -> list[dict[str, Any]]:
-    """The steps a pod recorded (bounded; malformed lines skipped)."""
-    out: list[dict[str, Any]] = []
+def read(path: Path, now: float | None = None) -> list[dict[str, Any]]:
+    """The steps a pod recorded (bounded; malformed lines skipped): whole records (the
+    Python shim's), or ``start``/``end`` events (``srun`` under the bash launcher),
+    merged — a step started and never ended is CANCELLED, ended at ``now``."""
+    out: dict[int, dict[str, Any]] = {}
     try:
-        lines = path.read_text(errors="replace").splitlines()[:MAX_STEPS]
+        lines = path.read_text(errors="replace").splitlines()[: 2 * MAX_STEPS]
     except OSError:
-        return out
+        return []
     for ln in lines:
         try:
             r = json.loads(ln)
-            out.append({"step": int(r["step"]), "name": _clean(r["name"], 200),
-                        "nodes": _clean(r["nodes"], 1000), "ntasks": int(r["ntasks"]),
-                        "start": float(r["start"]), "end": float(r["end"]),
-                        "exit_code": None if r["exit_code"] is None else int(r["exit_code"]),
-                        "state": _clean(r["state"], 20)})  # fmt: skip
-        except (ValueError, TypeError, KeyError):
+            step = int(r["step"])
+            if r.get("event") == "end" and step in out:
+                out[step].update(end=float(r["end"]), exit_code=_code(r["exit_code"]),
+                                 state=_clean(r["state"], 20))  # fmt: skip
+                continue
+            start = float(r["start"])
+            out[step] = {"step": step, "name": _clean(r["name"], 200),
+                         "nodes": _clean(r["nodes"], 1000), "ntasks": int(r["ntasks"]),
+                         "start": start, "end": float(r.get("end", now or start)),
+                         "exit_code": _code(r.get("exit_code")),
+                         "state": _clean(r.get("state", "CANCELLED"), 20)}  # fmt: skip
+        except (ValueError, TypeError, KeyError, AttributeError):
             continue
-    return out
+    return [out[k] for k in sorted(out)][:MAX_STEPS]
+
+
+def _code(v: Any) -> int | None:
+    return None if v is None else int(v)

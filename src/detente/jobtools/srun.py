@@ -19,16 +19,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import json
 import os
 import signal
 import socket
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from detente.api.hostlist import compress, expand
 from detente.jobtools import alloc
 
 STEP_FD = "DETENTE_STEP_FD"
+STEPS_FILE = "DETENTE_STEPS_FILE"
 FORWARD = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
            signal.SIGUSR2, signal.SIGCONT, signal.SIGALRM)  # fmt: skip
 #: Accepted with no effect here (said so on stderr, never silently).
@@ -186,20 +190,28 @@ def task_env(base: dict[str, str], tasks: list[Task], t: Task, step: int) -> dic
 
 
 class Channel:
-    """This step's line to the batch pod (`detente.executors.steps`); a no-op (step 0)
-    where there is none, as in a manifest's pod."""
+    """This step's line to the batch pod (`detente.executors.steps`): its socket when
+    the Python shim runs the pod, else the steps file the bash launcher names (ids
+    taken under a lock); a no-op (step 0) where there is neither, as in a manifest's
+    pod."""
 
     def __init__(self, name: str, nodes: str, ntasks: int) -> None:
         self.mine: socket.socket | None = None
+        self.file = os.environ.get(STEPS_FILE) if STEP_FD not in os.environ else None
         self.step = 0
+        rec = {"name": name, "nodes": nodes, "ntasks": ntasks}
+        if self.file:
+            self.step = self._append(lambda n: {"event": "start", "step": n, **rec,
+                                                "start": time.time()})  # fmt: skip
+            return
         try:
             shared = socket.socket(fileno=int(os.environ[STEP_FD]))
         except (KeyError, ValueError, OSError):
             return
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            msg = json.dumps({"op": "start", "name": name, "nodes": nodes, "ntasks": ntasks})
-            socket.send_fds(shared, [msg.encode()], [theirs.fileno()])
+            socket.send_fds(shared, [json.dumps({"op": "start", **rec}).encode()],
+                            [theirs.fileno()])  # fmt: skip
             self.step = int(json.loads(mine.recv(4096))["step"])
             self.mine = mine if self.step >= 0 else None
         except (OSError, ValueError, KeyError, TypeError):
@@ -209,7 +221,26 @@ class Channel:
             shared.detach()  # inherited: later steps use it too
         self.step = max(self.step, 0)
 
+    def _append(self, record: Callable[[int], dict[str, object]]) -> int:
+        """Appends ``record(step id)`` under the file's lock; the id is the number of
+        steps started before (0 if the file cannot be used)."""
+        assert self.file is not None
+        try:
+            with open(self.file, "a+") as f:
+                fcntl.flock(f, fcntl.LOCK_EX)
+                f.seek(0)
+                n = sum(1 for ln in f if '"event": "start"' in ln)
+                f.write(json.dumps(record(n)) + "\n")
+                return n
+        except OSError:
+            self.file = None
+            return 0
+
     def end(self, code: int) -> None:
+        if self.file:
+            state = "COMPLETED" if code == 0 else "FAILED"
+            self._append(lambda _n: {"event": "end", "step": self.step, "end": time.time(),
+                                     "exit_code": code, "state": state})  # fmt: skip
         if self.mine is not None:
             with contextlib.suppress(OSError):
                 self.mine.send(json.dumps({"exit": code}).encode())
