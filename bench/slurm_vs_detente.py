@@ -1,4 +1,4 @@
-"""detente's live path beside real Slurm 22.05 (../shared/peers/slurm), in one run,
+"""detente's live path beside real Slurm 22.05 (scripts/slurm), in one run,
 alternating runs, on the same node shape (16 nodes × 8 GPUs, 128 CPUs, 1 TB each).
 Prints JSON.
 
@@ -32,7 +32,8 @@ import httpx
 
 from detente.testing.live import Live
 
-PEER = Path(__file__).resolve().parent.parent.parent / "shared" / "peers" / "slurm"
+#: The project's own local Slurm (learned from ../shared/peers/slurm).
+PEER = Path(__file__).resolve().parent.parent / "scripts" / "slurm"
 SHAPE = {"NODES": "16", "GPUS": "8", "CPUS": "128", "MEM_MB": "1024000"}
 SCRIPTS = {"true": "#!/bin/bash\ntrue\n", "sleep": "#!/bin/bash\nsleep 1\n"}
 

@@ -9,6 +9,7 @@ import re
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 from detente.api.hostlist import compress
 from detente.api.jobspec import JobSpec, stored
@@ -151,11 +152,16 @@ def pod_tasks(spec: JobSpec, rank: int) -> int:
 
 
 def pod_launch(
-    state_dir: Path, job: Job, pod: Pod, user: RunAs | None = None, api: str | None = None
+    state_dir: Path,
+    job: Job,
+    pod: Pod,
+    user: RunAs | None = None,
+    api: str | None = None,
+    spec_data: dict[str, Any] | None = None,
 ) -> PodLaunch:
     """How ``pod`` starts: as ``user`` (None: the daemon's user), in ``--chdir`` (else
     the user's home in multi-user mode, the job's state directory otherwise)."""
-    spec = stored(job.spec)
+    spec = stored(job.spec if spec_data is None else spec_data)
     d = job_dir(state_dir, job)
     out, err = log_paths(job, spec, pod.node, pod.rank)
     cwd = spec.chdir or (user.home if user else str(d))

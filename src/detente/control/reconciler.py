@@ -32,12 +32,12 @@ from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from detente.control import auth, depends, launch, views, workloads
+from detente.control import depends, views, workloads
 from detente.control.cache import JobCache, rows_as_decided
 from detente.control.jobs import event
 from detente.control.settle import PREEMPTED, Settler, preempt_warning
+from detente.control.starting import Starter
 from detente.control.store.models import (
-    FAILED,
     LAUNCHING,
     PENDING,
     RUNNING,
@@ -45,7 +45,6 @@ from detente.control.store.models import (
     Event,
     Job,
     Pod,
-    User,
 )
 from detente.core.driver import Decisions, schedule
 from detente.core.fairshare import Usage
@@ -55,7 +54,7 @@ from detente.core.profiles import Profile
 from detente.core.queue_manager import QueueManager
 from detente.core.snapshot import Snapshot
 from detente.core.workload import Workload
-from detente.executors.base import Executor, RunAs
+from detente.executors.base import Executor
 from detente.executors.local import LocalExecutor
 
 USAGE_SAVE_PERIOD = 10.0
@@ -116,9 +115,7 @@ class Reconciler:
         self._keys: dict[str, tuple[Hashable, ...]] = {}
         self.settler = Settler(self.executor, state_dir, grace)
         self.settler.spec = self.cache.spec_of
-        self._mode: str | None = None
-        #: The API's address, given to jobs for their ``scontrol`` (None: not served).
-        self.api_url: str | None = None
+        self.starter = Starter(sessions, self.executor, state_dir, self.now, self.cache.spec_of)
 
     def reset(self) -> None:
         """Forgets what this process remembered between steps (at start, and when it
@@ -130,6 +127,18 @@ class Reconciler:
         self.cache.reset()
         self.settler = Settler(self.executor, self.state_dir, self.grace)
         self.settler.spec = self.cache.spec_of
+
+    @property
+    def api_url(self) -> str | None:
+        """The API's address, given to jobs for their ``scontrol`` (None: not served)."""
+        return self.starter.api_url
+
+    @api_url.setter
+    def api_url(self, url: str | None) -> None:
+        self.starter.api_url = url
+
+    def now(self) -> float:
+        return self.clock()
 
     # -- the step -------------------------------------------------------------------
 
@@ -159,8 +168,7 @@ class Reconciler:
             stats = self._step(s)
             stats.ended = ended
             self._mark, self._decided, self._last = mark, now, stats
-        for job_id in stats.launches:
-            self._launch(job_id)
+        self.starter.start(stats.launches)
         return stats
 
     def _step(self, s: Session) -> StepStats:
@@ -266,101 +274,6 @@ class Reconciler:
             self._mark = None  # decide again at once
             return []
         return out
-
-    def _launch(self, job_id: int) -> None:
-        """Starts the job's unstarted pods. Whatever goes wrong fails this job (with the
-        reason) and never the loop."""
-        try:
-            self._launch_job(job_id)
-        except Exception as e:
-            log.exception("launching job %s failed", job_id)
-            with self.sessions() as s:
-                job = s.get(Job, job_id)
-                if job is not None and job.state == LAUNCHING:
-                    self._launch_failed(s, job, self._pods(s, job), f"{type(e).__name__}: {e}")
-
-    def _launch_job(self, job_id: int) -> None:
-        with self.sessions() as s:
-            job = s.get(Job, job_id)
-            if job is None or job.state != LAUNCHING:
-                return
-            try:
-                user = self._run_as(s, job)
-            except (KeyError, auth.AuthError) as e:
-                self._launch_failed(s, job, self._pods(s, job), str(e).strip("'\""))
-                return
-            d = launch.job_dir(self.state_dir, job)
-            d.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self._write_script(job)
-            pods = self._pods(s, job)
-            started: dict[int, tuple[int, int]] = {}
-            for pod in pods:
-                if pod.pid is None and not pod.done:
-                    try:
-                        pod.pid, pod.pid_start = self.executor.launch(
-                            launch.pod_launch(self.state_dir, job, pod, user, self.api_url)
-                        )
-                        started[pod.id] = (pod.pid, pod.pid_start)
-                    except OSError as e:  # could not even fork: the job fails, whole
-                        self._launch_failed(s, job, pods, f"{e.strerror}: {e.filename}")
-                        return
-            job.state = RUNNING
-            event(s, job.id, self.clock(), "Started", f"{len(job.nodes or [])} pod(s)")
-            try:
-                s.commit()
-            except StaleDataError:  # cancelled during launch: record what runs, then stop it
-                s.rollback()
-                self._record_pids(job_id, started)
-
-    def _write_script(self, job: Job) -> None:
-        """The stored script on disk, whole: written (atomically) unless the file of its
-        spec already holds exactly it — a file a crash left truncated is rewritten."""
-        path, script = launch.script_path(self.state_dir, job), job.spec["script"]
-        try:
-            if path.read_text() == script:
-                return
-        except (OSError, UnicodeDecodeError):
-            pass
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        launch.write_atomically(path, script)
-
-    def _record_pids(self, job_id: int, started: dict[int, tuple[int, int]]) -> None:
-        with self.sessions() as s:
-            for pod_id, (pid, start) in started.items():
-                pod = s.get(Pod, pod_id)
-                if pod is not None:
-                    pod.pid, pod.pid_start = pid, start
-            s.commit()
-
-    def _run_as(self, s: Session, job: Job) -> RunAs | None:
-        """The Unix identity the job runs as: its user's account in multi-user mode
-        (KeyError / AuthError if it has none, or may not be used), else the daemon's."""
-        if self._mode is None:  # set by `up` before this process starts: read it once
-            self._mode = str(workloads.setting(s, "mode", auth.SINGLE))
-        mode = self._mode
-        if mode != auth.MULTI:
-            return None
-        user = s.get(User, job.user)
-        if user is None or user.unix_user is None:
-            raise KeyError(f"user {job.user} has no Unix account to run as")
-        auth.check_unix_user(mode, user.unix_user)
-        return launch.run_as(user.unix_user)
-
-    def _launch_failed(self, s: Session, job: Job, pods: list[Pod], why: str) -> None:
-        for p in pods:
-            if p.pid is None:
-                p.done = True
-        job.state, job.stop_reason, job.reason = STOPPING, FAILED, f"launch failed: {why}"
-        event(s, job.id, self.clock(), "LaunchFailed", why)
-        try:
-            s.commit()  # started pods are stopped by the next settle
-        except StaleDataError:
-            s.rollback()
-
-    @staticmethod
-    def _pods(s: Session, job: Job) -> list[Pod]:
-        q = select(Pod).where(Pod.job_id == job.id, Pod.attempt == job.attempt)
-        return list(s.scalars(q.order_by(Pod.rank)))
 
     # -- settle ------------------------------------------------------------------------
 

@@ -58,8 +58,7 @@ def recover(rec: Reconciler) -> dict[str, int]:
         except StaleDataError:  # the API won a race: recover again from what it wrote
             s.rollback()
             return recover(rec)
-    for job_id in relaunch:
-        rec._launch(job_id)
+    rec.starter.start(relaunch)
     return counts
 
 

@@ -1,0 +1,168 @@
+"""Step 4b of the reconciler: start the processes of jobs recorded ``LAUNCHING``.
+
+Jobs are started in batches: one session reads them and their pods, the executor
+starts every pod, and one commit confirms them all ``RUNNING`` with their pids (a
+commit per job cost more than starting the job). Whatever goes wrong with one job
+fails that job, with the reason, and never the others or the loop. If the batch's
+commit loses a compare-and-set (a job cancelled while it was started), each job is
+confirmed alone: what runs is always recorded, so the next settle can stop it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, lazyload, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
+
+from detente.control import auth, launch, workloads
+from detente.control.jobs import event
+from detente.control.settle import pods_of
+from detente.control.store.models import FAILED, LAUNCHING, RUNNING, STOPPING, Job, Pod, User
+from detente.executors.base import Executor, RunAs
+
+log = logging.getLogger("detente")
+#: Jobs started per session and commit.
+BATCH = 200
+
+Started = dict[int, dict[int, tuple[int, int]]]  # job id → pod id → (pid, start)
+
+
+class Starter:
+    def __init__(
+        self, sessions: sessionmaker[Session], executor: Executor, state_dir: Path,
+        clock: Callable[[], float], spec_of: Callable[[Job], dict[str, Any]],
+    ) -> None:  # fmt: skip
+        self.sessions, self.executor, self.state_dir = sessions, executor, state_dir
+        self.clock, self.spec_of = clock, spec_of
+        #: The API's address, given to jobs for their ``scontrol`` (None: not served).
+        self.api_url: str | None = None
+        self._mode: str | None = None
+        self._scripts: set[int] = set()
+
+    def start(self, job_ids: list[int]) -> None:
+        """Starts the unstarted pods of ``job_ids`` that are still ``LAUNCHING``."""
+        for k in range(0, len(job_ids), BATCH):
+            ids = job_ids[k : k + BATCH]
+            try:
+                self._batch(ids)
+            except Exception:  # never the loop: the batch's jobs fail one by one instead
+                log.exception("starting jobs %s failed", ids)
+                for jid in ids:
+                    self._fail_alone(jid)
+
+    def _batch(self, ids: list[int]) -> None:
+        started: Started = {}
+        with self.sessions() as s:
+            q = select(Job).where(Job.id.in_(ids)).options(lazyload(Job.spec_row))
+            jobs = [j for j in s.scalars(q) if j.state == LAUNCHING]
+            pods = pods_of(s, jobs)
+            for job in jobs:
+                self._start_job(s, job, pods.get(job.id, []), started)
+            try:
+                s.commit()  # every job of the batch confirmed at once
+            except StaleDataError:  # one was cancelled meanwhile: confirm each alone
+                s.rollback()
+                for jid, by_pod in started.items():
+                    self._confirm(jid, by_pod)
+
+    def _start_job(self, s: Session, job: Job, pods: list[Pod], started: Started) -> None:
+        """Starts ``job``'s pods in session ``s`` (not committed): RUNNING, or failed
+        with the reason."""
+        try:
+            user = self._run_as(s, job)
+            launch.job_dir(self.state_dir, job).mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._write_script(job)
+        except (KeyError, auth.AuthError, OSError) as e:
+            return self._failed(s, job, pods, str(e).strip("'\""))
+        spec = self.spec_of(job)
+        for pod in pods:
+            if pod.pid is None and not pod.done:
+                try:
+                    plan = launch.pod_launch(self.state_dir, job, pod, user, self.api_url, spec)
+                    pod.pid, pod.pid_start = self.executor.launch(plan)
+                except OSError as e:  # could not even fork: the job fails, whole
+                    return self._failed(s, job, pods, f"{e.strerror}: {e.filename}")
+                except ValueError as e:  # an environment exec(2) refuses
+                    return self._failed(s, job, pods, f"{type(e).__name__}: {e}")
+                started.setdefault(job.id, {})[pod.id] = (pod.pid, pod.pid_start)
+        job.state = RUNNING
+        event(s, job.id, self.clock(), "Started", f"{len(job.nodes or [])} pod(s)")
+        return None
+
+    def _confirm(self, job_id: int, by_pod: dict[int, tuple[int, int]]) -> None:
+        """Records what runs of one job; RUNNING if it is still LAUNCHING."""
+        with self.sessions() as s:
+            for pod_id, (pid, start) in by_pod.items():
+                pod = s.get(Pod, pod_id)
+                if pod is not None:
+                    pod.pid, pod.pid_start = pid, start
+            job = s.get(Job, job_id)
+            if job is not None and job.state == LAUNCHING:
+                job.state = RUNNING
+                event(s, job.id, self.clock(), "Started", f"{len(job.nodes or [])} pod(s)")
+            try:
+                s.commit()
+            except StaleDataError:  # cancelled: the pids alone, so settle stops the pods
+                s.rollback()
+                self._pids_only(by_pod)
+
+    def _pids_only(self, by_pod: dict[int, tuple[int, int]]) -> None:
+        with self.sessions() as s:
+            for pod_id, (pid, start) in by_pod.items():
+                pod = s.get(Pod, pod_id)
+                if pod is not None:
+                    pod.pid, pod.pid_start = pid, start
+            s.commit()
+
+    def _fail_alone(self, job_id: int) -> None:
+        with self.sessions() as s:
+            job = s.get(Job, job_id)
+            if job is not None and job.state == LAUNCHING:
+                self._failed(s, job, pods_of(s, [job]).get(job.id, []), "could not be started")
+                try:
+                    s.commit()
+                except StaleDataError:
+                    s.rollback()
+
+    def _failed(self, s: Session, job: Job, pods: list[Pod], why: str) -> None:
+        """Fails ``job`` in ``s`` (the caller commits); pods already started are
+        stopped by the next settle."""
+        for p in pods:
+            if p.pid is None:
+                p.done = True
+        job.state, job.stop_reason, job.reason = STOPPING, FAILED, f"launch failed: {why}"
+        event(s, job.id, self.clock(), "LaunchFailed", why)
+
+    def _write_script(self, job: Job) -> None:
+        """The stored script on disk, whole: written (atomically) unless the file of its
+        spec already holds exactly it — a file a crash left truncated is rewritten.
+        Checked once per spec by this process (an array's tasks share it)."""
+        if job.spec_id in self._scripts:
+            return
+        path, script = launch.script_path(self.state_dir, job), self.spec_of(job)["script"]
+        try:
+            current = path.read_text()
+        except (OSError, UnicodeDecodeError):
+            current = None
+        if current != script:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            launch.write_atomically(path, script)
+        self._scripts.add(job.spec_id)
+
+    def _run_as(self, s: Session, job: Job) -> RunAs | None:
+        """The Unix identity the job runs as: its user's account in multi-user mode
+        (KeyError / AuthError if it has none, or may not be used), else the daemon's."""
+        if self._mode is None:  # set by `up` before this process starts: read it once
+            self._mode = str(workloads.setting(s, "mode", auth.SINGLE))
+        if self._mode != auth.MULTI:
+            return None
+        user = s.get(User, job.user)
+        if user is None or user.unix_user is None:
+            raise KeyError(f"user {job.user} has no Unix account to run as")
+        auth.check_unix_user(self._mode, user.unix_user)
+        return launch.run_as(user.unix_user)
