@@ -53,9 +53,14 @@ def _ranges(nums: list[int], width: int) -> list[str]:
 _GROUP = re.compile(r"([^,\[]*)\[([^\]]*)\]([^,]*)|([^,\[\]]+)")
 
 
-def expand(text: str) -> list[str]:
+#: The most names a host list may expand to (a list is bounded before it is built).
+MAX_HOSTS = 100_000
+
+
+def expand(text: str, limit: int = MAX_HOSTS) -> list[str]:
     """``gpu-[00-02,05],node7`` → ``['gpu-00', 'gpu-01', 'gpu-02', 'gpu-05', 'node7']``
-    (ranges keep their zero padding, as Slurm's). ValueError naming the bad part."""
+    (ranges keep their zero padding, as Slurm's). ValueError naming the bad part, or
+    if it would expand to more than ``limit`` names."""
     out: list[str] = []
     pos, text = 0, text.strip()
     while pos < len(text):
@@ -64,8 +69,10 @@ def expand(text: str) -> list[str]:
             raise ValueError(f"bad host list near {text[pos : pos + 40]!r}")
         if m.group(4) is not None:
             out.append(m.group(4))
+            if len(out) > limit:
+                raise ValueError(f"host list names more than {limit} hosts")
         else:
-            for num in _numbers(m.group(2)):
+            for num in _numbers(m.group(2), limit - len(out)):
                 out.append(f"{m.group(1)}{num}{m.group(3)}")
         pos = m.end()
         if pos < len(text):
@@ -75,14 +82,16 @@ def expand(text: str) -> list[str]:
     return out
 
 
-def _numbers(ranges: str) -> list[str]:
+def _numbers(ranges: str, room: int) -> list[str]:
     nums: list[str] = []
     for part in ranges.split(","):
         lo, dash, hi = part.partition("-")
         if not (lo.isascii() and lo.isdigit()) or (dash and not (hi.isascii() and hi.isdigit())):
             raise ValueError(f"bad range {part!r} in host list")
         a, b = int(lo), int(hi) if dash else int(lo)
-        if b < a or b - a > 100_000:
+        if b < a:
             raise ValueError(f"bad range {part!r} in host list")
+        if len(nums) + b - a + 1 > room:
+            raise ValueError(f"host list names more than {MAX_HOSTS} hosts")
         nums.extend(f"{n:0{len(lo)}d}" for n in range(a, b + 1))
     return nums
