@@ -18,7 +18,11 @@ import json
 import os
 import socket
 import sys
-from typing import Any
+
+TYPE_CHECKING = False  # not typing's: importing typing costs the fast path ≈ 3 ms
+
+if TYPE_CHECKING:
+    from typing import Any
 
 FAST = frozenset({"submit", "sbatch", "queue", "nodes", "cancel"})
 SCRIPT_CEILING = 64 << 20
@@ -69,23 +73,28 @@ def _output(args: list[str]) -> str:
 
 
 def _where() -> tuple[str, int, dict[str, str]]:
-    from detente.control.home import data_dir
+    from detente.control.home import data_path
 
-    d = data_dir()
+    d = data_path()
     url = os.environ.get("DETENTE_URL")
     if url is None:
         try:
-            url = f"http://127.0.0.1:{(d / 'detente.port').read_text().strip()}"
+            url = f"http://127.0.0.1:{_read(os.path.join(d, 'detente.port'))}"
         except OSError:
             _die(f"detente is not running ({d}); start it with `detente up`", 2)
     if not url.startswith("http://"):
         raise _Fallback  # https: the full CLI's client
     host, _, port = url[len("http://") :].rstrip("/").partition(":")
     token = os.environ.get("DETENTE_TOKEN")
-    if token is None and (d / "admin.token").exists():
-        token = (d / "admin.token").read_text().strip()
+    if token is None and os.path.exists(os.path.join(d, "admin.token")):
+        token = _read(os.path.join(d, "admin.token"))
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return host, int(port or 80), headers
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read().strip()
 
 
 def _call(method: str, path: str, body: Any = None) -> Any:
