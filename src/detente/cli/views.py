@@ -6,7 +6,7 @@ sacct's does (``--format=JobID,State,ExitCode``)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -15,6 +15,11 @@ from detente.cli.live import _call, _clock, _table, err
 from detente.cli.main import Output, app
 
 Cols = list[tuple[str, str]]
+#: Options queue and history share (squeue's and sacct's letters).
+OutputOpt = Annotated[Output, typer.Option("-o", "--output")]
+JobsOpt = Annotated[str | None, typer.Option("-j", "--jobs", help="Only these job ids (a,b).")]
+UserOpt = Annotated[str | None, typer.Option("-u", "--user", help="Only these users (a,b).")]
+QueueOpt = Annotated[str | None, typer.Option("-p", "--partition", help="Only these queues.")]
 HISTORY_COLS: Cols = [("JOBID", "jobid"), ("NAME", "name"), ("QUEUE", "queue"),
                       ("USER", "user"), ("START", "start"), ("END", "end"),
                       ("ELAPSED", "elapsed_s"), ("GPU-H", "gpu_h"), ("STATE", "state"),
@@ -62,10 +67,10 @@ def _common(r: dict[str, Any]) -> None:
 
 @app.command("queue")
 def queue_cmd(
-    output: Output = typer.Option(Output.table, "-o", "--output"),
-    jobs: str | None = typer.Option(None, "-j", "--jobs", help="Only these job ids (a,b)."),
-    user: str | None = typer.Option(None, "-u", "--user", help="Only these users (a,b)."),
-    queue: str | None = typer.Option(None, "-p", "--partition", help="Only these queues."),
+    output: OutputOpt = Output.table,
+    jobs: JobsOpt = None,
+    user: UserOpt = None,
+    queue: QueueOpt = None,
     state: str | None = typer.Option(None, "-t", "--states", help="e.g. PENDING,RUNNING."),
     start: bool = typer.Option(False, "--start", help="Pending jobs' expected start."),
     fmt: str | None = typer.Option(None, "--format", help="Columns, e.g. JOBID,ST,REASON."),
@@ -97,10 +102,10 @@ def _when(text: str | None, opt: str) -> float | None:
 
 @app.command("history")
 def history_cmd(
-    output: Output = typer.Option(Output.table, "-o", "--output"),
-    jobs: str | None = typer.Option(None, "-j", "--jobs", help="Only these job ids (a,b)."),
-    user: str | None = typer.Option(None, "-u", "--user", help="Only these users (a,b)."),
-    queue: str | None = typer.Option(None, "-p", "--partition", help="Only these queues."),
+    output: OutputOpt = Output.table,
+    jobs: JobsOpt = None,
+    user: UserOpt = None,
+    queue: QueueOpt = None,
     state: str | None = typer.Option(None, "-s", "--state", help="e.g. FAILED,TIMEOUT."),
     since: str | None = typer.Option(None, "-S", "--starttime", help="Ended at or after."),
     until: str | None = typer.Option(None, "-E", "--endtime", help="Started at or before."),
@@ -131,10 +136,7 @@ def history_cmd(
 
 
 @app.command("priority")
-def priority_cmd(
-    output: Output = typer.Option(Output.table, "-o", "--output"),
-    jobs: str | None = typer.Option(None, "-j", "--jobs", help="Only these job ids (a,b)."),
-) -> None:
+def priority_cmd(output: OutputOpt = Output.table, jobs: JobsOpt = None) -> None:
     """Each pending job's priority and the weighted terms it sums (like sprio), in the
     order the scheduler will try them."""
     ids = _ids(jobs)
