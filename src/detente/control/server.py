@@ -334,7 +334,7 @@ def logs(
 
 @router.get("/v1/nodes")
 def nodes(s: DB, _: Actor, rec: Rec) -> list[dict[str, Any]]:
-    snap, _q, _j = workloads.load(s, rec.profile)
+    snap, _q, _j = workloads.load(s, rec.profile, queue=False)  # running jobs suffice
     return views.nodes(snap, workloads.setting(s, "node_states", {}) or {})
 
 

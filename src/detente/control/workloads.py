@@ -86,14 +86,15 @@ def blocked(job: Job, idx: depends.Index, running_in_array: Counter[int], now: f
 def load(
     s: Session, profile: Profile, cache: dict[int, Workload] | None = None,
     reasons: dict[int, str] | None = None, now: float = 0.0,
-    live: JobCache | None = None,
+    live: JobCache | None = None, queue: bool = True,
 ) -> tuple[Snapshot, QueueManager, dict[int, Any]]:  # fmt: skip
     """The snapshot with active jobs charged, the queue of eligible pending jobs, and the
     rows by id. ``cache`` keeps built workloads across calls (a job's workload never
     changes while the queue config stays the same; the caller clears it otherwise).
     Why ineligible jobs wait goes into ``reasons`` (job id → reason); the rows are not
     changed, so loading never writes (writes are compare-and-set, see `Job`). ``now``
-    judges ``after:ID+MINUTES`` dependencies. With ``live`` (refreshed by the caller),
+    judges ``after:ID+MINUTES`` dependencies. Without ``queue``, only the running
+    snapshot is built (the queue comes back empty). With ``live`` (refreshed by the caller),
     jobs and configuration come from that cache (`CachedJob` records, not ORM rows);
     without it, from the store."""
     reasons = {} if reasons is None else reasons
@@ -110,19 +111,20 @@ def load(
     if live is not None:
         jobs: dict[int, Any] = dict(live.rows)
     else:
-        jobs = {j.id: j for j in s.scalars(select(Job).where(Job.state.in_((*ACTIVE, PENDING))))}
+        states = (*ACTIVE, PENDING) if queue else ACTIVE
+        jobs = {j.id: j for j in s.scalars(select(Job).where(Job.state.in_(states)))}
     for gone in [k for k in cache if k not in jobs]:
         del cache[gone]
     for job in jobs.values():
         if job.state in ACTIVE and job.nodes:
             snap.admit(_admission(job, snap, wl(job)), keep_devices=True)
-    pending = [j for j in jobs.values() if j.state == PENDING]
+    pending = [j for j in jobs.values() if j.state == PENDING] if queue else []
     idx = depends.index(s, pending, jobs.values())
     in_array: Counter[int] = Counter(
         j.array_job_id for j in jobs.values() if j.state in ACTIVE and j.array_job_id
     )
     queued = []
-    for job in sorted(jobs.values(), key=lambda j: j.id):
+    for job in sorted(pending, key=lambda j: j.id):
         if job.state != PENDING:
             continue
         why = blocked(job, idx, in_array, now)
