@@ -57,7 +57,7 @@ cg_join() {  # controller, then file=value pairs (the files a version has are wr
     for kv in "$@"; do [ -e "$d/${kv%%=*}" ] && echo "${kv#*=}" >"$d/${kv%%=*}"; done
     echo $$ >"$d/cgroup.procs" && cgroups+=("$d")
 }
-if [ "$(id -u)" = 0 ]; then
+if [ "$EUID" = 0 ]; then
     [ "${L_MEM:-0}" != 0 ] && cg_join memory "memory.max=$L_MEM" "memory.limit_in_bytes=$L_MEM"
     if [ "${L_CPU:-0}" != 0 ]; then
         quota=$(( L_CPU * 100 )); [ "$quota" -lt 1000 ] && quota=1000
