@@ -81,7 +81,9 @@ def cluster(specs: list[dict[str, Any]], states: dict[str, Any] | None = None) -
         Node(
             s["name"],
             Resources({GPU: s["gpus"] * 1000, CPU: s["cpu"], MEMORY: s["memory"]}),
-            MappingProxyType({RACK: s["rack"]}),
+            MappingProxyType(
+                {RACK: s["rack"], **({"features": s["features"]} if s.get("features") else {})}
+            ),
             conditions.get(states.get(s["name"], {}).get("state", ""), NodeCondition.UP),
         )
         for s in specs
