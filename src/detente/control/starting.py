@@ -94,30 +94,25 @@ class Starter:
         event(s, job.id, self.clock(), "Started", f"{len(job.nodes or [])} pod(s)")
         return None
 
-    def _confirm(self, job_id: int, by_pod: dict[int, tuple[int, int]]) -> None:
-        """Records what runs of one job; RUNNING if it is still LAUNCHING."""
+    def _confirm(
+        self, job_id: int, by_pod: dict[int, tuple[int, int]], job_too: bool = True
+    ) -> None:
+        """Records what runs of one job, and (``job_too``) RUNNING if it is still
+        LAUNCHING; if the job changed meanwhile (cancelled), the pids alone, so the next
+        settle stops the pods."""
         with self.sessions() as s:
             for pod_id, (pid, start) in by_pod.items():
-                pod = s.get(Pod, pod_id)
-                if pod is not None:
+                if (pod := s.get(Pod, pod_id)) is not None:
                     pod.pid, pod.pid_start = pid, start
-            job = s.get(Job, job_id)
+            job = s.get(Job, job_id) if job_too else None
             if job is not None and job.state == LAUNCHING:
                 job.state = RUNNING
                 event(s, job.id, self.clock(), "Started", f"{len(job.nodes or [])} pod(s)")
             try:
                 s.commit()
-            except StaleDataError:  # cancelled: the pids alone, so settle stops the pods
+            except StaleDataError:
                 s.rollback()
-                self._pids_only(by_pod)
-
-    def _pids_only(self, by_pod: dict[int, tuple[int, int]]) -> None:
-        with self.sessions() as s:
-            for pod_id, (pid, start) in by_pod.items():
-                pod = s.get(Pod, pod_id)
-                if pod is not None:
-                    pod.pid, pod.pid_start = pid, start
-            s.commit()
+                self._confirm(job_id, by_pod, job_too=False)
 
     def _fail_alone(self, job_id: int) -> None:
         with self.sessions() as s:
