@@ -55,6 +55,9 @@ class FakeExecutor:
     def reap(self) -> None:
         pass
 
+    def run_times(self, exit_file: Path) -> tuple[float, float] | None:
+        return None
+
     def find(self, tokens: set[str]) -> dict[str, tuple[int, int]]:
         return {}
 

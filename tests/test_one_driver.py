@@ -69,6 +69,7 @@ class FakeExecutor:
     def reap(self): pass
     def find(self, tokens): return {}
     def kill_pod(self, pid, token): return 0
+    def run_times(self, f): return None
 
 d, profile, nodes, jobs_file = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 sessions = open_store(f"sqlite:///{d / 'live.db'}")

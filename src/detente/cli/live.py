@@ -76,6 +76,12 @@ def up_cmd(
     max_script_size: int = typer.Option(
         4 << 20, "--max-script-size", min=1, max=64 << 20, help="Largest batch script (bytes)."
     ),
+    executor: str = typer.Option(
+        "local", "--executor", help="local (processes here) or slurm (a Slurm cluster)."
+    ),
+    slurm_partition: str | None = typer.Option(
+        None, "--slurm-partition", help="The Slurm partition whose nodes detente schedules."
+    ),
 ) -> None:
     """Start the control plane (API, scheduler, local executor) in the background.
 
@@ -96,8 +102,22 @@ def up_cmd(
         profile = os.path.abspath(profile)
     d = data_dir()
     mode = mode_for(single_user)
-    options = {"mode": mode, "max_array_size": max_array_size,
-               "max_script_bytes": max_script_size}  # fmt: skip
+    options: dict[str, Any] = {"mode": mode, "max_array_size": max_array_size,
+                               "max_script_bytes": max_script_size}  # fmt: skip
+    if executor not in ("local", "slurm"):
+        err.print(f"[red]error:[/red] --executor: local or slurm (got {executor!r})")
+        raise typer.Exit(2)
+    if executor == "slurm" and nodes is not None:
+        err.print("[red]error:[/red] --nodes: the Slurm executor takes the partition's nodes")
+        raise typer.Exit(2)
+    if executor == "slurm":
+        options["executor"] = {"kind": "slurm", "partition": slurm_partition,
+                               "slurm_conf": os.environ.get("SLURM_CONF")}  # fmt: skip
+    elif slurm_partition is not None:
+        err.print("[red]error:[/red] --slurm-partition needs --executor slurm")
+        raise typer.Exit(2)
+    else:
+        options["executor"] = {"kind": "local"}
     try:
         pid, port = up(d, db or os.environ.get("DETENTE_DB"), nodes, port, profile, options,
                        gateway_port)  # fmt: skip

@@ -64,8 +64,11 @@ def prepare(d: Path, db: str, nodes: str | None, options: dict[str, Any] | None 
     os.umask(0o077)
     sessions = open_store(db)
     secure(d, db)
+    engine = (options or {}).get("executor", {})
     with sessions() as s:
-        if nodes is not None or workloads.setting(s, "nodes") is None:
+        if engine.get("kind") == "slurm":  # the partition's nodes, read again at each start
+            workloads.put_setting(s, "nodes", slurm_layout(engine))
+        elif nodes is not None or workloads.setting(s, "nodes") is None:
             workloads.put_setting(s, "nodes", layout.node_specs(nodes))
         for key, value in (options or {}).items():
             workloads.put_setting(s, key, value)
@@ -84,6 +87,27 @@ def prepare(d: Path, db: str, nodes: str | None, options: dict[str, Any] | None 
             fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(token)
+
+
+def slurm_executor(engine: dict[str, Any]) -> Any:
+    """The Slurm executor ``up --executor slurm`` recorded (its SLURM_CONF, partition)."""
+    from detente.executors.slurm import SlurmExecutor
+
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    if engine.get("slurm_conf"):
+        env["SLURM_CONF"] = engine["slurm_conf"]
+    return SlurmExecutor(env, engine.get("partition"))
+
+
+def slurm_layout(engine: dict[str, Any]) -> list[dict[str, Any]]:
+    """The partition's nodes; DaemonError with scontrol's words if Slurm cannot tell."""
+    try:
+        specs: list[dict[str, Any]] = slurm_executor(engine).layout()
+    except (RuntimeError, OSError) as e:
+        raise DaemonError(f"--executor slurm: {e}") from None
+    if not specs:
+        raise DaemonError(f"--executor slurm: no nodes in partition {engine.get('partition')!r}")
+    return specs
 
 
 def running_pid(d: Path) -> int | None:
@@ -172,7 +196,10 @@ def serve(d: Path, db: str, port: int, profile_name: str, gateway_port: int | No
     secure(d, db)
     with sessions() as s:  # every instance of one store keeps job files in one place
         root = Path(workloads.setting(s, "job_root") or d)
-    rec = Reconciler(sessions, load(profile_name), root)
+    with sessions() as s:
+        engine = workloads.setting(s, "executor") or {}
+    executor = slurm_executor(engine) if engine.get("kind") == "slurm" else None
+    rec = Reconciler(sessions, load(profile_name), root, executor=executor)
     rec.api_url = f"http://127.0.0.1:{port}"
     # Same host and data directory, same holder: a restart leads again at once.
     lease = Lease(sessions, f"{socket.gethostname()}:{d.resolve()}", f"http://127.0.0.1:{port}")

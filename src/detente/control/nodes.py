@@ -42,12 +42,42 @@ def _set_state(
     workloads.put_setting(s, "node_states", states)
     workloads.put_setting(s, "generation", workloads.setting(s, "generation", 0) + 1)
     if state in ("down", "fail"):
-        for job in s.scalars(select(Job).where(Job.state.in_(ACTIVE))):
-            if node in (job.nodes or []) and (job.state != STOPPING or state == "fail"):
-                job.state, job.stop_reason = STOPPING, NODE_FAIL
-                if state == "fail":
-                    job.kill_at = now  # its processes die now, as with the node
-                event(s, job.id, now, "NodeDown", f"{node}: {states[node]['reason']}")
+        _stop_jobs_on(s, node, states[node]["reason"], now, at_once=state == "fail")
     audit.record(s, actor.name, f"node-{state}", f"{node}: {reason}", "ok", now)
     s.commit()
     return {"node": node, "state": "up" if state == "resume" else state}
+
+
+def _stop_jobs_on(s: Session, node: str, why: str, now: float, at_once: bool) -> None:
+    """Every job on ``node`` stops as NODE_FAIL (``at_once``: killed now, no grace)."""
+    for job in s.scalars(select(Job).where(Job.state.in_(ACTIVE))):
+        if node in (job.nodes or []) and (job.state != STOPPING or at_once):
+            job.state, job.stop_reason = STOPPING, NODE_FAIL
+            if at_once:
+                job.kill_at = now  # its processes die now, as with the node
+            event(s, job.id, now, "NodeDown", f"{node}: {why}")
+
+
+#: Marks a node state that an engine (Slurm) reported, not an admin of detente.
+ENGINE = "engine"
+
+
+def sync_engine(s: Session, engine: dict[str, dict[str, str]], now: float) -> bool:
+    """Makes the states the engine reports for its nodes detente's (the caller
+    commits): a node it drains or takes down takes no new work here, and comes back
+    when the engine returns it; jobs on a node it takes down stop (NODE_FAIL). States
+    an admin set in detente are left alone. Whether anything changed."""
+    names = {n["name"] for n in workloads.setting(s, "nodes", [])}
+    states = dict(workloads.setting(s, "node_states", {}) or {})
+    new = {n: st for n, st in states.items() if st.get("source") != ENGINE or n in engine}
+    for node, st in engine.items():
+        if node in names and states.get(node, {"source": ENGINE}).get("source") == ENGINE:
+            new[node] = {"state": st["state"], "reason": st["reason"], "source": ENGINE}
+    if new == states:
+        return False
+    workloads.put_setting(s, "node_states", new)
+    workloads.put_setting(s, "generation", workloads.setting(s, "generation", 0) + 1)
+    for node, st in new.items():
+        if st["state"] == "down" and states.get(node, {}).get("state") != "down":
+            _stop_jobs_on(s, node, f"Slurm: {st['reason']}", now, at_once=False)
+    return True

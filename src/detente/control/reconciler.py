@@ -32,7 +32,7 @@ from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from detente.control import depends, views, workloads
+from detente.control import depends, nodes, views, workloads
 from detente.control.cache import JobCache, rows_as_decided
 from detente.control.jobs import event
 from detente.control.settle import PREEMPTED, Settler, preempt_warning
@@ -146,6 +146,7 @@ class Reconciler:
         """Settles running work; then, if anything changed since the last decision (an
         event was written) or a priority period passed, loads, decides and applies."""
         self.executor.reap()
+        self._sync_nodes()
         with self.sessions() as s:
             ended = self.settler.settle(s, self.clock())
             try:
@@ -170,6 +171,19 @@ class Reconciler:
             self._mark, self._decided, self._last = mark, now, stats
         self.starter.start(stats.launches)
         return stats
+
+    def _sync_nodes(self) -> None:
+        """An engine's node states (Slurm's DRAIN/DOWN) made detente's, when it has new."""
+        read = getattr(type(self.executor), "node_states", None)
+        engine = read(self.executor) if callable(read) else None
+        if engine is None:
+            return
+        with self.sessions() as s:
+            if nodes.sync_engine(s, engine, self.clock()):
+                try:
+                    s.commit()
+                except StaleDataError:
+                    s.rollback()  # a job changed meanwhile: the next reading syncs again
 
     def _step(self, s: Session) -> StepStats:
         stats = StepStats()
@@ -262,9 +276,10 @@ class Reconciler:
             job.nodes, job.devices = names, [list(p.devices) for p in adm.placements]
             job.attempt += 1
             job.start_time, job.end_time, job.exit_code = now, None, None
+            tag = uuid.uuid4().hex  # an engine job's tag; its pods' tokens are tag-rank
             for rank, node in enumerate(names):
                 s.add(Pod(job_id=job.id, attempt=job.attempt, rank=rank, node=node,
-                          token=uuid.uuid4().hex, done=False))  # fmt: skip
+                          token=f"{tag}-{rank}", done=False))  # fmt: skip
             event(s, job.id, now, "Admitted", f"on {','.join(names)} (attempt {job.attempt})")
             out.append(job.id)
         try:

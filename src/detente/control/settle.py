@@ -237,6 +237,14 @@ class Settler:
         if job.stop_reason not in (FAILED, NODE_FAIL, COMPLETED) or job.exit_code is None:
             job.exit_code = bad if bad is not None else (0 if None not in codes else None)
         job.end_time = now
+        # An engine's own record of the run (Slurm's StartTime/EndTime), where it keeps one.
+        times = (
+            self.executor.run_times(launch.exit_file(self.state_dir, job, pods[0]))
+            if pods
+            else None
+        )
+        if times:
+            job.start_time, job.end_time = times
         state = job.stop_reason or (
             NODE_FAIL if None in codes else (COMPLETED if bad is None else FAILED)
         )

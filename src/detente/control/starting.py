@@ -13,17 +13,33 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, lazyload, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
+from detente.api.jobspec import stored
 from detente.control import auth, launch, workloads
 from detente.control.jobs import event
 from detente.control.settle import pods_of
-from detente.control.store.models import FAILED, LAUNCHING, RUNNING, STOPPING, Job, Pod, User
-from detente.executors.base import Executor, RunAs
+from detente.control.store.models import (
+    FAILED,
+    LAUNCHING,
+    PENDING,
+    RUNNING,
+    STOPPING,
+    Job,
+    Pod,
+    User,
+)
+from detente.executors.base import (
+    EngineUnavailable,
+    Executor,
+    GangExecutor,
+    GangLaunch,
+    RunAs,
+)
 
 log = logging.getLogger("detente")
 #: Jobs started per session and commit.
@@ -80,6 +96,8 @@ class Starter:
         except (KeyError, auth.AuthError, OSError) as e:
             return self._failed(s, job, pods, str(e).strip("'\""))
         spec = self.spec_of(job)
+        if callable(getattr(type(self.executor), "launch_job", None)):  # an engine's
+            return self._start_gang(s, job, pods, user, spec, started)
         for pod in pods:
             if pod.pid is None and not pod.done:
                 try:
@@ -93,6 +111,40 @@ class Starter:
         job.state = RUNNING
         event(s, job.id, self.clock(), "Started", f"{len(job.nodes or [])} pod(s)")
         return None
+
+    def _start_gang(
+        self, s: Session, job: Job, pods: list[Pod], user: RunAs | None, spec: dict[str, Any],
+        started: Started,
+    ) -> None:  # fmt: skip
+        """Starts ``job`` as one engine job (`GangExecutor`): RUNNING, failed with the
+        engine's reason, or back to PENDING if the engine could not be asked."""
+        if any(p.pid is not None or p.done for p in pods):
+            return self._failed(s, job, pods, "part of the job was started, part not")
+        try:
+            plans = [launch.pod_launch(self.state_dir, job, p, user, self.api_url, spec)
+                     for p in pods]  # fmt: skip
+            shares = launch.allocation(job, stored(spec))
+            tag = pods[0].token.rpartition("-")[0]
+            gang = GangLaunch(job.id, job.name, tag, plans, shares, spec)
+            ids = cast(GangExecutor, self.executor).launch_job(gang)
+        except EngineUnavailable as e:
+            return self._defer(s, job, pods, str(e))
+        except (OSError, ValueError) as e:
+            return self._failed(s, job, pods, str(e))
+        for pod, (pid, start) in zip(pods, ids, strict=True):
+            pod.pid, pod.pid_start = pid, start
+            started.setdefault(job.id, {})[pod.id] = (pid, start)
+        job.state = RUNNING
+        event(s, job.id, self.clock(), "Started", f"engine job {ids[0][0]}")
+        return None
+
+    def _defer(self, s: Session, job: Job, pods: list[Pod], why: str) -> None:
+        """The engine could not be asked: ``job`` waits again (nothing of it started)."""
+        for p in pods:
+            p.done = True
+        job.state, job.nodes, job.devices, job.start_time = PENDING, None, None, None
+        job.reason = f"the engine did not answer: {why[:300]}"
+        event(s, job.id, self.clock(), "LaunchDeferred", job.reason)
 
     def _confirm(
         self, job_id: int, by_pod: dict[int, tuple[int, int]], job_too: bool = True

@@ -11,6 +11,11 @@ every decision in the store before calling it. Contracts:
   token), so its devices can be given to another job.
 * `signal_batch` reaches a batch pod's batch shell alone, `signal_steps` its job steps
   (sbatch ``--signal`` with and without ``B:``).
+* `run_times` gives a pod's (start, end) as the engine recorded them, where it does.
+
+An executor that drives another engine starts a job's pods together
+(`GangExecutor.launch_job`: one engine job per detente job); `EngineUnavailable` from
+it means "not now" (the job waits again), any other error that the job failed.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ from __future__ import annotations
 import signal as sig
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
+
+from detente.jobtools.alloc import NodeShare
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +66,25 @@ class PodLaunch:
     steps: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class GangLaunch:
+    """A whole job for an executor that starts its pods together: its pods (rank
+    order), what it holds on each node (node order), and its stored spec (a dict:
+    `detente.api.jobspec`)."""
+
+    job_id: int
+    name: str
+    #: What every pod's token starts with (``<tag>-<rank>``): the engine job's tag.
+    tag: str
+    pods: list[PodLaunch]
+    shares: list[NodeShare]
+    spec: dict[str, Any]
+
+
+class EngineUnavailable(RuntimeError):
+    """The engine could not be asked (not a refusal): try again later."""
+
+
 class Executor(Protocol):
     def launch(self, pod: PodLaunch) -> tuple[int, int]: ...
 
@@ -79,3 +105,9 @@ class Executor(Protocol):
     ) -> int: ...
 
     def signal_steps(self, pid: int | None, start: int | None, sig: sig.Signals) -> int: ...
+
+    def run_times(self, exit_file: Path) -> tuple[float, float] | None: ...
+
+
+class GangExecutor(Executor, Protocol):
+    def launch_job(self, job: GangLaunch) -> list[tuple[int, int]]: ...

@@ -133,6 +133,11 @@ class LocalExecutor:
         return [sys.executable, "-I", "-m", "detente.executors.shim", str(conf)], env
 
     @staticmethod
+    def run_times(exit_file: Path) -> tuple[float, float] | None:
+        """None: the control plane's own clock is the record here."""
+        return None
+
+    @staticmethod
     def out_of_memory(exit_file: Path) -> bool:
         """Whether the pod's cgroup saw the kernel kill a task for memory."""
         return exit_file.with_suffix(".oom").exists()
