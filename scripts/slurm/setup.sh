@@ -20,6 +20,7 @@
 #         SCHED_PARAMS (SchedulerParameters; set it to "" for Slurm defaults),
 #         SCHEDULER=sched/backfill (or sched/builtin)
 #         RESTD=1 also start slurmrestd on a unix socket (rest_auth/local)
+#         RETURN_TO_SERVICE=2 (slurm.conf ReturnToService)
 #         SKIP_INSTALL=1 do not call apt-get
 # After it returns:  source $SLURMPEER_DIR/env.sh ; sinfo ; sbatch ...
 set -euo pipefail
@@ -38,6 +39,9 @@ NODE_BASE_PORT="${NODE_BASE_PORT:-18900}"
 SCHEDULER="${SCHEDULER:-sched/backfill}"
 SCHED_PARAMS="${SCHED_PARAMS-bf_interval=1,bf_continue,bf_resolution=60,bf_window=1440,default_queue_depth=1000,bf_max_job_test=1000}"
 RESTD="${RESTD:-0}"
+# 2: a DOWN node returns when its slurmd registers (at once here: every slurmd runs);
+# 1: a node an admin set DOWN stays down until resumed (what a test of node loss needs).
+RETURN_TO_SERVICE="${RETURN_TO_SERVICE:-2}"
 SLURMD_DEBUG="${SLURMD_DEBUG:-error}"
 CTLD_DEBUG="${CTLD_DEBUG:-info}"
 
@@ -156,7 +160,7 @@ PriorityType=priority/multifactor
 PriorityWeightPartition=1000
 TopologyPlugin=topology/tree
 $GRESTYPES
-ReturnToService=2
+ReturnToService=$RETURN_TO_SERVICE
 SlurmdParameters=config_overrides
 MaxJobCount=50000
 MinJobAge=300

@@ -24,11 +24,14 @@ class SlurmUnavailable(RuntimeError):
 
 
 @contextmanager
-def local_slurm(d: Path, nodes: int = 4, gpus: int = 8) -> Iterator[Slurm]:
+def local_slurm(
+    d: Path, nodes: int = 4, gpus: int = 8, settings: dict[str, str] | None = None
+) -> Iterator[Slurm]:
     """A real Slurm 22.05 of ``nodes`` × ``gpus`` on loopback (scripts/slurm/setup.sh,
     which installs the Debian packages if missing); stopped by PID on exit.
-    SlurmUnavailable, with setup's own words, where it cannot start."""
-    env = {"SLURMPEER_DIR": str(d), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    SlurmUnavailable, with setup's own words, where it cannot start. ``settings``:
+    setup.sh's variables (``RETURN_TO_SERVICE``, ``SCHEDULER``, …)."""
+    env = {"SLURMPEER_DIR": str(d), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", **(settings or {})}
     up = subprocess.run(["bash", str(SCRIPTS / "setup.sh"), str(nodes), str(gpus)], env=env,
                         capture_output=True, text=True)  # fmt: skip
     try:

@@ -22,6 +22,7 @@ from detente.executors.slurm_jobs import TAG
 
 STANDARD_PATH = "/usr/local/bin:/usr/bin:/bin"
 _IDENTITY = ("HOME", "USER", "LOGNAME", "SHELL")
+_OURS = ("SLURM_ARRAY_", "SLURM_RESTART_COUNT")
 #: A manifest's pods run ``tasks_per_node`` copies each (as on the local executor):
 #: one ``srun`` task per copy, with the ranks torchrun-style launchers read.
 _PER_TASK = (
@@ -49,7 +50,8 @@ def slurm_script(job: GangLaunch, path: Path) -> Path:
 def slurm_env(job: GangLaunch, base: dict[str, str]) -> dict[str, str]:
     """sbatch's environment, which Slurm gives the job (``--export=ALL``): the
     submitter's exported variables but Slurm's input ones, the user's identity, a
-    standard PATH unless exported, ``base`` (SLURM_CONF) and DETENTE_JOB_ID. Nothing
+    standard PATH unless exported, ``base`` (SLURM_CONF), the array task and restart
+    count (a requeue here is a new Slurm job) and DETENTE_JOB_ID. Nothing
     of the daemon's own environment."""
     first = job.pods[0].env
     env = {k: first[k] for k in _IDENTITY if k in first}
@@ -57,6 +59,8 @@ def slurm_env(job: GangLaunch, base: dict[str, str]) -> dict[str, str]:
     exported = job.spec.get("env", {})
     env.update({k: v for k, v in exported.items() if not k.startswith(("SLURM_", "SBATCH_"))})
     env.update({k: v for k, v in base.items() if k != "PATH"})
+    # What Slurm cannot know of a job detente runs: its array task and its restarts.
+    env.update({k: v for k, v in first.items() if k.startswith(_OURS)})
     env["DETENTE_JOB_ID"] = str(job.job_id)
     return env
 
