@@ -8,11 +8,20 @@ Prints JSON.
   the floor the tasks set is 2,000 / 128 × 1 s ≈ 15.6 s).
 * ``submit_loop``: ``--loop`` jobs submitted one process per job, sequentially (a
   user's shell loop): submits per second, and seconds until all completed.
+* ``gangs``: 50 gangs of 1, 2, 4 and 8 whole nodes (``--exclusive``, 8 GPUs each,
+  2-minute limits, 2–6 s of work) at once: makespan, mean wait, and the share of
+  2- and 4-node gangs under one leaf switch.
+
+Three systems, alternating: real slurmctld with sched/backfill (``slurm``), detente
+on its local executor (``detente``), and detente in front of the same slurmctld
+(``detente_on_slurm``: ``up --executor slurm``, every job a Slurm job pinned to the
+nodes detente chose). ``--systems`` picks some.
 
 The Slurm half needs root and Debian's slurm-wlm (the peer's setup.sh installs it);
 without them it is reported as skipped. Quiet machine first (``uptime``).
 
     python bench/slurm_vs_detente.py [--reps 3] [--loop 200] [--only arrays_true,...]
+        [--systems slurm,detente,detente_on_slurm]
 """
 
 from __future__ import annotations
@@ -27,9 +36,13 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
+from detente.api.hostlist import expand
+from detente.executors.slurm_jobs import timestamp
+from detente.executors.slurm_nodes import fields
 from detente.testing.live import Live
 
 #: The project's own local Slurm (learned from ../shared/peers/slurm).
@@ -60,6 +73,24 @@ class Slurm:
                              text=True, timeout=60).stdout  # fmt: skip
         return len(out.split())
 
+    @staticmethod
+    def leaf(node: str) -> int:
+        """setup.sh's topology: leaf switches of 4 nodes (n1–n4, n5–n8, …)."""
+        return (int(node[1:]) - 1) // 4
+
+    def finished(self) -> list[dict[str, Any]]:
+        """Ended jobs: submit and start times, nodes (Slurm keeps them MinJobAge)."""
+        out = subprocess.run(["scontrol", "-o", "show", "job"], env=self.env,
+                             capture_output=True, text=True, timeout=60).stdout  # fmt: skip
+        rows = []
+        for line in out.splitlines():
+            f = fields(line)
+            if "JobId" in f and timestamp(f.get("StartTime", "")):
+                rows.append({"submit": timestamp(f["SubmitTime"]),
+                             "start": timestamp(f["StartTime"]),
+                             "nodes": expand(f["NodeList"])})  # fmt: skip
+        return rows
+
 
 class Detente:
     def __init__(self, d: Path) -> None:
@@ -80,6 +111,38 @@ class Detente:
         r = httpx.get(self.live.url + "/v1/jobs", timeout=30,
                       headers={"Authorization": f"Bearer {self.live.token}"})  # fmt: skip
         return len(r.json())
+
+    @staticmethod
+    def leaf(node: str) -> int:
+        """``--nodes 16x8``: racks of 8 (node0–node7, node8–node15)."""
+        return int(node[4:]) // 8
+
+    def finished(self) -> list[dict[str, Any]]:
+        jobs = self.live.api("GET", "/v1/jobs", params={"all": True}).json()
+        return [{"submit": j["submit_time"], "start": j["start_time"],
+                 "nodes": expand(j["nodelist"])} for j in jobs if j["start_time"]]  # fmt: skip
+
+
+class DetenteOnSlurm(Detente):
+    """detente in front of a real slurmctld (``up --executor slurm``): detente decides,
+    Slurm runs each job pinned to detente's nodes."""
+
+    def __init__(self, d: Path) -> None:
+        super().__init__(d)
+        self.slurm = Slurm(d)
+        self.leaf = Slurm.leaf  # type: ignore[method-assign]
+
+    def up(self) -> None:
+        self.slurm.up()
+        self.live.env["SLURM_CONF"] = self.slurm.env["SLURM_CONF"]
+        self.live.home.mkdir(exist_ok=True)
+        self.live.up("--executor", "slurm")
+
+    def down(self) -> None:
+        try:
+            self.live.down()
+        finally:
+            self.slurm.down()
 
 
 def _until_done(system: Slurm | Detente, t0: float, timeout: float = 900) -> float:
@@ -108,16 +171,43 @@ def loop(system: Slurm | Detente, d: Path, n: int) -> dict[str, float]:
     return {"submits_per_s": round(n / submit, 1), "all_completed_s": _until_done(system, t0)}
 
 
+#: The mixed gang workload: (nodes, seconds, count), whole nodes, a time limit each.
+GANGS = [(4, 6, 6), (2, 4, 12), (1, 2, 30), (8, 5, 2)]
+
+
+def gangs(system: Slurm | Detente, d: Path) -> dict[str, float]:
+    """Gangs of 1–8 whole nodes with run times of seconds and time limits, submitted
+    at once in a shuffled but fixed order: makespan, mean wait, and the share of
+    multi-node gangs placed under one leaf switch (4 nodes per leaf)."""
+    order = [(n, t) for n, t, c in GANGS for _ in range(c)]
+    order = [order[(i * 17) % len(order)] for i in range(len(order))]  # fixed shuffle
+    t0 = time.monotonic()
+    for i, (n, secs) in enumerate(order):
+        script = d / f"g{i}.sh"
+        script.write_text(f"#!/bin/bash\nsleep {secs}\n")
+        system.submit(script, "-N", str(n), "--gres=gpu:8", "--exclusive", "-t", "2")
+    done = _until_done(system, t0)
+    rows = system.finished()
+    waits = [r["start"] - r["submit"] for r in rows]
+    multi = [r for r in rows if len(r["nodes"]) in (2, 4)]
+    one_leaf = [r for r in multi if len({system.leaf(x) for x in r["nodes"]}) == 1]
+    return {"all_completed_s": done, "jobs": len(rows),
+            "mean_wait_s": round(sum(waits) / max(len(waits), 1), 2),
+            "gangs_in_one_leaf": round(len(one_leaf) / max(len(multi), 1), 3)}  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--loop", type=int, default=200)
-    ap.add_argument("--only", default="arrays_true,arrays_sleep_gpu,submit_loop")
+    ap.add_argument("--only", default="arrays_true,arrays_sleep_gpu,submit_loop,gangs")
+    ap.add_argument("--systems", default="slurm,detente,detente_on_slurm")
     args = ap.parse_args()
     cases: dict[str, Callable[[Slurm | Detente, Path], dict[str, float]]] = {
         "arrays_true": lambda s, d: arrays(s, d, "true"),
         "arrays_sleep_gpu": lambda s, d: arrays(s, d, "sleep"),
         "submit_loop": lambda s, d: loop(s, d, args.loop),
+        "gangs": gangs,
     }
     slurm_ok = os.geteuid() == 0 and PEER.exists() and shutil.which("apt-get") is not None
     out: dict[str, object] = {"machine": {"cores": os.cpu_count(), "load": os.getloadavg()},
@@ -125,8 +215,10 @@ def main() -> None:
     runs: dict[str, dict[str, list[dict[str, float]]]] = {}
     for case in args.only.split(","):
         for _ in range(args.reps):  # alternating: Slurm, detente, Slurm, detente, …
-            for name, make in (("slurm", Slurm), ("detente", Detente)):
-                if name == "slurm" and not slurm_ok:
+            systems = {"slurm": Slurm, "detente": Detente, "detente_on_slurm": DetenteOnSlurm}
+            for name in args.systems.split(","):
+                make = systems[name]
+                if name != "detente" and not slurm_ok:
                     continue
                 with tempfile.TemporaryDirectory() as tmp:
                     system = make(Path(tmp))

@@ -9,6 +9,8 @@ Slurm cannot run (no root, no Debian packages)."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -26,8 +28,23 @@ SERVE = Path(__file__).resolve().parent.parent / "examples" / "serve"
 
 
 class Cluster:
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
+    def __init__(self, env: dict[str, str], d: Path) -> None:
+        self.env, self.d = env, d
+
+    def stop_controller(self) -> None:
+        """slurmctld stopped, as for an upgrade (SIGTERM: it saves its state; SIGKILL
+        loses what it had not saved, and a restarted one reuses job ids that still run,
+        which is Slurm's problem, not detente's). Its jobs run on in their slurmd."""
+        pid = int((self.d / "run" / "slurmctld.pid").read_text())
+        os.kill(pid, signal.SIGTERM)
+        while Path(f"/proc/{pid}").exists():
+            time.sleep(0.05)
+
+    def start_controller(self) -> None:
+        """slurmctld again, recovering its state (jobs and nodes)."""
+        conf = self.env["SLURM_CONF"]
+        subprocess.run([str(self.d / "bin" / "slurmctld"), "-f", conf, "-i"], env=self.env,
+                       check=True)  # fmt: skip
 
     def run(self, *cmd: str) -> str:
         return subprocess.run(cmd, env=self.env, capture_output=True, text=True, check=True,
@@ -52,7 +69,7 @@ def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         # default here returns it the moment its running slurmd registers).
         d = tmp_path_factory.mktemp("slurm")
         with local_slurm(d, nodes=3, gpus=8, settings={"RETURN_TO_SERVICE": "1"}) as s:
-            yield Cluster(dict(s.env))
+            yield Cluster(dict(s.env), d)
     except SlurmUnavailable as e:
         pytest.skip(f"Slurm cannot run here (root and Debian's slurm packages needed): {e}")
 
@@ -325,6 +342,7 @@ def test_cohort_borrowing_and_reclaim_across_two_queues(
     live.wait(lambda js: js[1]["state"] == "RUNNING")
     submit(live, tmp_path, "borrower.sh", BORROWER)  # 16 GPUs: 8 borrowed from serving
     live.wait(lambda js: js[2]["state"] == "RUNNING")
+    _wait_file(tmp_path / "borrower.out")
     (tmp_path / "s.yaml").write_text(SERVICE.replace("REPLICAS", "1"))
     live.cli("apply", "-y", "-f", str(tmp_path / "s.yaml"))
     live.wait_service("llm", lambda s: s["ready"] == 1, 90)
@@ -336,3 +354,26 @@ def test_cohort_borrowing_and_reclaim_across_two_queues(
     assert jobs[2]["attempt"] == 2 and jobs[1]["state"] == "RUNNING"
     assert ours(tmp_path / "borrower.out") == ["start 0", "term", "start 1"]
     assert [j.state for j in slurm.jobs("borrower")] == ["FAILED", "COMPLETED"]
+
+
+def test_while_slurmctld_is_down_nothing_is_lost_and_launches_wait(
+    live: Live, slurm: Cluster, tmp_path: Path
+) -> None:
+    submit(live, tmp_path, "a.sh", RUN_ONCE.replace("NAME", "down-a").replace("SECONDS", "30"))
+    live.wait(lambda js: js[1]["state"] == "RUNNING")
+    _wait_file(tmp_path / "once-down-a.out")
+    slurm.stop_controller()
+    try:
+        time.sleep(3)  # its silence is noticed (a client would wait out MessageTimeout)
+        submit(live, tmp_path, "b.sh", RUN_ONCE.replace("NAME", "down-b").replace("SECONDS", "0"))
+        jobs = live.wait(lambda js: "EngineDown" in (js.get(2, {}).get("reason") or ""), 10)
+        assert jobs[2]["state"] == "PENDING" and jobs[2]["attempt"] == 0
+        time.sleep(3)  # a runs on, unseen: it is not taken for lost
+        assert live.jobs()[1]["state"] == "RUNNING"
+    finally:
+        slurm.start_controller()
+    jobs = live.wait(ended(2), 90)
+    assert jobs[1]["attempt"] == 1 and jobs[2]["attempt"] == 1
+    for name in ("down-a", "down-b"):
+        assert len(slurm.jobs(f"once-{name}")) == 1
+        assert (tmp_path / f"once-{name}.out").read_text() == "run\n"

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import Table, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -154,6 +154,8 @@ class Reconciler:
             except StaleDataError:  # the API changed a job meanwhile: settle it next step
                 s.rollback()
                 ended = 0
+        if self._engine_down():
+            return replace(self._last, admitted=0, ended=ended, cycle_seconds=0.0, decided=False)
         with self.sessions() as s:
             # Every job change writes an event; queue changes bump the generation.
             mark = (s.scalar(select(func.max(Event.id))), workloads.setting(s, "generation", 0))
@@ -171,6 +173,24 @@ class Reconciler:
             self._mark, self._decided, self._last = mark, now, stats
         self.starter.start(stats.launches)
         return stats
+
+    def _engine_down(self) -> bool:
+        """Whether the engine cannot take jobs now (slurmctld does not answer): then
+        nothing is admitted, and pending jobs say why."""
+        ask = getattr(type(self.executor), "unavailable", None)
+        why = ask(self.executor) if callable(ask) else None
+        if why is not None:
+            with self.sessions() as s:
+                t = cast(Table, Job.__table__)
+                stale = or_(t.c.reason.is_(None), t.c.reason != why)
+                done = s.connection().execute(
+                    update(t).where(t.c.state == PENDING, stale).values(reason=why)
+                )
+                if done.rowcount:
+                    s.info["wrote"] = True  # a Core write: the lease's fence must see it
+                    s.commit()
+            self._mark = None  # decide again as soon as it answers
+        return why is not None
 
     def _sync_nodes(self) -> None:
         """An engine's node states (Slurm's DRAIN/DOWN) made detente's, when it has new."""

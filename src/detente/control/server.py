@@ -47,7 +47,9 @@ from detente.control.metrics import Metrics
 from detente.control.reconciler import Reconciler, usage_from_json
 from detente.control.store.models import TERMINAL, Event, Job, Pod, User
 from detente.core.fairshare import Usage
+from detente.executors.base import EngineUnavailable
 from detente.executors.local import LocalExecutor
+from detente.executors.slurm import SlurmExecutor
 
 log = logging.getLogger("detente")
 
@@ -81,8 +83,12 @@ class Loop:
                 self.wake.clear()
                 continue
             if not recovered:
-                self._recover()
-                recovered = True
+                recovered = self._recover()
+                if not recovered:  # never step on what recovery could not settle
+                    self.last_step = time.monotonic()
+                    self.wake.wait(max(self.period, 1.0))
+                    self.wake.clear()
+                    continue
             try:
                 self.metrics.observe(self.rec.step())
                 self.last_step = time.monotonic()
@@ -91,14 +97,19 @@ class Loop:
             self.wake.wait(self.period)
             self.wake.clear()
 
-    def _recover(self) -> None:
+    def _recover(self) -> bool:
         """At start, and on taking over as leader: settle what the last leader (or a
-        crash) left, from the store and the processes found."""
+        crash) left, from the store and the processes found. False if it could not
+        (the engine did not answer): it is tried again before any step."""
         self.rec.reset()
         try:
             log.info("recovered: %s", self.rec.recover())
-        except Exception:  # recovery is retried job by job in later steps
+        except EngineUnavailable as e:
+            log.warning("recovery waits for the engine: %s", e)
+            return False
+        except Exception:  # a bad job: recovery is retried job by job in later steps
             log.exception("recovery failed")
+        return True
 
 
 IdList = Annotated[list[JobId], Field(min_length=1, max_length=100_000)]
@@ -185,7 +196,7 @@ def create_app(
     metrics = Metrics()
     loop = Loop(rec, metrics, lease=lease)
     keeper = Keeper(lease, lambda _: loop.wake.set()) if lease is not None else None
-    if start_loop and isinstance(rec.executor, LocalExecutor):
+    if start_loop and isinstance(rec.executor, LocalExecutor | SlurmExecutor):
         rec.executor.watch_exits(loop.wake.set)  # a pod's end wakes the loop at once
     runtime = None
     if gateway_port is not None:

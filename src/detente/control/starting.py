@@ -139,9 +139,11 @@ class Starter:
         return None
 
     def _defer(self, s: Session, job: Job, pods: list[Pod], why: str) -> None:
-        """The engine could not be asked: ``job`` waits again (nothing of it started)."""
+        """The engine could not be asked: ``job`` waits again, as if never admitted
+        (its pods forgotten, its attempt not counted)."""
         for p in pods:
-            p.done = True
+            s.delete(p)
+        job.attempt -= 1
         job.state, job.nodes, job.devices, job.start_time = PENDING, None, None, None
         job.reason = f"the engine did not answer: {why[:300]}"
         event(s, job.id, self.clock(), "LaunchDeferred", job.reason)

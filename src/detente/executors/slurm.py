@@ -39,6 +39,8 @@ _UNREACHABLE = ("Unable to contact slurm controller", "Socket timed out", "Conne
                 "Zero Bytes were transmitted", "temporarily unavailable")  # fmt: skip
 #: How long launches wait after slurmctld did not answer before asking again.
 RETRY = 5.0
+#: How long a job may be missing from Slurm's answer before it counts as gone.
+MISSING_GRACE = 30.0
 #: How often the partition's node states are read again.
 NODE_PERIOD = 2.0
 
@@ -68,6 +70,11 @@ class SlurmExecutor:
         self.sbatch = shutil.which("sbatch", path=self.env["PATH"]) or "sbatch"
         self._retry_at = -math.inf
         self._nodes_at = -math.inf
+        self._nodes: dict[str, dict[str, str]] | None = None
+        #: Tags of jobs whose sbatch gave no answer (the job waits again here).
+        self._abandoned: set[str] = set()
+        #: Slurm job id → when it was first missing from Slurm's answer.
+        self._missing: dict[int, float] = {}
 
     # -- starting -----------------------------------------------------------------------
 
@@ -77,7 +84,7 @@ class SlurmExecutor:
     def launch_job(self, job: GangLaunch) -> list[tuple[int, int]]:
         """Submits ``job`` as one Slurm job on its nodes; (Slurm id, rank) per pod.
         SlurmRefused with sbatch's words, or EngineUnavailable."""
-        if self.clock() < self._retry_at:
+        if self.clock() < self._retry_at or not self.tracker.fresh:
             raise EngineUnavailable(f"slurmctld did not answer: {self.tracker.error}")
         first = job.pods[0]
         first.exit_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -89,6 +96,8 @@ class SlurmExecutor:
             p = subprocess.run(argv, env=slurm_env(job, self.env), capture_output=True,
                                text=True, timeout=60, cwd=first.exit_file.parent)  # fmt: skip
         except (OSError, subprocess.TimeoutExpired) as e:
+            # sbatch may have submitted it all the same: if it turns up, it is cancelled.
+            self._abandoned.add(job.tag)
             self._unreachable(str(e))
             raise EngineUnavailable(f"sbatch: {e}") from None
         words = p.stderr.strip()[-800:]
@@ -101,6 +110,12 @@ class SlurmExecutor:
         self.tracker.expire()
         return [(slurm_id, rank) for rank in range(len(job.pods))]
 
+    def unavailable(self) -> str | None:
+        """Why no job can be started now (slurmctld does not answer), or None."""
+        if self.tracker.fresh and self.clock() >= self._retry_at:
+            return None
+        return f"EngineDown: slurmctld did not answer ({self.tracker.error[:200]})"
+
     def _unreachable(self, why: str) -> None:
         self._retry_at = self.clock() + RETRY
         self.tracker.reachable, self.tracker.error = False, why
@@ -112,9 +127,13 @@ class SlurmExecutor:
         if pid is None:
             return False
         job = self.tracker.get(pid)
-        if not self.tracker.reachable:
+        if not self.tracker.fresh:
             return True
-        return job is not None and not job.ended
+        if job is None:  # not (yet) in a restarted slurmctld's answer, or purged
+            first = self._missing.setdefault(pid, self.clock())
+            return self.clock() - first < MISSING_GRACE
+        self._missing.pop(pid, None)
+        return not job.ended
 
     def exit_code(self, exit_file: Path) -> int | None:
         """The pod's exit code once its Slurm job ended (written to its exit file, with
@@ -152,7 +171,9 @@ class SlurmExecutor:
         """token → (Slurm id, rank) of the Slurm jobs launched for ``tokens``' pods,
         running or ended (an ended one's end is then read by `exit_code`).
         EngineUnavailable if Slurm does not answer: recovery must not guess."""
-        self.tracker.expire()
+        if not tokens:
+            return {}
+        self.tracker.ask()
         jobs = self.tracker.jobs()
         if jobs is None or not self.tracker.reachable:
             raise EngineUnavailable(f"slurmctld did not answer: {self.tracker.error}")
@@ -168,8 +189,8 @@ class SlurmExecutor:
     def signal(self, pid: int | None, start: int | None, sig: Signals) -> None:
         """The whole Slurm job (batch shell and steps); SIGKILL also ends the job in
         Slurm. A job still waiting in Slurm is cancelled by any signal."""
-        if pid is None or start != 0:
-            return
+        if pid is None or start != 0 or not self.tracker.fresh:
+            return  # a stop is sent again at the next step (SIGKILL until it is gone)
         job = self.tracker.get(pid)
         if job is not None and job.ended:
             return
@@ -206,16 +227,39 @@ class SlurmExecutor:
 
     # -- nodes -----------------------------------------------------------------------------
 
+    def watch_exits(self, on_change: Callable[[], None]) -> None:
+        """Slurm is asked in a thread from now on (`Tracker.start`): a job's change
+        calls ``on_change`` (the loop wakes), and no step waits on slurmctld."""
+        self._nodes = None
+        self.tracker.start(on_change, self._after_answer)
+
+    def _after_answer(self) -> None:
+        """After each answer of Slurm's: cancels what an unanswered sbatch submitted
+        after all (its job waits again here), and reads the node states when due."""
+        for tag in list(self._abandoned):
+            job = self.tracker.by_tag(tag)
+            if job is not None and not job.ended:
+                self._scancel(str(job.id))
+            elif job is not None:
+                self._abandoned.discard(tag)
+        self._read_nodes()
+
+    def _read_nodes(self) -> None:
+        if self.clock() - self._nodes_at >= NODE_PERIOD:
+            self._nodes_at = self.clock()
+            # Unchanged until Slurm answers.
+            with contextlib.suppress(RuntimeError, OSError, subprocess.TimeoutExpired):
+                self._nodes = slurm_nodes.read(self.env, self.partition)[1]
+
     def node_states(self) -> dict[str, dict[str, str]] | None:
-        """Slurm's DRAIN/DOWN nodes of the partition, every `NODE_PERIOD` seconds
-        (None between, or if Slurm does not answer)."""
-        if self.clock() - self._nodes_at < NODE_PERIOD:
-            return None
-        self._nodes_at = self.clock()
-        try:
-            return slurm_nodes.read(self.env, self.partition)[1]
-        except (RuntimeError, OSError, subprocess.TimeoutExpired):
-            return None
+        """Slurm's DRAIN/DOWN nodes of the partition when a new reading came (None
+        between readings, or while Slurm does not answer)."""
+        if self.tracker.threaded:
+            fresh, self._nodes = self._nodes, None
+            return fresh
+        self._read_nodes()
+        fresh, self._nodes = self._nodes, None
+        return fresh
 
     def layout(self) -> list[dict[str, Any]]:
         """The partition's nodes as detente's layout (`slurm_nodes.read`)."""

@@ -10,6 +10,7 @@ kept — a job is never taken for ended because Slurm could not be asked.
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ TERMINAL = frozenset({
     "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
     "PREEMPTED", "BOOT_FAIL", "DEADLINE", "REVOKED", "SPECIAL_EXIT",
 })  # fmt: skip
+#: Seconds without an answer after which Slurm counts as not answering.
+STALE = 2.0
 #: What the executor puts in ``--comment``: ``detente:<token base>:<pods>:<b|p>``.
 TAG = "detente:"
 
@@ -88,7 +91,9 @@ def parse_jobs(text: str) -> dict[int, SlurmJob]:
 
 class Tracker:
     """Slurm's jobs, asked at most every ``period`` seconds (one ``scontrol`` call for
-    all of them, however many are tracked)."""
+    all of them, however many are tracked). Started (`start`), a thread of its own
+    asks, so that no caller ever waits on a slurmctld that does not answer (its
+    clients retry for ``MessageTimeout``); not started, `jobs` asks when due."""
 
     def __init__(
         self, env: Mapping[str, str], clock: Callable[[], float] = time.monotonic,
@@ -100,15 +105,48 @@ class Tracker:
         self._jobs: dict[int, SlurmJob] | None = None
         self._tags: dict[str, SlurmJob] = {}
         self._asked = -float("inf")
+        self._answered = clock()
+        self._due = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, on_change: Callable[[], None], also: Callable[[], None]) -> None:
+        """Asks in a thread from now on; ``on_change`` is called when a job's state
+        changed, ``also`` after every answer (the executor's other readings)."""
+
+        def run() -> None:
+            while True:
+                before = self._jobs
+                self.ask()
+                if self._jobs is not None and before is not None and _changed(before, self._jobs):
+                    on_change()
+                also()
+                self._due.wait(self.period)
+                self._due.clear()
+
+        self._thread = threading.Thread(target=run, name="slurm-tracker", daemon=True)
+        self._thread.start()
+
+    @property
+    def fresh(self) -> bool:
+        """Slurm answered, and lately: a client waiting on a dead slurmctld has not
+        said so yet, but its silence for `STALE` seconds says it."""
+        if self.reachable and self.clock() - self._answered > STALE:
+            self.error = f"no answer for {self.clock() - self._answered:.0f} s"
+            return False
+        return self.reachable
+
+    @property
+    def threaded(self) -> bool:
+        return self._thread is not None
 
     def expire(self) -> None:
-        """The next `jobs` asks Slurm again (after a change detente made)."""
+        """Asks again soon (after a change detente made)."""
         self._asked = -float("inf")
+        self._due.set()
 
     def jobs(self) -> dict[int, SlurmJob] | None:
-        if self.clock() - self._asked >= self.period:
-            self._asked = self.clock()
-            self._ask()
+        if self._thread is None and self.clock() - self._asked >= self.period:
+            self.ask()
         return self._jobs
 
     def get(self, job_id: int) -> SlurmJob | None:
@@ -119,19 +157,26 @@ class Tracker:
         self.jobs()
         return self._tags.get(tag)
 
-    def _ask(self) -> None:
+    def ask(self) -> None:
+        """One ``scontrol -o show job`` now (may wait for slurmctld's timeout)."""
+        self._asked = self.clock()
         try:
             p = subprocess.run(["scontrol", "-o", "show", "job"], env=self.env,
-                               capture_output=True, text=True, timeout=30)  # fmt: skip
+                               capture_output=True, text=True, timeout=60)  # fmt: skip
         except (OSError, subprocess.TimeoutExpired) as e:
             self.reachable, self.error = False, str(e)
             return
         if p.returncode != 0 and "No jobs in the system" not in p.stdout + p.stderr:
             self.reachable, self.error = False, p.stderr.strip()[:500]
             return
-        self.reachable, self.error = True, ""
-        self._jobs = parse_jobs(p.stdout)
-        self._tags = {tag_of(j.comment): j for j in self._jobs.values() if tag_of(j.comment)}
+        jobs = parse_jobs(p.stdout)
+        self._tags = {tag_of(j.comment): j for j in jobs.values() if tag_of(j.comment)}
+        self._jobs = jobs  # one assignment: readers see the old answer or the new one
+        self.reachable, self.error, self._answered = True, "", self.clock()
+
+
+def _changed(before: dict[int, SlurmJob], after: dict[int, SlurmJob]) -> bool:
+    return any(before.get(i) is None or before[i].state != j.state for i, j in after.items())
 
 
 def tag_of(comment: str) -> str:

@@ -28,8 +28,8 @@ def fields(line: str) -> dict[str, str]:
     """``Key=value Key=value …`` of one ``-o`` line; a value runs to the next key (so
     ``Reason=bad fan [root@…]`` keeps its spaces)."""
     keys = list(_PAIR.finditer(line))
-    out = {}
-    for k, nxt in zip(keys, [*keys[1:], None], strict=True):
+    out: dict[str, str] = {}
+    for k, nxt in zip(keys, [*keys[1:], None], strict=False):
         end = nxt.start() if nxt is not None else len(line)
         out[k.group(1)] = line[k.end() : end].strip()
     return out

@@ -109,4 +109,4 @@ def sbatch_argv(
         if euid != 0 and user.uid != euid:
             raise ValueError(f"running a job as {user.name} on Slurm needs detente to run as root")
         argv += [f"--uid={user.uid}", f"--gid={user.gid}"]
-    return [*argv, str(script), *spec.get("args", [])]
+    return [*argv, str(script), *first.args]
