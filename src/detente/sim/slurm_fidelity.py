@@ -67,8 +67,9 @@ def replay(jobs: list[Job], env: Mapping[str, str], timeout: float = 1200) -> di
     t0, ids = time.monotonic(), {}
     for j in jobs:
         time.sleep(max(0.0, j.arrival_s - (time.monotonic() - t0)))
-        argv = ["sbatch", "--parsable", "-J", j.name, "-N", str(j.nodes), f"--gres=gpu:{j.gpus}",
-                "-t", str(j.limit_min), "-o", "/dev/null", "--wrap", f"sleep {j.run_s}"]  # fmt: skip
+        argv = ["sbatch", "--parsable", "-J", j.name, "-N", str(j.nodes),
+                f"--gres=gpu:{j.gpus}", "-t", str(j.limit_min), "-o", "/dev/null",
+                "--wrap", f"sleep {j.run_s}"]  # fmt: skip
         if j.exclusive:
             argv.append("--exclusive")
         out = subprocess.run(argv, env=dict(env), capture_output=True, text=True, check=True)
