@@ -4,6 +4,7 @@ recorded; the share of job pairs started in the same order and the start-time
 error (`detente.sim.slurm_fidelity`). Prints JSON.
 
     python bench/slurm_fidelity.py [--jobs 200] [--seed 7] [--profile slurm]
+        [--record src/detente/data/slurm_replay_22.05.json | --replayed FILE]
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 from pathlib import Path
 
 from detente.conformance.systems import local_slurm
-from detente.sim.slurm_fidelity import compare, replay, simulate, workload
+from detente.sim.slurm_fidelity import compare, from_json, replay, simulate, to_json, workload
 
 
 def main() -> None:
@@ -23,12 +24,19 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=200)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--profile", default="slurm")
+    ap.add_argument("--record", type=Path, help="write the replay (workload and Slurm's record)")
+    ap.add_argument("--replayed", type=Path, help="use a recorded replay instead of Slurm")
     args = ap.parse_args()
-    jobs = workload(args.jobs, args.seed)
     t0 = time.monotonic()
-    with tempfile.TemporaryDirectory() as d, local_slurm(Path(d), nodes=8, gpus=8) as slurm:
-        real = replay(jobs, slurm.env)
+    if args.replayed:
+        jobs, real = from_json(json.loads(args.replayed.read_text()))
+    else:
+        jobs = workload(args.jobs, args.seed)
+        with tempfile.TemporaryDirectory() as d, local_slurm(Path(d), nodes=8, gpus=8) as slurm:
+            real = replay(jobs, slurm.env)
     replayed = time.monotonic() - t0
+    if args.record:
+        args.record.write_text(json.dumps(to_json(jobs, real), indent=1) + "\n")
     sim = simulate(jobs, real, args.profile)
     result = compare({k: r.start for k, r in real.items()}, sim)
     print(json.dumps({"profile": args.profile, "seed": args.seed, **result,

@@ -16,7 +16,8 @@ import statistics
 import subprocess
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 from detente.core.profiles import build
 from detente.executors.slurm_jobs import parse_jobs
@@ -55,7 +56,7 @@ def workload(n: int = 200, seed: int = 7, gap: float = 0.4) -> list[Job]:
     t, out = 0.0, []
     for i in range(n):
         nodes, gpus, excl = rng.choices(shapes, weights)[0]
-        run = rng.randint(2, 8)
+        run = rng.randint(1, 5)
         out.append(Job(f"j{i:03d}", nodes, gpus, excl, rng.choice([1, 2, 3, 5]), run, t))
         t += rng.expovariate(1 / gap)
     return out
@@ -119,6 +120,16 @@ def simulate(jobs: list[Job], real: dict[str, Run], profile: str = "slurm") -> d
         sim.submit(replace(w, time_limit=60.0 * j.limit_min), max(r.end - r.start, 0.5))
     done = sim.run()
     return {n: float(s.start) for n, s in done.items() if s.start is not None}
+
+
+def to_json(jobs: list[Job], real: dict[str, Run]) -> dict[str, Any]:
+    """A replay as recorded (the workload and what Slurm did with it)."""
+    return {"jobs": [asdict(j) for j in jobs], "slurm": {k: asdict(r) for k, r in real.items()}}
+
+
+def from_json(data: dict[str, Any]) -> tuple[list[Job], dict[str, Run]]:
+    jobs = [Job(**j) for j in data["jobs"]]
+    return jobs, {k: Run(**r) for k, r in data["slurm"].items()}
 
 
 def compare(real: dict[str, float], sim: dict[str, float], tie: float = 1.0) -> dict[str, float]:
