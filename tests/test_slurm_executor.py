@@ -117,6 +117,7 @@ def ended(n: int, state: str = "COMPLETED"):  # type: ignore[no-untyped-def]
 GANG = """#!/bin/bash
 #SBATCH -J gang -N 2 --gres=gpu:2 --output=gang.out
 echo "batch $SLURM_NNODES $DETENTE_JOB_ID"
+echo "env ${MARK_OF_SUBMITTER:-none} ${DETENTE_DB:-none}"
 srun bash -c 'echo "task $SLURM_PROCID $SLURMD_NODENAME"'
 exit 3
 """
@@ -125,6 +126,7 @@ exit 3
 def test_a_gang_runs_as_one_slurm_job_on_the_nodes_detente_chose(
     live: Live, slurm: Cluster, tmp_path: Path
 ) -> None:
+    live.env["MARK_OF_SUBMITTER"] = "42"
     submit(live, tmp_path, "gang.sh", GANG)
     job = live.wait(ended(1, "FAILED"))[1]
     [sj] = slurm.jobs("gang")
@@ -132,7 +134,8 @@ def test_a_gang_runs_as_one_slurm_job_on_the_nodes_detente_chose(
     assert sj.state == "FAILED" and sj.exit_code == 3 and job["exit_code"] == 3
     lines = (tmp_path / "gang.out").read_text().splitlines()
     assert lines[0] == "batch 2 1"  # the batch script once, with detente's job id
-    assert sorted(lines[1:]) == sorted(f"task {r} {n}" for r, n in enumerate(sj.nodes))
+    assert lines[1] == "env 42 none"  # the submitter's environment, not the daemon's
+    assert sorted(lines[2:]) == sorted(f"task {r} {n}" for r, n in enumerate(sj.nodes))
     # Slurm's own record of the run is detente's.
     assert sj.start is not None and sj.end is not None
     assert abs(job["start_time"] - sj.start) < 1 and abs(job["end_time"] - sj.end) < 1

@@ -83,7 +83,9 @@ def up_cmd(
         None, "--slurm-partition", help="The Slurm partition whose nodes detente schedules."
     ),
 ) -> None:
-    """Start the control plane (API, scheduler, local executor) in the background.
+    """Start the control plane (API, scheduler, executor) in the background: jobs run
+    here (local executor) or, with --executor slurm, as Slurm jobs on the nodes of a
+    Slurm partition (its clients found through SLURM_CONF and PATH).
 
     As root it runs in multi-user mode: each user's jobs run as their Unix account
     (`detente token NAME --unix-user ACCOUNT`). Otherwise, or with --single-user,

@@ -91,9 +91,15 @@ class SlurmExecutor:
         for pod in job.pods:  # before sbatch: a crash after it still finds the job by tag
             _private(tag_file(pod.exit_file), f"{job.tag} {int(bool(job.spec.get('batch')))}\n")
         script = slurm_script(job, first.exit_file.with_name("slurm-batch.sh"))
+        # The job's environment goes in a file Slurm reads: sbatch itself runs with the
+        # daemon's own few variables (a user's LD_PRELOAD never runs in its name).
+        envfile = first.exit_file.with_name("slurm-env")
+        blob = "".join(f"{k}={v}\0" for k, v in slurm_env(job, self.env).items())
+        _private(envfile, blob)
         argv = sbatch_argv(job, script, self.partition, os.geteuid(), self.sbatch)
+        argv.insert(1, f"--export-file={envfile}")
         try:
-            p = subprocess.run(argv, env=slurm_env(job, self.env), capture_output=True,
+            p = subprocess.run(argv, env=self.env, capture_output=True,
                                text=True, timeout=60, cwd=first.exit_file.parent)  # fmt: skip
         except (OSError, subprocess.TimeoutExpired) as e:
             # sbatch may have submitted it all the same: if it turns up, it is cancelled.
