@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, cast
 
@@ -44,8 +45,11 @@ from detente.executors.base import (
 log = logging.getLogger("detente")
 #: Jobs started per session and commit.
 BATCH = 200
+#: Submissions to an engine in flight at once (each waits on the engine's answer).
+SUBMITTERS = 8
 
 Started = dict[int, dict[int, tuple[int, int]]]  # job id → pod id → (pid, start)
+Gangs = list[tuple[Job, list[Pod], GangLaunch]]  # jobs for an engine, to submit
 
 
 class Starter:
@@ -77,8 +81,10 @@ class Starter:
             q = select(Job).where(Job.id.in_(ids)).options(lazyload(Job.spec_row))
             jobs = [j for j in s.scalars(q) if j.state == LAUNCHING]
             pods = pods_of(s, jobs)
+            gangs: Gangs = []
             for job in jobs:
-                self._start_job(s, job, pods.get(job.id, []), started)
+                self._start_job(s, job, pods.get(job.id, []), started, gangs)
+            self._submit(s, gangs, started)
             try:
                 s.commit()  # every job of the batch confirmed at once
             except StaleDataError:  # one was cancelled meanwhile: confirm each alone
@@ -86,9 +92,11 @@ class Starter:
                 for jid, by_pod in started.items():
                     self._confirm(jid, by_pod)
 
-    def _start_job(self, s: Session, job: Job, pods: list[Pod], started: Started) -> None:
+    def _start_job(
+        self, s: Session, job: Job, pods: list[Pod], started: Started, gangs: Gangs
+    ) -> None:
         """Starts ``job``'s pods in session ``s`` (not committed): RUNNING, or failed
-        with the reason."""
+        with the reason; for an engine, adds it to ``gangs`` to submit (`_submit`)."""
         try:
             user = self._run_as(s, job)
             launch.job_dir(self.state_dir, job).mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -97,7 +105,7 @@ class Starter:
             return self._failed(s, job, pods, str(e).strip("'\""))
         spec = self.spec_of(job)
         if callable(getattr(type(self.executor), "launch_job", None)):  # an engine's
-            return self._start_gang(s, job, pods, user, spec, started)
+            return self._gang(s, job, pods, user, spec, gangs)
         for pod in pods:
             if pod.pid is None and not pod.done:
                 try:
@@ -112,31 +120,52 @@ class Starter:
         event(s, job.id, self.clock(), "Started", f"{len(job.nodes or [])} pod(s)")
         return None
 
-    def _start_gang(
+    def _gang(
         self, s: Session, job: Job, pods: list[Pod], user: RunAs | None, spec: dict[str, Any],
-        started: Started,
+        gangs: Gangs,
     ) -> None:  # fmt: skip
-        """Starts ``job`` as one engine job (`GangExecutor`): RUNNING, failed with the
-        engine's reason, or back to PENDING if the engine could not be asked."""
+        """``job`` as one engine job (`GangExecutor`), added to ``gangs``; failed if it
+        cannot be described to the engine."""
         if any(p.pid is not None or p.done for p in pods):
             return self._failed(s, job, pods, "part of the job was started, part not")
         try:
             plans = [launch.pod_launch(self.state_dir, job, p, user, self.api_url, spec)
                      for p in pods]  # fmt: skip
             shares = launch.allocation(job, stored(spec))
-            tag = pods[0].token.rpartition("-")[0]
-            gang = GangLaunch(job.id, job.name, tag, plans, shares, spec)
-            ids = cast(GangExecutor, self.executor).launch_job(gang)
-        except EngineUnavailable as e:
-            return self._defer(s, job, pods, str(e))
         except (OSError, ValueError) as e:
             return self._failed(s, job, pods, str(e))
-        for pod, (pid, start) in zip(pods, ids, strict=True):
-            pod.pid, pod.pid_start = pid, start
-            started.setdefault(job.id, {})[pod.id] = (pid, start)
-        job.state = RUNNING
-        event(s, job.id, self.clock(), "Started", f"engine job {ids[0][0]}")
+        tag = pods[0].token.rpartition("-")[0]
+        gangs.append((job, pods, GangLaunch(job.id, job.name, tag, plans, shares, spec)))
         return None
+
+    def _submit(self, s: Session, gangs: Gangs, started: Started) -> None:
+        """Submits ``gangs`` to the engine, `SUBMITTERS` at a time (each submission
+        waits on the engine, not on this process), then records each: RUNNING, failed
+        with the engine's reason, or back to PENDING if the engine could not be asked."""
+        if not gangs:
+            return
+        engine = cast(GangExecutor, self.executor)
+
+        def submit(g: GangLaunch) -> list[tuple[int, int]] | Exception:
+            try:
+                return engine.launch_job(g)
+            except Exception as e:  # recorded against its job below, never the batch's
+                return e
+
+        with ThreadPoolExecutor(min(SUBMITTERS, len(gangs))) as pool:
+            outcomes = list(pool.map(submit, [g for _, _, g in gangs]))
+        for (job, pods, _), out in zip(gangs, outcomes, strict=True):
+            if isinstance(out, EngineUnavailable):
+                self._defer(s, job, pods, str(out))
+            elif isinstance(out, Exception):
+                log.warning("job %s: the engine refused it: %s", job.id, out)
+                self._failed(s, job, pods, str(out))
+            else:
+                for pod, (pid, start) in zip(pods, out, strict=True):
+                    pod.pid, pod.pid_start = pid, start
+                    started.setdefault(job.id, {})[pod.id] = (pid, start)
+                job.state = RUNNING
+                event(s, job.id, self.clock(), "Started", f"engine job {out[0][0]}")
 
     def _defer(self, s: Session, job: Job, pods: list[Pod], why: str) -> None:
         """The engine could not be asked: ``job`` waits again, as if never admitted
