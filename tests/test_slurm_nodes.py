@@ -16,7 +16,7 @@ from detente.core.cluster import NodeCondition
 from detente.executors.slurm_nodes import fields, gpus, parse, read
 
 NODES = "\n".join([
-    "NodeName=a1 Arch=x86_64 CPUTot=64 CPUEfctv=62 AvailableFeatures=a100,ib "
+    "NodeName=a1 Arch=x86_64 NodeAddr=10.0.0.11 CPUTot=64 CPUEfctv=62 AvailableFeatures=a100,ib "
     "ActiveFeatures=a100,ib Gres=gpu:a100:4(S:0-1) RealMemory=512000 State=IDLE+DRAIN "
     "Partitions=gpu,debug Reason=bad fan [root@2026-12-01T01:40:20]",
     "NodeName=a2 CPUTot=64 AvailableFeatures=(null) Gres=gpu:8,shard:16 RealMemory=1024 "
@@ -47,6 +47,7 @@ def test_recorded_nodes_become_specs_and_states() -> None:
     assert [(s["name"], s["gpus"], s["cpu"], s["rack"]) for s in specs] == [
         ("a1", 4, 62000, "s0"), ("a2", 8, 64000, "s0"), ("a3", 0, 32000, "s1")]  # fmt: skip
     assert specs[0]["memory"] == 512000 << 20 and specs[0]["features"] == "a100,ib"
+    assert specs[0]["addr"] == "10.0.0.11" and "addr" not in specs[1]
     assert "features" not in specs[1]
     assert states["a1"] == {"state": "drain", "reason": "bad fan [root@2026-12-01T01:40:20]"}
     assert states["a2"]["state"] == "down" and states["a2"]["reason"].startswith("Not resp")

@@ -128,3 +128,16 @@ def test_scontrol_show_job_is_read() -> None:
 ])  # fmt: skip
 def test_exit_codes_as_a_shell_reports_them(code: str, state: str, want: int | None) -> None:
     assert exit_status(code, state) == want
+
+
+def test_a_replica_is_reached_at_its_nodes_address() -> None:
+    """The gateway and the probes use the node's address from the layout (Slurm's
+    NodeAddr), 127.0.0.1 for a node without one (the local executor's)."""
+    from detente.control.service_controller import ServiceController
+    from detente.control.store.models import Job
+    from detente.gateway.registry import Registry
+
+    ctl = ServiceController(None, Registry())  # type: ignore[arg-type]
+    ctl.addrs = {"n2": "10.0.0.12"}
+    assert ctl._where(Job(nodes=["n2"], port=8000)) == "10.0.0.12:8000"
+    assert ctl._where(Job(nodes=["node0"], port=8001)) == "127.0.0.1:8001"

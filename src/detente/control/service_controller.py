@@ -91,6 +91,9 @@ class ServiceController:
         self.live: dict[str, dict[str, Any]] = {}
         self.pool = ThreadPoolExecutor(8, thread_name_prefix="probe")
         self.http = httpx.Client(timeout=1.0)
+        #: Node → address, read once (the layout changes only when `up` starts).
+        self.addrs: dict[str, str] = {}
+        self._addrs_read = False
 
     def tick(self) -> None:
         now = self.clock()
@@ -98,6 +101,10 @@ class ServiceController:
         with self.sessions() as s:
             rows = {r.name: r for r in s.scalars(select(Service))}
             reps = services.replicas_of(s)
+            if not self._addrs_read:
+                nodes = workloads.setting(s, "nodes", []) or []
+                self.addrs = {n["name"]: n["addr"] for n in nodes if n.get("addr")}
+                self._addrs_read = True
             self._exits(s, rows, reps, now)  # step 1
             changed |= self._orphans(s, rows, reps, now)
             specs = {n: self._spec(r) for n, r in rows.items()}
@@ -162,7 +169,7 @@ class ServiceController:
         return self._specs[key]
 
     def _probe(self, specs: dict[str, ServiceSpec], reps: dict[str, list[Job]], now: float) -> None:
-        due: list[tuple[int, int, str | None, str, float]] = []
+        due: list[tuple[int, str, str | None, str, float]] = []
         for name, js in reps.items():
             spec = specs.get(name)
             if spec is None:
@@ -174,11 +181,11 @@ class ServiceController:
                 rd, lv = spec.readiness, spec.liveness
                 if now >= p.next_ready:
                     p.next_ready = now + (rd.periodSeconds if rd else 0.5)
-                    due.append((j.id, j.port, rd.path if rd else None, "ready",
+                    due.append((j.id, self._where(j), rd.path if rd else None, "ready",
                                 rd.timeoutSeconds if rd else 0.5))  # fmt: skip
                 if lv is not None and now >= p.next_live and p.ready_since is not None:
                     p.next_live = now + lv.periodSeconds
-                    due.append((j.id, j.port, lv.path, "live", lv.timeoutSeconds))
+                    due.append((j.id, self._where(j), lv.path, "live", lv.timeoutSeconds))
         for (jid, _, _, kind, _), (ok, detail) in zip(
             due, self.pool.map(lambda d: self._check(d[1], d[2], d[4]), due), strict=True
         ):
@@ -190,12 +197,19 @@ class ServiceController:
             else:
                 p.failures = 0 if ok else p.failures + 1
 
-    def _check(self, port: int, path: str | None, timeout: float) -> tuple[bool, str]:
+    def _where(self, j: Job) -> str:
+        """``host:port`` of a replica: its node's address (the layout's ``addr``, as
+        Slurm's NodeAddr; 127.0.0.1 for the local executor's virtual nodes)."""
+        node = (j.nodes or [""])[0]
+        return f"{self.addrs.get(node, '127.0.0.1')}:{j.port}"
+
+    def _check(self, where: str, path: str | None, timeout: float) -> tuple[bool, str]:
         try:
             if path is None:
-                with socket.create_connection(("127.0.0.1", port), timeout=timeout):
+                host, _, port = where.rpartition(":")
+                with socket.create_connection((host, int(port)), timeout=timeout):
                     return True, "tcp ok"
-            r = self.http.get(f"http://127.0.0.1:{port}{path}", timeout=timeout)
+            r = self.http.get(f"http://{where}{path}", timeout=timeout)
             return 200 <= r.status_code < 400, f"HTTP {r.status_code}"
         except (OSError, httpx.HTTPError) as e:
             return False, type(e).__name__
@@ -289,7 +303,7 @@ class ServiceController:
     def _publish(self, rows: dict[str, Service], reps: dict[str, list[Job]]) -> None:
         models = {}
         for name, row in rows.items():
-            ready = {str(j.id): int(j.port) for j in reps.get(name, [])
+            ready = {str(j.id): self._where(j) for j in reps.get(name, [])
                      if j.port is not None and self._phase(j) == Phase.READY}  # fmt: skip
             self.registry.set_endpoints(name, ready)
             if (m := row.spec.get("model")) is not None:

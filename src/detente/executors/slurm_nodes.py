@@ -76,6 +76,8 @@ def parse(nodes: str, topology: str = "", partition: str | None = None) -> tuple
             "cpu": int(f.get("CPUEfctv") or f.get("CPUTot") or 0) * 1000,
             "memory": int(f.get("RealMemory") or 0) << 20, "rack": racks.get(name, "r0"),
             **({"features": feats} if feats and feats != "(null)" else {}),
+            # Where its services are reached (the gateway and the probes).
+            **({"addr": f["NodeAddr"]} if f.get("NodeAddr") else {}),
         })  # fmt: skip
         if (state := _state(f.get("State", ""))) is not None:
             states[name] = {"state": state, "reason": f.get("Reason", "") or f"Slurm: {state}"}

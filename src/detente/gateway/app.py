@@ -51,10 +51,10 @@ def create_gateway(registry: Registry, hold: float = 60.0) -> Starlette:
             picked = registry.pick(service, avoid=tried)
             if picked is None:
                 break
-            key, port = picked
+            key, where = picked
             t0 = time.perf_counter()
             q = request.url.query
-            url = f"http://127.0.0.1:{port}/{path}" + (f"?{q}" if q else "")
+            url = f"http://{where}/{path}" + (f"?{q}" if q else "")
             headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP]
             try:
                 resp = await sessions[0].request(

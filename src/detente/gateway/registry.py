@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 @dataclass(slots=True)
 class _Service:
     #: endpoint key (the replica's job id) → port
-    endpoints: dict[str, int] = field(default_factory=dict)
+    endpoints: dict[str, str] = field(default_factory=dict)
     inflight: dict[str, int] = field(default_factory=dict)
     waiting: int = 0
     requests: int = 0
@@ -41,8 +41,8 @@ class Registry:
 
     # -- the controller's side ---------------------------------------------------------
 
-    def set_endpoints(self, service: str, endpoints: dict[str, int]) -> None:
-        """The ready replicas of ``service`` (key → port); wakes held requests."""
+    def set_endpoints(self, service: str, endpoints: dict[str, str]) -> None:
+        """The ready replicas of ``service`` (key → ``host:port``); wakes held requests."""
         with self._lock:
             svc = self._svc(service)
             svc.endpoints = dict(endpoints)
@@ -108,7 +108,7 @@ class Registry:
         with self._lock:
             return service in self._services
 
-    def pick(self, service: str, avoid: str | None = None) -> tuple[str, int] | None:
+    def pick(self, service: str, avoid: str | None = None) -> tuple[str, str] | None:
         """The ready endpoint with the fewest requests in flight (least outstanding
         requests; ties in turn), counted as taken; None if there is none."""
         with self._lock:
