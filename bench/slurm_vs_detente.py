@@ -86,7 +86,7 @@ class Slurm:
         for line in out.splitlines():
             f = fields(line)
             if "JobId" in f and timestamp(f.get("StartTime", "")):
-                rows.append({"submit": timestamp(f["SubmitTime"]),
+                rows.append({"name": f.get("JobName", ""), "submit": timestamp(f["SubmitTime"]),
                              "start": timestamp(f["StartTime"]),
                              "nodes": expand(f["NodeList"])})  # fmt: skip
         return rows
@@ -119,7 +119,7 @@ class Detente:
 
     def finished(self) -> list[dict[str, Any]]:
         jobs = self.live.api("GET", "/v1/jobs", params={"all": True}).json()
-        return [{"submit": j["submit_time"], "start": j["start_time"],
+        return [{"name": j["name"], "submit": j["submit_time"], "start": j["start_time"],
                  "nodes": expand(j["nodelist"])} for j in jobs if j["start_time"]]  # fmt: skip
 
 
@@ -185,15 +185,20 @@ def gangs(system: Slurm | Detente, d: Path) -> dict[str, float]:
     for i, (n, secs) in enumerate(order):
         script = d / f"g{i}.sh"
         script.write_text(f"#!/bin/bash\nsleep {secs}\n")
-        system.submit(script, "-N", str(n), "--gres=gpu:8", "--exclusive", "-t", "2")
+        system.submit(script, "-J", f"g{i}", "-N", str(n), "--gres=gpu:8", "--exclusive",
+                      "-t", "2")  # fmt: skip
     done = _until_done(system, t0)
     rows = system.finished()
     waits = [r["start"] - r["submit"] for r in rows]
     multi = [r for r in rows if len(r["nodes"]) in (2, 4)]
     one_leaf = [r for r in multi if len({system.leaf(x) for x in r["nodes"]}) == 1]
+    order = [r["name"] for r in sorted(rows, key=lambda r: (r["start"], r["submit"]))]
     return {"all_completed_s": done, "jobs": len(rows),
             "mean_wait_s": round(sum(waits) / max(len(waits), 1), 2),
-            "gangs_in_one_leaf": round(len(one_leaf) / max(len(multi), 1), 3)}  # fmt: skip
+            "max_wait_s": round(max(waits, default=0.0), 2),
+            "nodes_used": len({n for r in rows for n in r["nodes"]}),
+            "gangs_in_one_leaf": round(len(one_leaf) / max(len(multi), 1), 3),
+            "start_order": order}  # fmt: skip
 
 
 def main() -> None:
