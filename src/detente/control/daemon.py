@@ -101,6 +101,9 @@ def slurm_executor(engine: dict[str, Any]) -> Any:
 
 def slurm_layout(engine: dict[str, Any]) -> list[dict[str, Any]]:
     """The partition's nodes; DaemonError with scontrol's words if Slurm cannot tell."""
+    conf = engine.get("slurm_conf")
+    if conf and not Path(conf).is_file():  # scontrol would retry it for a minute
+        raise DaemonError(f"--executor slurm: SLURM_CONF={conf} is not a file")
     try:
         specs: list[dict[str, Any]] = slurm_executor(engine).layout()
     except (RuntimeError, OSError) as e:
