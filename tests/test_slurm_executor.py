@@ -23,6 +23,7 @@ from detente.api.hostlist import expand
 from detente.conformance.systems import SlurmUnavailable, local_slurm
 from detente.executors.slurm_jobs import SlurmJob, parse_jobs
 from detente.testing.live import Live
+from test_services_pool import BORROWER, OWN, SERVICE  # the same pool, here on Slurm
 
 SERVE = Path(__file__).resolve().parent.parent / "examples" / "serve"
 
@@ -311,30 +312,6 @@ spec:
     assert httpx.get(f"{live.gateway}/llm/who", timeout=10).status_code == 200
     assert any(e[1] == "ReplicaExited" for e in svc["events"])
     assert len([j for j in slurm.jobs("llm-0") if not j.ended]) == 1
-
-
-BORROWER = """#!/bin/bash
-#SBATCH --job-name=borrower --requeue -N 2 --gres=gpu:8 -p train --output=borrower.out
-echo "start $SLURM_RESTART_COUNT"
-if [ "$SLURM_RESTART_COUNT" -ge 1 ]; then sleep 1; exit 0; fi
-trap 'echo term; exit 143' TERM
-sleep 300 & wait
-"""
-OWN = """#!/bin/bash
-#SBATCH --job-name=own -N 1 --gres=gpu:8 -p train
-sleep 300
-"""
-SERVICE = f"""apiVersion: detente.dev/v1
-kind: Service
-metadata: {{name: llm}}
-spec:
-  queue: serve
-  priorityClass: serving
-  command: exec python3 {SERVE / "fake_llm.py"}
-  resources: {{nvidia.com/gpu: 8, cpu: 1}}
-  replicas: REPLICAS
-  readiness: {{path: /healthz, periodSeconds: 0.2}}
-"""
 
 
 def test_cohort_borrowing_and_reclaim_across_two_queues(
