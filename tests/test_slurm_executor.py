@@ -4,7 +4,8 @@ job runs as one Slurm job pinned to the nodes detente chose. Named cases: a gang
 array, a dependency, a cancel, a time limit, a preemption with its signal, a node
 taken down mid-run (requeued elsewhere) and drained, detente restarted mid-run (jobs
 re-adopted, none run twice), a service replica replaced after its Slurm job is
-cancelled, and cohort borrowing with reclaim. Skipped, with the reason, only where
+cancelled, a service scaled up by load in Slurm jobs, cohort borrowing with reclaim,
+and slurmctld stopped mid-run. Skipped, with the reason, only where
 Slurm cannot run (no root, no Debian packages)."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +25,7 @@ from detente.api.hostlist import expand
 from detente.conformance.systems import SlurmUnavailable, local_slurm
 from detente.executors.slurm_jobs import SlurmJob, parse_jobs
 from detente.testing.live import Live
+from test_services_live import service
 from test_services_pool import BORROWER, OWN, SERVICE  # the same pool, here on Slurm
 
 SERVE = Path(__file__).resolve().parent.parent / "examples" / "serve"
@@ -357,3 +360,28 @@ def test_while_slurmctld_is_down_nothing_is_lost_and_launches_wait(
     for name in ("down-a", "down-b"):
         assert len(slurm.jobs(f"once-{name}")) == 1
         assert (tmp_path / f"once-{name}.out").read_text() == "run\n"
+
+
+def test_load_scales_a_service_up_in_slurm_jobs(live: Live, slurm: Cluster, tmp_path: Path) -> None:
+    scale = "autoscaling: {min: 1, max: 4, target: {concurrency: 1}, scaleToZeroAfter: 2s}"
+    (tmp_path / "s.yaml").write_text(service(scale=scale, env="TOKEN_RATE: '20'"))
+    live.cli("apply", "-y", "-f", str(tmp_path / "s.yaml"))
+    live.wait_service("llm", lambda s: s["ready"] == 1, 60)
+    stop = threading.Event()
+
+    def client() -> None:
+        with httpx.Client(timeout=30) as c:
+            while not stop.is_set():
+                c.post(f"{live.gateway}/llm/v1/completions", json={"max_tokens": 10})
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        svc = live.wait_service("llm", lambda s: s["ready"] >= 3, 60)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    running = [j for j in slurm.jobs() if not j.ended and j.comment.startswith("detente:")]
+    assert len(running) >= 3 and len(svc["replicas"]) >= 3  # each replica a Slurm job
