@@ -48,7 +48,8 @@ def test_the_job_is_pinned_with_what_detente_charged(tmp_path: Path) -> None:
     for want in ("--nodelist=n[1-2]", "--nodes=2", "--ntasks=4", "--ntasks-per-node=2",
                  "--cpus-per-task=2", "--gres=gpu:2", "--mem=3072M", "--time=3",
                  "--exclusive", "--partition=gpu", "--no-requeue", "--comment=detente:t:2",
-                 "--output=out-%%j.txt", "--open-mode=append", "--chdir=/work"):  # fmt: skip
+                 "--output=out-%%j.txt", "--open-mode=append", "--chdir=/work",
+                 "--ignore-pbs"):  # fmt: skip
         assert want in argv, want
 
 

@@ -83,6 +83,7 @@ def sbatch_argv(
     argv = [
         sbatch, "--parsable", f"--job-name={job.name}",
         f"--comment={TAG}{job.tag}:{len(job.pods)}", "--no-requeue", "--export=ALL",
+        "--ignore-pbs",  # sbatch would honour a script's #PBS and #BSUB lines too
         f"--nodelist={compress([s.node for s in shares])}", f"--nodes={len(shares)}",
         f"--ntasks={max(sum(tasks), 1)}", f"--cpus-per-task={cpus}",
         f"--chdir={first.cwd}", f"--output={_escape(first.stdout)}",
