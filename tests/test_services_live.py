@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -97,28 +98,35 @@ def test_scale_to_zero_then_the_first_request_is_held_and_served(
     assert any(x["from"] == 0 and x["to"] >= 1 for x in svc["scaling"])
 
 
-def test_load_scales_up_and_back_down(live: Live, tmp_path: Path) -> None:
-    scale = "autoscaling: {min: 1, max: 4, target: {concurrency: 1}, scaleToZeroAfter: 2s}"
-    apply(live, tmp_path, service(scale=scale, env="TOKEN_RATE: '20'"))
-    live.wait_service("llm", ready(1))
+@contextmanager
+def steady_load(gateway: str, clients: int) -> Iterator[None]:
+    """``clients`` threads posting completions to the llm service until the block ends."""
     stop = threading.Event()
 
     def client() -> None:
         with httpx.Client(timeout=30) as c:
             while not stop.is_set():
-                c.post(f"{live.gateway}/llm/v1/completions", json={"max_tokens": 10})
+                c.post(f"{gateway}/llm/v1/completions", json={"max_tokens": 10})
 
-    threads = [threading.Thread(target=client) for _ in range(4)]
-    t0 = time.monotonic()
+    threads = [threading.Thread(target=client) for _ in range(clients)]
     for t in threads:
         t.start()
     try:
-        live.wait_service("llm", lambda s: s["ready"] >= 3, 30)
-        print(f"load step (4 clients) -> 3 replicas ready: {time.monotonic() - t0:.2f} s")
+        yield
     finally:
         stop.set()
         for t in threads:
             t.join()
+
+
+def test_load_scales_up_and_back_down(live: Live, tmp_path: Path) -> None:
+    scale = "autoscaling: {min: 1, max: 4, target: {concurrency: 1}, scaleToZeroAfter: 2s}"
+    apply(live, tmp_path, service(scale=scale, env="TOKEN_RATE: '20'"))
+    live.wait_service("llm", ready(1))
+    t0 = time.monotonic()
+    with steady_load(live.gateway, 4):
+        live.wait_service("llm", lambda s: s["ready"] >= 3, 30)
+        print(f"load step (4 clients) -> 3 replicas ready: {time.monotonic() - t0:.2f} s")
     # Down again, at most half per tick, within the 60-s stable window and a little.
     live.wait_service("llm", lambda s: s["desired"] == 1, 90)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +24,7 @@ from detente.api.hostlist import expand
 from detente.conformance.systems import SlurmUnavailable, local_slurm
 from detente.executors.slurm_jobs import SlurmJob, parse_jobs
 from detente.testing.live import Live
-from test_services_live import service
+from test_services_live import service, steady_load
 from test_services_pool import BORROWER, OWN, SERVICE  # the same pool, here on Slurm
 
 SERVE = Path(__file__).resolve().parent.parent / "examples" / "serve"
@@ -367,21 +366,7 @@ def test_load_scales_a_service_up_in_slurm_jobs(live: Live, slurm: Cluster, tmp_
     (tmp_path / "s.yaml").write_text(service(scale=scale, env="TOKEN_RATE: '20'"))
     live.cli("apply", "-y", "-f", str(tmp_path / "s.yaml"))
     live.wait_service("llm", lambda s: s["ready"] == 1, 60)
-    stop = threading.Event()
-
-    def client() -> None:
-        with httpx.Client(timeout=30) as c:
-            while not stop.is_set():
-                c.post(f"{live.gateway}/llm/v1/completions", json={"max_tokens": 10})
-
-    threads = [threading.Thread(target=client) for _ in range(4)]
-    for t in threads:
-        t.start()
-    try:
+    with steady_load(live.gateway, 4):
         svc = live.wait_service("llm", lambda s: s["ready"] >= 3, 60)
-    finally:
-        stop.set()
-        for t in threads:
-            t.join()
     running = [j for j in slurm.jobs() if not j.ended and j.comment.startswith("detente:")]
     assert len(running) >= 3 and len(svc["replicas"]) >= 3  # each replica a Slurm job
