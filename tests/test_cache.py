@@ -6,6 +6,7 @@ processes, so pods end when the test says."""
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import fields
 from pathlib import Path
@@ -13,11 +14,13 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import select
 
 from detente.api.jobspec import JobSpec
 from detente.api.profiles import load as load_profile
-from detente.control import auth, jobs, layout, nodes, workloads
+from detente.control import auth, jobs, layout, nodes, views, workloads
 from detente.control.cache import CachedJob
+from detente.control.reads import Reads
 from detente.control.reconciler import Reconciler
 from detente.control.store.db import open_store
 from detente.control.store.models import ACTIVE, PENDING, Job, Pod
@@ -59,6 +62,7 @@ class World:
         self.ex = FakeExecutor()
         self.rec = Reconciler(self.sessions, load_profile("detente"), tmp, self.ex)  # type: ignore[arg-type]
         self.clock = 1000.0
+        self.reads = Reads()
         self.rec.clock = lambda: self.clock
 
     def do(self, op: str, r: random.Random) -> None:
@@ -137,8 +141,6 @@ def assert_cache_is_fresh(world: World) -> None:
         assert set(rows_a) == set(rows_b)
         for jid, row in rows_a.items():
             for f in fields(CachedJob):
-                if f.name == "reason" and row.state == PENDING:
-                    continue  # advisory: the reconciler rewrites it from what it decides
                 assert getattr(rows_b[jid], f.name) == getattr(row, f.name), (jid, f.name)
         assert fresh_reasons == cached_reasons
         assert [w.name for w in q_a.ordered()] == [w.name for w in q_b.ordered()]
@@ -146,6 +148,20 @@ def assert_cache_is_fresh(world: World) -> None:
         assert placed == {n: [(p.node, p.devices) for p in a.placements]
                           for n, a in snap_b.running.items()}  # fmt: skip
         assert snap_a.cluster.nodes == snap_b.cluster.nodes
+        assert_reads_are_fresh(world, s)
+
+
+def assert_reads_are_fresh(world: World, s: Any) -> None:
+    """The API's cached `queue` rows (`detente.control.reads`) equal rows rendered from
+    a fresh read of the store, whole and with only some fields."""
+    now = world.clock + 5.0
+    live = s.scalars(select(Job).where(Job.state.in_((*ACTIVE, PENDING))).order_by(Job.id))
+    fresh = [views.job(j, now) for j in live]
+    assert json.loads(world.reads.live(s, world.admin, (None, None, None), None, now)) == fresh
+    keep = ("jobid", "st", "reason", "elapsed")
+    assert json.loads(world.reads.live(s, world.admin, (None, None, {PENDING}), keep, now)) == [
+        {k: r[k] for k in keep} for r in fresh if r["state"] == PENDING
+    ]
 
 
 @settings(

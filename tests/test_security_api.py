@@ -220,3 +220,22 @@ def test_a_gang_whose_topology_can_never_be_met_is_refused_at_submit(api: Api) -
     r = api.submit("ana", nodes=9, gpus_per_node=8, topology=rack)
     assert r.status_code == 400 and "one rack can hold at most 8" in r.json()["detail"]
     assert api.submit("ana", nodes=9, gpus_per_node=8).status_code == 201  # no topology asked
+
+
+def test_the_queue_shows_each_caller_only_what_they_may_see_with_the_fields_asked(
+    api: Api,
+) -> None:
+    """`GET /v1/jobs` comes from the read cache: visibility and filters still hold, a
+    cancel is seen by the next read, and an unknown field is refused naming it."""
+    (anas,) = api.submit("ana").json()["ids"]
+    (bobs,) = api.submit("bob").json()["ids"]
+    assert [r["id"] for r in api.call("ana", "GET", "/v1/jobs").json()] == [anas]
+    assert [r["id"] for r in api.call("admin", "GET", "/v1/jobs").json()] == [anas, bobs]
+    only = api.call("admin", "GET", "/v1/jobs", params={"owner": "bob", "fields": "id,st"})
+    assert only.json() == [{"id": bobs, "st": "PD"}]
+    assert api.call("ana", "POST", "/v1/jobs/cancel", json={"ids": [anas]}).status_code == 200
+    assert api.call("ana", "GET", "/v1/jobs").json() == []
+    ended = api.call("ana", "GET", "/v1/jobs", params={"state": "cancelled", "fields": "id"})
+    assert ended.json() == [{"id": anas}]
+    bad = api.call("ana", "GET", "/v1/jobs", params={"fields": "id,environ"})
+    assert bad.status_code == 422 and "fields" in bad.text and "'environ'" in bad.text

@@ -226,8 +226,14 @@ QUEUE_COLS = [("JOBID", "jobid"), ("QUEUE", "queue"), ("NAME", "name"), ("USER",
               ("NODELIST(REASON)", "where")]  # fmt: skip
 
 
+#: The row keys the table needs (the server sends only these).
+QUEUE_FIELDS = ("jobid", "queue", "name", "user", "st", "elapsed", "nodes", "nodelist", "reason")
+
+
 def _queue(output: str) -> int:
-    rows = _call("GET", "/v1/jobs")
+    if output == "json":
+        return _table(_call("GET", "/v1/jobs"), QUEUE_COLS, output)
+    rows = _call("GET", "/v1/jobs?fields=" + ",".join(QUEUE_FIELDS))
     for r in rows:
         r["time"] = duration(r["elapsed"])
         r["where"] = r["nodelist"] or f"({r['reason'] or 'None'})"

@@ -92,12 +92,20 @@ class JobCache:
         self._cc_key, self._cc = None, None
 
     def refresh(self, s: Session) -> int:
-        """Brings `rows` up to date with ``s``; returns how many jobs were reloaded."""
+        """Brings `rows` up to date with ``s``; returns how many jobs were reloaded.
+        Pending reasons, written without a version bump, are taken from the listing."""
         t: Table = Job.__table__  # type: ignore[assignment]
-        listed = dict(s.execute(select(t.c.id, t.c.version).where(t.c.state.in_(LIVE))).all())
+        live = select(t.c.id, t.c.version, t.c.reason).where(t.c.state.in_(LIVE))
+        listed = {i: (v, why) for i, v, why in s.execute(live).tuples()}
         for gone in self.rows.keys() - listed.keys():
             del self.rows[gone]
-        stale = [i for i, v in listed.items() if (r := self.rows.get(i)) is None or r.version != v]
+        stale = []
+        for i, (v, why) in listed.items():
+            r = self.rows.get(i)
+            if r is None or r.version != v:
+                stale.append(i)
+            else:
+                r.reason = why
         cols = [t.c[c] for c in COLUMNS]
         for k in range(0, len(stale), CHUNK):
             ids = stale[k : k + CHUNK]
@@ -109,7 +117,15 @@ class JobCache:
                     self.rows[i] = CachedJob(**r, spec=specs[r["spec_id"]])
                 else:
                     self.rows.pop(i, None)  # ended between the two reads
+        self._forget_specs()
         return len(stale)
+
+    def _forget_specs(self) -> None:
+        """Drops the specs no live job uses, once they outnumber the live jobs (a
+        long-running control plane must not keep every spec it ever read)."""
+        if len(self.specs) > 2 * len(self.rows) + 1000:
+            used = {r.spec_id for r in self.rows.values()}
+            self.specs = {i: d for i, d in self.specs.items() if i in used}
 
     def _specs(self, s: Session, ids: set[int]) -> dict[int, dict[str, Any]]:
         """Stored specs by id: read once each (a spec row never changes)."""

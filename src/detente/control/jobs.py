@@ -56,6 +56,15 @@ def visible(actor: User) -> Select[tuple[Job]]:
     return q.where(Job.user == actor.name)
 
 
+def sees(actor: User, user: str, team: str) -> bool:
+    """`visible` for one job of ``user`` in ``team`` (the API's cached reads)."""
+    if actor.role == "admin":
+        return True
+    if actor.role == "team-admin":
+        return team == actor.team or user == actor.name
+    return user == actor.name
+
+
 def with_cas(s: Session, change: Callable[[], T]) -> T:
     """Runs ``change`` (which reads rows, changes them and commits) until its commit is
     not beaten by another writer (a compare-and-set on each job's version)."""

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
@@ -44,6 +44,7 @@ from detente.control import nodes as nodes_admin
 from detente.control.lease import Keeper, Lease
 from detente.control.loop import Loop
 from detente.control.metrics import Metrics
+from detente.control.reads import Reads, encode
 from detente.control.reconciler import Reconciler, usage_from_json
 from detente.control.store.models import TERMINAL, Event, Job, Pod, User
 from detente.core.fairshare import Usage
@@ -165,6 +166,7 @@ def create_app(
     app = FastAPI(title="detente", version="0.1", lifespan=lifespan)
     app.state.sessions, app.state.rec, app.state.loop = sessions, rec, loop
     app.state.metrics, app.state.services, app.state.lease = metrics, runtime, lease
+    app.state.reads = Reads()
     app.include_router(submit_routes.routes(DB, Actor, Wakes))
     app.include_router(router)
     app.include_router(service_routes.routes(Actor))
@@ -195,22 +197,35 @@ def prometheus(request: Request, _: Actor) -> PlainTextResponse:
 
 @router.get("/v1/jobs")
 def list_jobs(
-    s: DB, user: Actor, all: bool = False, owner: QueryText = None,
-    queue: QueryText = None, state: QueryText = None,
-) -> list[dict[str, Any]]:  # fmt: skip
+    request: Request, s: DB, user: Actor, all: bool = False, owner: QueryText = None,
+    queue: QueryText = None, state: QueryText = None, fields: QueryText = None,
+) -> Response:  # fmt: skip
     """Jobs the caller may see; not ended ones unless ``all``; filtered like squeue's
-    ``-u``, ``-p`` and ``-t`` (comma-separated states)."""
-    q = jobs.visible(user)
-    if not all and state is None:
-        q = q.where(Job.state.not_in(TERMINAL))
-    if owner:
-        q = q.where(Job.user.in_(owner.split(",")))
-    if queue:
-        q = q.where(Job.queue.in_(queue.split(",")))
-    if state:
-        q = q.where(Job.state.in_(state.upper().split(",")))
-    now = time.time()
-    return [views.job(j, now) for j in s.scalars(q.order_by(Job.id))]
+    ``-u``, ``-p`` and ``-t`` (comma-separated states); with ``fields``, only those
+    keys of each row (squeue's ``-o``). Live jobs come from the read cache
+    (`detente.control.reads`); the rows are encoded here, once."""
+    keep = tuple(fields.split(",")) if fields else None
+    if keep and (bad := next((k for k in keep if k not in views.JOB_KEYS), None)):
+        raise HTTPException(422, f"fields: unknown field {bad[:80]!r} "
+                                 f"(one of {', '.join(views.JOB_KEYS)})")  # fmt: skip
+    owners = set(owner.split(",")) if owner else None
+    queues = set(queue.split(",")) if queue else None
+    states = set(state.upper().split(",")) if state else None
+    now, reads = time.time(), request.app.state.reads
+    if not all and (states is None or not states & TERMINAL):
+        body = reads.live(s, user, (owners, queues, states), keep, now)
+    else:
+        q = jobs.visible(user)
+        if owners:
+            q = q.where(Job.user.in_(owners))
+        if queues:
+            q = q.where(Job.queue.in_(queues))
+        if states:
+            q = q.where(Job.state.in_(states))
+        body = b"[" + b",".join(
+            encode(views.job(j, now, reads.facts(j.spec_id, j.spec)), keep)
+            for j in s.scalars(q.order_by(Job.id))) + b"]"  # fmt: skip
+    return Response(body, media_type="application/json")
 
 
 @router.get("/v1/history")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from detente.api.hostlist import compress
 from detente.api.jobspec import stored
+from detente.control.cache import CachedJob
 from detente.control.store.models import SHORT, Event, Job, Pod, Step
 from detente.core.cluster import NodeCondition
 from detente.core.snapshot import Snapshot
@@ -32,31 +34,54 @@ def readable(reason: str) -> str:
     return _TIME.sub(iso, reason)
 
 
-def job_id_text(job: Job) -> str:
+def job_id_text(job: Job | CachedJob) -> str:
     if job.array_job_id is not None:
         return f"{job.array_job_id}_{job.array_task_id}"
     return str(job.id)
 
 
-def job(j: Job, now: float) -> dict[str, Any]:
-    spec = stored(j.spec)
+@dataclass(frozen=True, slots=True)
+class SpecFacts:
+    """What a job's row in `queue` needs from its stored spec (an array's tasks share
+    one spec: computed once per spec, not once per task)."""
+
+    pods: int
+    gpus: float
+    one_per_node: bool
+    time_limit: float | None
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> SpecFacts:
+        spec = stored(data)
+        return cls(spec.pods, spec.pods * spec.gpus_per_node, spec.one_per_node,
+                   spec.time_limit)  # fmt: skip
+
+
+def job(j: Job | CachedJob, now: float, facts: SpecFacts | None = None) -> dict[str, Any]:
+    """squeue's row of ``j``; ``facts`` are its spec's, computed here if not given."""
+    f = facts if facts is not None else SpecFacts.of(j.spec)
     end = j.end_time if j.end_time is not None else now
     elapsed = end - j.start_time if j.start_time is not None else 0.0
-    gpus = spec.pods * spec.gpus_per_node
     return {
         "id": j.id, "jobid": job_id_text(j), "name": j.name, "user": j.user, "team": j.team,
         "queue": j.queue, "state": j.state, "st": SHORT.get(j.state, j.state[:2]),
         "reason": j.reason, "submit_time": j.submit_time, "start_time": j.start_time,
         "end_time": j.end_time, "elapsed": elapsed,
-        "nodes": len(set(j.nodes)) if j.nodes else spec.pods if spec.one_per_node else 1,
-        "pods": spec.pods, "nodelist": compress(list(dict.fromkeys(j.nodes or []))),
-        "gpus": gpus,
-        "gpu_hours": gpus * elapsed / 3600, "exit_code": j.exit_code,
-        "time_limit": spec.time_limit, "array_job_id": j.array_job_id,
+        "nodes": len(set(j.nodes)) if j.nodes else f.pods if f.one_per_node else 1,
+        "pods": f.pods, "nodelist": compress(list(dict.fromkeys(j.nodes or []))),
+        "gpus": f.gpus,
+        "gpu_hours": f.gpus * elapsed / 3600, "exit_code": j.exit_code,
+        "time_limit": f.time_limit, "array_job_id": j.array_job_id,
         "array_task_id": j.array_task_id, "attempt": j.attempt,
         "expected_start": expected_start(j.reason) if j.state == "PENDING" else None,
     }  # fmt: skip
 
+
+#: The keys of a `job` row, in order (`GET /v1/jobs?fields=`).
+JOB_KEYS = ("id", "jobid", "name", "user", "team", "queue", "state", "st", "reason",
+            "submit_time", "start_time", "end_time", "elapsed", "nodes", "pods", "nodelist",
+            "gpus", "gpu_hours", "exit_code", "time_limit", "array_job_id", "array_task_id",
+            "attempt", "expected_start")  # fmt: skip
 
 _RESERVED = re.compile(r"reserved from (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)")
 
