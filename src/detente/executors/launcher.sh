@@ -7,18 +7,19 @@
 # (read from L_ENVFILE, NUL-separated), in L_CWD, their output appended (or, with
 # L_TRUNC=1, truncated first) to L_OUT/L_ERR and copied to the pod's own log L_LOG;
 # the exit code of the first failing task (128+N if killed by signal N) is written to
-# L_EXIT atomically, retried while the disk is full; a pod that cannot start writes 1
-# and its reason beside it (.reason). It outlives signals sent to its group (a handler,
-# not an ignore, so tasks get the default action). Root: cgroups of its own with
-# L_MEM bytes and L_CPU milli-CPUs (v1 or v2); an OOM kill leaves a .oom marker.
+# L_EXIT as "CODE\n" (whole once its newline is there), retried while the disk is
+# full; a pod that cannot start writes 1 and its reason beside it (.reason). It
+# outlives signals sent to its group (a handler, not an ignore, so tasks get the
+# default action). It joins the cgroups named in L_CGROUPS (root: made by the control
+# plane with the job's limits, v1 or v2); an OOM kill leaves a .oom marker.
 # L_NTASKS=0 holds the node until SIGTERM/SIGINT/SIGHUP (exit 0). L_STEPS names the
 # batch step's steps file (srun records there); its batch shell's pid goes to .batch.
 set -u
 stem=${L_EXIT%.exit}
 
-write_exit() {  # atomically; while the disk is full, retry every second
-    until { printf '%s\n' "$1" >"$L_EXIT.tmp" && mv -f -- "$L_EXIT.tmp" "$L_EXIT"; } 2>/dev/null
-    do sleep 1; done
+write_exit() {  # one write of "CODE\n" (a reader takes it only whole: with its newline);
+    # while the disk is full, retry every second. No rename: mv was a process per pod.
+    until printf '%s\n' "$1" 2>/dev/null >"$L_EXIT"; do sleep 1; done
 }
 
 fail() {
@@ -38,44 +39,34 @@ if [ "$L_NTASKS" = 0 ]; then  # a holder: runs nothing, ends with the job
     while :; do sleep 86400 & wait $!; done
 fi
 
+# The pod's cgroups (root, with limits) were made by the control plane with their
+# limits written (detente.executors.cgroups: a mkdir here was a process per pod);
+# the launcher joins them, and its tasks with it.
 cgroups=()
-cg_dir() {  # the cgroup folder of controller $1 for this process (v1 or v2), or nothing
-    local ids ctrls path
-    while IFS=: read -r ids ctrls path; do
-        if [[ ",$ctrls," == *",$1,"* ]]; then echo "/sys/fs/cgroup/$1${path%/}"; return; fi
-        if [ -z "$ctrls" ] && grep -qw "$1" /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
-            echo "/sys/fs/cgroup${path%/}"; return
-        fi
-    done </proc/self/cgroup
-}
-cg_join() {  # controller, then file=value pairs (the files a version has are written)
-    local ctl=$1 base d kv; shift
-    base=$(cg_dir "$ctl")
-    if [ -z "$base" ]; then echo "detente: $ctl limit not enforced: no $ctl controller" >&3; return; fi
-    d="$base/detente-$DETENTE_POD_TOKEN"
-    if ! mkdir -p "$d" 2>/dev/null; then echo "detente: $ctl limit not enforced: $d" >&3; return; fi
-    for kv in "$@"; do [ -e "$d/${kv%%=*}" ] && echo "${kv#*=}" >"$d/${kv%%=*}"; done
-    echo $$ >"$d/cgroup.procs" && cgroups+=("$d")
-}
-if [ "$EUID" = 0 ]; then
-    [ "${L_MEM:-0}" != 0 ] && cg_join memory "memory.max=$L_MEM" "memory.limit_in_bytes=$L_MEM"
-    if [ "${L_CPU:-0}" != 0 ]; then
-        quota=$(( L_CPU * 100 )); [ "$quota" -lt 1000 ] && quota=1000
-        cg_join cpu "cpu.max=$quota 100000" "cpu.cfs_quota_us=$quota"
+IFS=: read -r -a made <<<"${L_CGROUPS:-}"
+for d in "${made[@]}"; do
+    if { echo $$ >"$d/cgroup.procs"; } 2>/dev/null; then cgroups+=("$d"); else
+        echo "detente: ${d##*/} not joined: limit not enforced" >&3
     fi
-fi
+done
 
 umask 077
 cd -- "$L_CWD" 2>/dev/null || fail "No such file or directory: $L_CWD"
-for f in "$L_OUT" "$L_ERR"; do
-    if [ "${L_TRUNC:-0}" = 1 ]; then why=$({ : >"$f"; } 2>&1); else why=$({ : >>"$f"; } 2>&1); fi ||
-        fail "cannot open output $f: ${why##*: }"
+for f in "$L_OUT" "$L_ERR"; do  # the error's words are asked for only on failure
+    if [ "${L_TRUNC:-0}" = 1 ]; then op=">"; else op=">>"; fi
+    eval "{ : $op\"\$f\"; } 2>/dev/null" && continue
+    why=$(eval "{ : $op\"\$f\"; } 2>&1")
+    fail "cannot open output $f: ${why##*: }"
 done
-# The writers ignore the job's signals: a SIGTERM must not cut off the tasks' last words.
+# Output goes to the pod's log and is copied to the job's file by tee, unless that
+# file is /dev/null (nothing to copy: a process per pod saved). The writers ignore the
+# job's signals: a SIGTERM must not cut off the tasks' last words.
 quiet="trap '' HUP INT QUIT TERM USR1 USR2 ALRM"
-exec 4> >(eval "$quiet"; exec tee -a -- "$L_OUT" >&3)
-tees=($!)
-if [ "$L_OUT" = "$L_ERR" ]; then exec 5>&4; else
+tees=()
+if [ "$L_OUT" = /dev/null ]; then exec 4>&3; else
+    exec 4> >(eval "$quiet"; exec tee -a -- "$L_OUT" >&3); tees+=($!)
+fi
+if [ "$L_OUT" = "$L_ERR" ]; then exec 5>&4; elif [ "$L_ERR" = /dev/null ]; then exec 5>&3; else
     exec 5> >(eval "$quiet"; exec tee -a -- "$L_ERR" >&3); tees+=($!)
 fi
 
@@ -85,8 +76,14 @@ for ((i = 0; i < L_NTASKS; i++)); do
     r=$((L_BASE + i))
     extra=(RANK=$r LOCAL_RANK=$i SLURM_PROCID=$r SLURM_LOCALID=$i)
     [ -n "${L_STEPS:-}" ] && extra+=(DETENTE_STEPS_FILE="$L_STEPS")
-    env -i "${jobenv[@]}" "${extra[@]}" /bin/bash "$L_SCRIPT" "$@" \
-        </dev/null >&4 2>&5 3>&- 4>&- 5>&- &
+    (   # The job's environment alone, without an env process: the launcher's
+        # variables — exactly those local.py gives it — unset in the task's subshell. A
+        # name bash cannot export (say A-B) falls back to env -i.
+        script=$L_SCRIPT
+        unset "${!L_@}" DETENTE_POD_TOKEN PATH PWD OLDPWD
+        export "${jobenv[@]}" "${extra[@]}" 2>/dev/null && exec /bin/bash "$script" "$@"
+        exec /usr/bin/env -i "${jobenv[@]}" "${extra[@]}" /bin/bash "$script" "$@"
+    ) </dev/null >&4 2>&5 3>&- 4>&- 5>&- &
     pids+=($!)
 done
 [ -n "${L_STEPS:-}" ] && [ ${#pids[@]} -gt 0 ] && printf '%s' "${pids[0]}" >"$stem.batch"
@@ -102,13 +99,20 @@ done
 exec 4>&- 5>&-
 for t in "${tees[@]}"; do wait "$t" 2>/dev/null; done
 
-for d in "${cgroups[@]}"; do
-    if grep -qE '^oom_kill [1-9]' "$d/memory.events" "$d/memory.oom_control" 2>/dev/null; then
+oom_killed() {  # whether the group's memory events show a kill (no grep: builtins)
+    local k v f
+    for f in "$1/memory.events" "$1/memory.oom_control"; do
+        [ -r "$f" ] || continue
+        while read -r k v; do [ "$k" = oom_kill ] && [ "${v:-0}" != 0 ] && return 0; done <"$f"
+    done
+    return 1
+}
+for d in "${cgroups[@]}"; do  # the control plane removes the groups once this ends
+    if oom_killed "$d"; then
         echo oom >"$stem.oom"
         echo "detente: out of memory: the job exceeded its --mem" >&3
     fi
     echo $$ >"${d%/*}/cgroup.procs" 2>/dev/null
-    rmdir "$d" 2>/dev/null
 done
 write_exit "$code"
 exit "$code"

@@ -19,6 +19,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from detente.executors import cgroups
 from detente.executors.base import PodLaunch
 from detente.executors.watch import ExitWatcher
 
@@ -48,6 +49,19 @@ def _private(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
+
+
+def _cgroups(pod: PodLaunch) -> list[Path]:
+    """The pod's cgroups, made with its limits for the bash launcher to join (root
+    only); listed beside its exit file so they are removed after it ends, and a limit
+    that cannot be enforced is said in its log."""
+    made, warnings = cgroups.prepare(pod.token, pod.memory, pod.cpu_milli)
+    if warnings:
+        with pod_log(pod.exit_file).open("a") as log:
+            log.writelines(f"{w}\n" for w in warnings)
+    if made:
+        _private(pod.exit_file.with_suffix(".cg"), ":".join(map(str, made)).encode())
+    return made
 
 
 def steps_file(exit_file: Path) -> Path:
@@ -105,13 +119,14 @@ class LocalExecutor:
         blob += f"{TOKEN_VAR}={pod.token}".encode() + b"\0"
         _private(envfile, blob)
         steps = str(steps_file(pod.exit_file)) if pod.steps else ""
+        groups = _cgroups(pod) if pod.ntasks else []
         env = {
             TOKEN_VAR: pod.token, "PATH": "/usr/local/bin:/usr/bin:/bin",
             "L_EXIT": str(pod.exit_file), "L_LOG": str(pod_log(pod.exit_file)),
             "L_NTASKS": str(pod.ntasks), "L_BASE": str(pod.rank * pod.ntasks),
             "L_SCRIPT": str(pod.script), "L_CWD": pod.cwd, "L_OUT": pod.stdout,
             "L_ERR": pod.stderr, "L_TRUNC": "1" if pod.truncate else "0", "L_STEPS": steps,
-            "L_MEM": str(pod.memory), "L_CPU": str(pod.cpu_milli), "L_ENVFILE": str(envfile),
+            "L_CGROUPS": ":".join(str(d) for d in groups), "L_ENVFILE": str(envfile),
         }  # fmt: skip
         return ["/bin/bash", str(LAUNCHER), *pod.args], env
 
@@ -144,10 +159,20 @@ class LocalExecutor:
 
     @staticmethod
     def exit_code(exit_file: Path) -> int | None:
+        """The code a pod's launcher wrote, once whole ("CODE\\n": the bash launcher
+        writes it in place, without a rename); None before. The pod's cgroups, made
+        for its bash launcher, are removed once its code is read."""
         try:
-            return int(exit_file.read_text().strip())
+            text = exit_file.read_text()
+            code = int(text) if text.endswith("\n") else None
         except (OSError, ValueError):
             return None
+        if code is not None:
+            with contextlib.suppress(OSError):
+                listed = exit_file.with_suffix(".cg")
+                cgroups.remove([Path(d) for d in listed.read_text().split(":") if d])
+                listed.unlink()
+        return code
 
     @staticmethod
     def signal(pid: int | None, start: int | None, sig: signal.Signals) -> None:

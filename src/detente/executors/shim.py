@@ -30,6 +30,7 @@ keeps waiting so it can record how they ended.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -41,6 +42,7 @@ import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from detente.executors import cgroups
 from detente.executors.steps import ENV as STEP_FD
 from detente.executors.steps import StepServer
 
@@ -129,76 +131,32 @@ def _tasks(
     return procs
 
 
-def _cgroup_dir(controller: str) -> Path | None:
-    """This process's cgroup folder for ``controller`` (v1: that controller's
-    hierarchy; v2: the unified one, if it offers the controller), or None."""
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
-        _, ctrls, path = line.split(":", 2)
-        if controller in ctrls.split(","):
-            return Path("/sys/fs/cgroup") / controller / path.lstrip("/")
-        if ctrls == "" and controller in _read("/sys/fs/cgroup/cgroup.controllers").split():
-            return Path("/sys/fs/cgroup") / path.lstrip("/")
-    return None
-
-
-def _read(path: str | Path) -> str:
-    try:
-        return Path(path).read_text()
-    except OSError:
-        return ""
-
-
-PERIOD_US = 100_000
-
-
-def _limits(cfg: dict[str, Any]) -> dict[str, dict[str, str]]:
-    """controller → {v2 file: value, v1 file: value} for the job's limits."""
-    out: dict[str, dict[str, str]] = {}
-    if mem := int(cfg.get("memory") or 0):
-        out["memory"] = {"memory.max": str(mem), "memory.limit_in_bytes": str(mem)}
-    if cpus := int(cfg.get("cpu_milli") or 0):
-        quota = max(1000, cpus * PERIOD_US // 1000)
-        out["cpu"] = {"cpu.max": f"{quota} {PERIOD_US}", "cpu.cfs_quota_us": str(quota)}
-    return out
-
-
 def enter_cgroups(cfg: dict[str, Any], log: int) -> list[Path]:
     """Moves the shim (and so every task it starts) into cgroups of its own with the
-    job's memory and CPU limits. Needs root and the controllers; without them a limit
-    is not enforced, and the pod's log says so."""
-    if os.geteuid() != 0:
-        return []
+    job's memory and CPU limits (`detente.executors.cgroups`); a limit that cannot be
+    enforced is said in the pod's log."""
+    made, warnings = cgroups.prepare(cfg["token"], int(cfg.get("memory") or 0),
+                                     int(cfg.get("cpu_milli") or 0))  # fmt: skip
     joined: list[Path] = []
-    for controller, files in _limits(cfg).items():
+    for d in made:
         try:
-            base = _cgroup_dir(controller)
-            if base is None:
-                raise OSError(f"no {controller} cgroup controller")
-            d = base / f"detente-{cfg['token']}"
-            d.mkdir(exist_ok=True)
-            for name, value in files.items():
-                if (d / name).exists():
-                    (d / name).write_text(value)
             (d / "cgroup.procs").write_text(str(os.getpid()))
             joined.append(d)
         except OSError as e:
-            os.write(log, f"detente: {controller} limit not enforced: {e}\n".encode())
+            warnings.append(f"detente: {d.name} not joined: {e}")
+    for w in warnings:
+        os.write(log, f"{w}\n".encode())
     return joined
 
 
 def leave_cgroups(groups: list[Path]) -> bool:
     """Whether a memory cgroup saw an out-of-memory kill; then moves back out and
     removes the groups."""
-    oom = False
+    oom = cgroups.out_of_memory(groups)
     for d in groups:
-        events = _read(d / "memory.events") or _read(d / "memory.oom_control")
-        oom |= any(ln.split()[0] == "oom_kill" and int(ln.split()[1]) > 0
-                   for ln in events.splitlines() if len(ln.split()) == 2)  # fmt: skip
-        try:
+        with contextlib.suppress(OSError):
             (d.parent / "cgroup.procs").write_text(str(os.getpid()))
-            d.rmdir()
-        except OSError:
-            pass  # a stray process still holds it
+    cgroups.remove(groups)
     return oom
 
 
@@ -300,7 +258,7 @@ def main(argv: list[str]) -> int:
         os.write(log, f"detente: pod could not start: {why}\n".encode())
         write_atomically(cfg["exit_file"][: -len(".exit")] + ".reason", why)
         code = 1
-    write_atomically(cfg["exit_file"], str(code))
+    write_atomically(cfg["exit_file"], f"{code}\n")
     return code
 
 

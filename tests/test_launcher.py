@@ -1,0 +1,82 @@
+"""The bash launcher (`detente/executors/launcher.sh`) on real processes: the task
+sees the job's environment and nothing of the launcher's, whichever way it is set
+(bash's own export, or env -i for a name bash cannot export), output reaches the
+job's file and the pod's log, and the exit code is written whole, with its newline."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from detente.executors import cgroups
+from detente.executors.base import PodLaunch
+from detente.executors.local import LocalExecutor, pod_log
+
+#: What bash adds to any child's environment by itself.
+BASH_OWN = {"PWD", "SHLVL", "_"}
+RANKS = {"RANK", "LOCAL_RANK", "SLURM_PROCID", "SLURM_LOCALID"}
+
+
+def run(tmp: Path, env: dict[str, str], script: str, output: str,
+        **limits: int) -> tuple[int, Path]:  # fmt: skip
+    body = tmp / "job.sh"
+    body.write_text(f"#!/bin/bash\n{script}\n")
+    exit_file = tmp / "pods" / "pod-0.exit"
+    pod = PodLaunch(token="tok-0", rank=0, ntasks=1, env=env, cwd=str(tmp), script=body,
+                    args=[], stdout=output, stderr=output, exit_file=exit_file,
+                    **limits)  # fmt: skip
+    ex = LocalExecutor()
+    pid, _ = ex.launch(pod)
+    os.waitpid(pid, 0)
+    deadline = time.monotonic() + 10
+    while (code := ex.exit_code(exit_file)) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert code is not None and exit_file.read_text() == f"{code}\n"
+    return code, exit_file
+
+
+@pytest.mark.parametrize("odd", [None, "A-B"], ids=["exported-by-bash", "env-i-fallback"])
+def test_the_task_sees_the_jobs_environment_alone(tmp_path: Path, odd: str | None) -> None:
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/nowhere", "WITH SPACE": "x", "Q": "a b\nc'd"}
+    if odd:
+        env[odd] = "1"
+    if odd is None:
+        del env["WITH SPACE"]  # bash cannot export it either
+    out = tmp_path / "out.txt"
+    code, exit_file = run(tmp_path, env, "env -0 > env.bin; echo done; exit 3", str(out))
+    assert code == 3
+    got = dict(kv.split("=", 1) for kv in (tmp_path / "env.bin").read_text().split("\0") if kv)
+    assert set(got) - BASH_OWN == {*env, "DETENTE_POD_TOKEN", *RANKS}
+    assert {k: got[k] for k in env} == env and got["DETENTE_POD_TOKEN"] == "tok-0"
+    assert out.read_text() == "done\n" and "done" in pod_log(exit_file).read_text()
+
+
+def test_output_to_dev_null_still_reaches_the_pods_log(tmp_path: Path) -> None:
+    code, exit_file = run(tmp_path, {"PATH": "/usr/bin:/bin"}, "echo hi; echo err >&2", "/dev/null")
+    assert code == 0
+    assert pod_log(exit_file).read_text().splitlines() == ["hi", "err"]
+
+
+def test_an_output_that_cannot_be_opened_fails_the_pod_with_the_reason(tmp_path: Path) -> None:
+    code, exit_file = run(tmp_path, {}, "echo never", str(tmp_path / "no" / "such" / "dir.out"))
+    assert code == 1
+    assert "No such file or directory" in exit_file.with_suffix(".reason").read_text()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or cgroups.base_dir("cpu") is None,
+                    reason="cgroups need root and the cpu controller")  # fmt: skip
+def test_the_pod_runs_in_its_own_cgroups_removed_once_it_ended(tmp_path: Path) -> None:
+    """The control plane makes the groups with the limits; the launcher joins them (so
+    do its tasks); reading the pod's exit code removes them."""
+    code, exit_file = run(tmp_path, {}, "cat /proc/self/cgroup > cg.txt", "/dev/null",
+                          memory=256 << 20, cpu_milli=500)  # fmt: skip
+    assert code == 0
+    mine = [ln.split(":", 2)[2] for ln in (tmp_path / "cg.txt").read_text().splitlines()
+            if "cpu" in ln.split(":")[1].split(",")]  # fmt: skip
+    assert mine and mine[0].endswith("/detente-tok-0")
+    cpu = cgroups.base_dir("cpu")
+    assert cpu is not None and not (cpu / "detente-tok-0").exists()
+    assert not exit_file.with_suffix(".cg").exists()
