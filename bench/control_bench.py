@@ -55,6 +55,10 @@ class FakeExecutor:
     def reap(self) -> None:
         pass
 
+    def ended(self) -> set[int]:
+        """As the local executor's exit watcher: no pod ended."""
+        return set()
+
     def run_times(self, exit_file: Path) -> tuple[float, float] | None:
         return None
 

@@ -151,6 +151,7 @@ class Reconciler:
             ended = self.settler.settle(s, self.clock())
             try:
                 s.commit()
+                self.settler.due.committed()
             except StaleDataError:  # the API changed a job meanwhile: settle it next step
                 s.rollback()
                 ended = 0

@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, lazyload
 
 from detente.control import launch
+from detente.control.due import CHUNK, Due
 from detente.control.jobs import event
 from detente.control.store.models import (
     ACTIVE,
@@ -87,16 +88,27 @@ class Settler:
         self._termed: set[int] = set()
         #: Jobs sent their ``--signal`` (by this process: after a restart, once more).
         self._warned: set[int] = set()
+        #: Pod id → its job, for pods in `_gone` (their jobs are due every step).
+        self._gone_jobs: dict[int, int] = {}
         #: A job's stored spec (the reconciler gives its cache's, decoded once per spec).
         self.spec: Callable[[Job], dict[str, Any]] = lambda job: job.spec
+        self.due = Due(executor)
 
     def settle(self, s: Session, now: float) -> int:
-        """Settles every active job but those being launched; returns how many ended."""
+        """Settles the active jobs that may have changed (`Due`: every one, each
+        `SWEEP` seconds or when the executor cannot say which pods ended) but those
+        being launched; returns how many ended."""
         ended = 0
+        due = self.due.jobs(s, now, self._gone_jobs)
         # The spec comes from `spec` (a cache), not with every row: it holds the
         # submitter's environment, and decoding it each step cost more than the rest.
         q = select(Job).where(Job.state.in_(ACTIVE)).options(lazyload(Job.spec_row))
-        active = list(s.scalars(q))
+        if due is None:
+            active = list(s.scalars(q))
+        else:
+            ids = sorted(due)
+            active = [j for k in range(0, len(ids), CHUNK)
+                      for j in s.scalars(q.where(Job.id.in_(ids[k : k + CHUNK])))]  # fmt: skip
         by_job = pods_of(s, active)
         for job in active:
             if job.state == LAUNCHING:
@@ -135,10 +147,13 @@ class Settler:
                 p.done = True  # never started, and now never will
             elif not alive:
                 first = self._gone.setdefault(p.id, now)
+                self._gone_jobs[p.id] = job.id
                 if now - first >= LOST_GRACE and not self._disk_full():
                     self.executor.kill_pod(p.pid, p.token)
                     p.done = True  # gone without an exit file: killed, or its node "failed"
                     self._gone.pop(p.id, None)
+            if p.done:
+                self._gone_jobs.pop(p.id, None)
 
     def _disk_full(self) -> bool:
         try:

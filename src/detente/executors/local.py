@@ -87,6 +87,11 @@ class LocalExecutor:
         if self.watcher is not None:
             self.watcher.watch(pid)
 
+    def ended(self) -> set[int] | None:
+        """The pids of watched pods that ended since the last call; None without a
+        watcher (then nothing tells which pods ended: the settle reads them all)."""
+        return self.watcher.drain() if self.watcher is not None else None
+
     @staticmethod
     def alive(pid: int | None, start: int | None) -> bool:
         return alive(pid, start)

@@ -21,6 +21,7 @@ class ExitWatcher:
         self.on_exit = on_exit
         self._sel = selectors.DefaultSelector()
         self._lock = threading.Lock()
+        self._ended: set[int] = set()  # pids seen ended, until `drain`
         self._r, self._w = os.pipe()  # wakes the select when a pid is added
         os.set_blocking(self._r, False)
         self._sel.register(self._r, selectors.EVENT_READ)
@@ -32,11 +33,19 @@ class ExitWatcher:
         try:
             fd = os.pidfd_open(pid)
         except (AttributeError, OSError):  # no pidfd here, or the process is gone
+            with self._lock:
+                self._ended.add(pid)
             self.on_exit()
             return
         with self._lock:
             self._sel.register(fd, selectors.EVENT_READ, pid)
         os.write(self._w, b"+")
+
+    def drain(self) -> set[int]:
+        """The pids seen ended since the last drain."""
+        with self._lock:
+            out, self._ended = self._ended, set()
+        return out
 
     def _run(self) -> None:
         while True:
@@ -56,6 +65,7 @@ class ExitWatcher:
                     continue
                 with self._lock:
                     self._sel.unregister(key.fd)
+                    self._ended.add(key.data)
                 os.close(key.fd)
                 ended = True
             if ended:
