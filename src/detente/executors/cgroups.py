@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 PERIOD_US = 100_000
@@ -47,19 +48,22 @@ def limits(memory: int, cpu_milli: int) -> dict[str, dict[str, str]]:
     return out
 
 
-def prepare(token: str, memory: int, cpu_milli: int) -> tuple[list[Path], list[str]]:
-    """The pod's groups, created with their limits written (not joined), and a warning
-    for each limit that cannot be enforced. Nothing but as root."""
+def prepare(
+    token: str, memory: int, cpu_milli: int, base: Callable[[str], Path | None] = base_dir
+) -> tuple[list[Path], list[str]]:
+    """The pod's groups, created with their limits written (not joined), under
+    ``base(controller)``, and a warning for each limit that cannot be enforced.
+    Nothing but as root."""
     if os.geteuid() != 0:
         return [], []
     made: list[Path] = []
     warnings: list[str] = []
     for controller, files in limits(memory, cpu_milli).items():
         try:
-            base = base_dir(controller)
-            if base is None:
+            parent = base(controller)
+            if parent is None:
                 raise OSError(f"no {controller} cgroup controller")
-            d = base / f"detente-{token}"
+            d = parent / f"detente-{token}"
             d.mkdir(exist_ok=True)
             for name, value in files.items():
                 if (d / name).exists():
