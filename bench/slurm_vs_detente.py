@@ -8,6 +8,8 @@ Prints JSON.
   the floor the tasks set is 2,000 / 128 × 1 s ≈ 15.6 s).
 * ``submit_loop``: ``--loop`` jobs submitted one process per job, sequentially (a
   user's shell loop): submits per second, and seconds until all completed.
+* ``batch_api``: 2,000 ``true`` jobs through ``POST /v1/jobs/batch``, 500 per request
+  (detente only: sbatch has none; compare with Slurm's ``submit_loop`` rate).
 * ``gangs``: 50 gangs of 1, 2, 4 and 8 whole nodes (``--exclusive``, 8 GPUs each,
   2-minute limits, 2–6 s of work) at once: makespan, mean wait, and the share of
   2- and 4-node gangs under one leaf switch.
@@ -171,6 +173,22 @@ def loop(system: Slurm | Detente, d: Path, n: int) -> dict[str, float]:
     return {"submits_per_s": round(n / submit, 1), "all_completed_s": _until_done(system, t0)}
 
 
+def batch_api(
+    system: Slurm | Detente, d: Path, n: int = 2000, per_call: int = 500
+) -> dict[str, float]:
+    """``n`` one-task ``true`` jobs through ``POST /v1/jobs/batch``, ``per_call`` per
+    request (sbatch has no batch submission: compare with its ``submit_loop`` rate)."""
+    if not isinstance(system, Detente):
+        return {"skipped": 1.0}
+    spec = {"script": SCRIPTS["true"], "chdir": str(d), "output": "/dev/null"}
+    t0 = time.monotonic()
+    for _ in range(n // per_call):
+        r = system.live.api("POST", "/v1/jobs/batch", json={"jobs": [spec] * per_call})
+        assert r.status_code == 201, r.text
+    submit = time.monotonic() - t0
+    return {"jobs_per_s": round(n / submit, 1), "all_completed_s": _until_done(system, t0)}
+
+
 #: The mixed gang workload: (nodes, seconds, count), whole nodes, a time limit each.
 GANGS = [(4, 6, 6), (2, 4, 12), (1, 2, 30), (8, 5, 2)]
 
@@ -205,13 +223,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--loop", type=int, default=200)
-    ap.add_argument("--only", default="arrays_true,arrays_sleep_gpu,submit_loop,gangs")
+    ap.add_argument("--only", default="arrays_true,arrays_sleep_gpu,submit_loop,batch_api,gangs")
     ap.add_argument("--systems", default="slurm,detente,detente_on_slurm")
     args = ap.parse_args()
     cases: dict[str, Callable[[Slurm | Detente, Path], dict[str, float]]] = {
         "arrays_true": lambda s, d: arrays(s, d, "true"),
         "arrays_sleep_gpu": lambda s, d: arrays(s, d, "sleep"),
         "submit_loop": lambda s, d: loop(s, d, args.loop),
+        "batch_api": batch_api,
         "gangs": gangs,
     }
     slurm_ok = os.geteuid() == 0 and PEER.exists() and shutil.which("apt-get") is not None

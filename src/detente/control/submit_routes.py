@@ -8,6 +8,7 @@ annotations, which name the app's dependencies passed to `routes`.)
 """
 
 import time
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Request
@@ -20,6 +21,8 @@ from detente.api.sbatch import parse as parse_sbatch
 from detente.control import auth, errors, jobs, workloads
 from detente.control.store.models import User
 from detente.control.will_run import will_run
+from detente.core.cluster import Cluster
+from detente.core.queues import QueueConfig
 
 
 class SbatchRequest(BaseModel):
@@ -43,20 +46,41 @@ class BatchRequest(BaseModel):
     jobs: Annotated[list[JobSpec], Field(min_length=1, max_length=10_000)]
 
 
-def submit_one(spec: JobSpec, s: Session, user: User, commit: bool = True) -> list[int]:
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What every submission is checked against, read once per request (a batch of
+    thousands read it once per job: a quarter of its time)."""
+
+    max_array: int
+    max_script: int
+    multi_user: bool
+    config: QueueConfig
+    whole: Cluster
+
+    @classmethod
+    def read(cls, s: Session) -> "Limits":
+        return cls(
+            int(workloads.setting(s, "max_array_size", MAX_ARRAY_SIZE)),
+            int(workloads.setting(s, "max_script_bytes", MAX_SCRIPT_BYTES)),
+            workloads.setting(s, "mode") == auth.MULTI, workloads.cluster_and_config(s)[1],
+            workloads.whole_cluster(s),
+        )  # fmt: skip
+
+
+def submit_one(
+    spec: JobSpec, s: Session, user: User, commit: bool = True, limits: Limits | None = None
+) -> list[int]:
     """Creates the job (its array tasks) after the install's limits, the Unix-account
     check and the "could never fit" refusal; HTTPException or JobError otherwise."""
-    max_array = int(workloads.setting(s, "max_array_size", MAX_ARRAY_SIZE))
-    max_script = int(workloads.setting(s, "max_script_bytes", MAX_SCRIPT_BYTES))
-    if too_big := spec.check_limits(max_array, max_script):
+    lim = limits if limits is not None else Limits.read(s)
+    if too_big := spec.check_limits(lim.max_array, lim.max_script):
         raise HTTPException(413 if too_big[0].startswith("script") else 400, "; ".join(too_big))
-    if workloads.setting(s, "mode") == auth.MULTI and user.unix_user is None:
+    if lim.multi_user and user.unix_user is None:
         raise HTTPException(403, f"user {user.name} has no Unix account to run jobs as "
                                  "(map one: detente token NAME --unix-user ACCOUNT)")  # fmt: skip
-    _, config = workloads.cluster_and_config(s)
-    if (why := workloads.never_fits(workloads.whole_cluster(s), config, spec)) is not None:
+    if (why := workloads.never_fits(lim.whole, lim.config, spec)) is not None:
         raise HTTPException(400, why)
-    return jobs.submit(s, user, spec, config, time.time(), commit=commit)
+    return jobs.submit(s, user, spec, lim.config, time.time(), commit=commit)
 
 
 def routes(db: Any, actor: Any, wakes: Any) -> APIRouter:
@@ -96,9 +120,10 @@ def routes(db: Any, actor: Any, wakes: Any) -> APIRouter:
         """Many submissions in one request and one transaction: all are created or, if
         one is refused (named by its index), none."""
         out = []
+        limits = Limits.read(s)
         for i, spec in enumerate(body.jobs):
             try:
-                out.append(submit_one(spec, s, user, commit=False))
+                out.append(submit_one(spec, s, user, commit=False, limits=limits))
             except (HTTPException, jobs.JobError) as e:
                 s.rollback()
                 code = e.status_code if isinstance(e, HTTPException) else e.status
