@@ -9,7 +9,10 @@
 * ``live``: ``detente up --nodes 4x8``, then N one-GPU jobs (``true``) through the HTTP
   API: submit latency p50/p99 and jobs completed per second by the real local executor.
 
+* ``memory``: peak RSS with ``NODES`` × 8 GPUs and ``PENDING`` jobs through two steps.
+
     python bench/control_bench.py [--pending 1000,5000] [--live-jobs 300]
+        [--memory 10000,100000]
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import argparse
 import json
 import random
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -106,6 +111,51 @@ def bench_step(pending: int, seed: int = 0) -> dict[str, float]:
             "decision_step_over_cycle": round(step2 / max(cycle, 1e-9), 2)}  # fmt: skip
 
 
+def bench_memory(nodes: int, pending: int, seed: int = 0) -> dict[str, float]:
+    """Peak memory of a control plane with ``nodes`` virtual nodes × 8 GPUs and
+    ``pending`` jobs (arrays of 100 tasks, six shapes) through two reconciler steps
+    (the first admits and records; the second decides with the rest pending): the
+    process's peak RSS, in a fresh interpreter so nothing else counts."""
+    code = f"""
+import json, random, resource, tempfile, time
+from pathlib import Path
+import control_bench as cb
+from detente.api.jobspec import JobSpec
+from detente.control import auth, jobs, layout, workloads
+from detente.control.reconciler import Reconciler
+from detente.control.store.db import open_store
+from detente.core.profiles import build
+rng = random.Random({seed})
+with tempfile.TemporaryDirectory() as d:
+    sessions = open_store(f"sqlite:///{{d}}/b.db")
+    with sessions() as s:
+        workloads.put_setting(s, "nodes", layout.node_specs("{nodes}x8"))
+        user = auth.authenticate(s, auth.create_user(s, "u", "default"))
+        config = workloads.cluster_and_config(s)[1]
+        for _ in range({pending} // 100):
+            n, g = rng.choice([(1, 1), (1, 2), (1, 4), (1, 8), (2, 8), (4, 8)])
+            spec = JobSpec(script="true", nodes=n, gpus_per_node=g, time_limit=3600,
+                           array=list(range(100)))
+            jobs.submit(s, user, spec, config, time.time(), commit=False)
+        s.commit()
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rec = Reconciler(sessions, build("detente"), Path(d), cb.FakeExecutor())
+    t0 = time.perf_counter()
+    first = rec.step()
+    t1 = time.perf_counter()
+    rec.step()
+    t2 = time.perf_counter()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({{"nodes": {nodes}, "pending": {pending}, "admitted_first_step": first.admitted,
+                  "first_step_seconds": round(t1 - t0, 2), "second_step_seconds": round(t2 - t1, 2),
+                  "rss_after_submit_mib": round(base / 1024), "peak_rss_mib": round(peak / 1024)}}))
+"""
+    here = Path(__file__).parent
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=here, timeout=3600, check=True)  # fmt: skip
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
 def bench_live(n: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as d:
         live = Live(Path(d) / "home")
@@ -134,8 +184,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pending", default="1000,5000")
     ap.add_argument("--live-jobs", type=int, default=300)
+    ap.add_argument("--memory", default="", help="NODES,PENDING: peak memory (10000,100000)")
     a = ap.parse_args()
-    out = {"step": [bench_step(int(p)) for p in a.pending.split(",")]}
+    out: dict[str, object] = {"step": [bench_step(int(p)) for p in a.pending.split(",") if p]}
+    if a.memory:
+        nodes, pending = (int(x) for x in a.memory.split(","))
+        out["memory"] = bench_memory(nodes, pending)
     if a.live_jobs:
         out["live"] = bench_live(a.live_jobs)
     print(json.dumps(out, indent=2))

@@ -230,8 +230,9 @@ class Reconciler:
         stats.cycle_seconds = time.perf_counter() - t0
         for name, why in result.pending.items():
             reasons[int(name)] = why.reason
-        self._write_reasons(s, jobs, reasons)
-        self.cache.note_reasons({j: views.readable(r) for j, r in reasons.items()})
+        shown = views.readable_all(reasons)
+        self._write_reasons(s, jobs, shown)
+        self.cache.note_reasons(shown)
         stats.launches = self._record(s, snap, result, jobs, self.clock())
         stats.admitted = len(stats.launches)
         stats.pending = len(result.pending)
@@ -256,10 +257,10 @@ class Reconciler:
     # -- apply: record, then act ------------------------------------------------------
 
     @staticmethod
-    def _write_reasons(s: Session, jobs: dict[int, Job], reasons: dict[int, str]) -> None:
-        """Pending reasons are advisory: written without a version check (and only to
-        jobs still pending), so they never race a user's cancel."""
-        shown = {j: views.readable(r) for j, r in reasons.items()}
+    def _write_reasons(s: Session, jobs: dict[int, Job], shown: dict[int, str]) -> None:
+        """Pending reasons (as shown: `views.readable`) are advisory: written without a
+        version check (and only to jobs still pending), so they never race a user's
+        cancel."""
         rows = [{"jid": j, "why": r} for j, r in shown.items() if jobs[j].reason != r]
         if rows:
             s.info["wrote"] = True  # a Core write: the lease's fence must see it

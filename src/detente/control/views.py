@@ -34,6 +34,19 @@ def readable(reason: str) -> str:
     return _TIME.sub(iso, reason)
 
 
+def readable_all(reasons: dict[int, str]) -> dict[int, str]:
+    """`readable` of each job's reason, each distinct text rewritten once (thousands of
+    pending jobs share a handful of reasons)."""
+    memo: dict[str, str] = {}
+    out = {}
+    for jid, why in reasons.items():
+        shown = memo.get(why)
+        if shown is None:
+            shown = memo[why] = readable(why)
+        out[jid] = shown
+    return out
+
+
 def job_id_text(job: Job | CachedJob) -> str:
     if job.array_job_id is not None:
         return f"{job.array_job_id}_{job.array_task_id}"

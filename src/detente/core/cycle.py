@@ -89,6 +89,7 @@ def _gang_cycle(
     pre = profile.post_filter.start(snap, profile)
     gate = _Gate(profile, _parked_blockers(snap, queues, profile))
     free_left = snap.state.free_milli[0]  # GPUs free before any cordon of this cycle
+    full: dict[tuple[int, int], Status] = {}
     for w in _in_order(snap, queues, profile):  # step 1
         if w.name in snap.running:
             continue  # quota already reserved; its pods are being bound
@@ -99,8 +100,7 @@ def _gang_cycle(
         need = w.total.gpu_milli
         if need > free_left and admit.may_skip_when_full() and not _may_preempt(pre, w, cq):
             # Fast path: more GPUs than are free anywhere, and nothing else to try.
-            why = f"needs {need / 1000:g} GPUs; {free_left / 1000:g} free in the cluster"
-            res.pending[w.name] = gate.left(w, cq, unschedulable("NodeFit", why))
+            res.pending[w.name] = gate.left(w, cq, _no_room(full, need, free_left))
             continue
         status, adm = admit.admit_now(w, cq, rng)  # step 3
         if adm is not None:
@@ -120,6 +120,16 @@ def _gang_cycle(
         res.pending[w.name] = gate.left(w, cq, status)  # step 6
     admit.finish(queues, rng, res)
     return res
+
+
+def _no_room(memo: dict[tuple[int, int], Status], need: int, free: int) -> Status:
+    """The fast path's status, one per (need, free) in a cycle: thousands of pending
+    workloads share a few."""
+    key = (need, free)
+    if key not in memo:
+        why = f"needs {need / 1000:g} GPUs; {free / 1000:g} free in the cluster"
+        memo[key] = unschedulable("NodeFit", why)
+    return memo[key]
 
 
 def _may_preempt(pre: Preempting, w: Workload, cq: ClusterQueue | None) -> bool:

@@ -179,6 +179,7 @@ class Preemptor:
         self.snap, self.profile, self.budget = snap, profile, budget
         self.lowest: dict[str, int] = {}
         self.borrowing: set[str] = set()
+        self._borrows: dict[str, bool] = {}
         self._ready = False
 
     def _index(self) -> None:
@@ -211,9 +212,18 @@ class Preemptor:
         ):
             return True
         if pol.reclaim_within_cohort != ReclaimWithinCohort.NEVER and cq.cohort is not None:
-            cqs = self.snap.config.cluster_queues
-            return any(cqs[b].cohort == cq.cohort for b in self.borrowing if b != cq.name)
+            return self._cohort_borrows(cq)
         return False
+
+    def _cohort_borrows(self, cq: ClusterQueue) -> bool:
+        """Whether another queue of ``cq``'s cohort borrows (fixed for the cycle, as
+        the index; asked once per queue, not once per pending workload)."""
+        known = self._borrows.get(cq.name)
+        if known is None:
+            cqs = self.snap.config.cluster_queues
+            known = any(cqs[b].cohort == cq.cohort for b in self.borrowing if b != cq.name)
+            self._borrows[cq.name] = known
+        return known
 
     def run(
         self, w: Workload, cq: ClusterQueue, rng: Rng, now: float
