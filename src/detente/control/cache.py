@@ -78,7 +78,9 @@ COLUMNS = tuple(f.name for f in fields(CachedJob) if f.name != "spec")
 
 
 class JobCache:
-    def __init__(self) -> None:
+    def __init__(self, reasons: bool = False) -> None:
+        #: Read pending reasons from the store at each refresh (see `refresh`).
+        self.reasons = reasons
         self.rows: dict[int, CachedJob] = {}
         #: Stored specs by spec id; an array's tasks share one.
         self.specs: dict[int, dict[str, Any]] = {}
@@ -93,23 +95,26 @@ class JobCache:
 
     def refresh(self, s: Session) -> int:
         """Brings `rows` up to date with ``s``; returns how many jobs were reloaded.
-        Pending reasons, written without a version bump, are taken from the listing."""
+        Pending reasons, written without a version bump, are taken from the listing
+        when `reasons` is set (a reader's cache; the reconciler, their only writer,
+        notes its own: `note_reasons`)."""
         t: Table = Job.__table__  # type: ignore[assignment]
-        live = select(t.c.id, t.c.version, t.c.reason).where(t.c.state.in_(LIVE))
-        listed = {i: (v, why) for i, v, why in s.execute(live).tuples()}
+        cols = (t.c.id, t.c.version, t.c.reason) if self.reasons else (t.c.id, t.c.version)
+        listed = {r[0]: r for r in s.execute(select(*cols).where(t.c.state.in_(LIVE))).tuples()}
         for gone in self.rows.keys() - listed.keys():
             del self.rows[gone]
         stale = []
-        for i, (v, why) in listed.items():
+        for i, row in listed.items():
             r = self.rows.get(i)
-            if r is None or r.version != v:
+            if r is None or r.version != row[1]:
                 stale.append(i)
-            else:
-                r.reason = why
-        cols = [t.c[c] for c in COLUMNS]
+            elif self.reasons:
+                r.reason = row[2]
+        whole = [t.c[c] for c in COLUMNS]
         for k in range(0, len(stale), CHUNK):
             ids = stale[k : k + CHUNK]
-            found = {r["id"]: r for r in s.execute(select(*cols).where(t.c.id.in_(ids))).mappings()}
+            q = select(*whole).where(t.c.id.in_(ids))
+            found = {r["id"]: r for r in s.execute(q).mappings()}
             specs = self._specs(s, {r["spec_id"] for r in found.values()})
             for i in ids:
                 r = found.get(i)

@@ -33,7 +33,7 @@ FACTS_KEPT = 100_000
 class Reads:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._cache = JobCache()
+        self._cache = JobCache(reasons=True)
         self._facts: dict[int, views.SpecFacts] = {}
         #: A pending job's encoded row by id: (version, reason, fields, JSON). Its row
         #: does not change with time; a running job's does (elapsed), and is encoded
