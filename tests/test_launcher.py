@@ -13,7 +13,7 @@ import pytest
 
 from detente.executors import cgroups
 from detente.executors.base import PodLaunch
-from detente.executors.local import LocalExecutor, pod_log
+from detente.executors.local import LocalExecutor, cgroup_name, pod_log
 
 #: What bash adds to any child's environment by itself.
 BASH_OWN = {"PWD", "SHLVL", "_"}
@@ -70,13 +70,23 @@ def test_an_output_that_cannot_be_opened_fails_the_pod_with_the_reason(tmp_path:
                     reason="cgroups need root and the cpu controller")  # fmt: skip
 def test_the_pod_runs_in_its_own_cgroups_removed_once_it_ended(tmp_path: Path) -> None:
     """The control plane makes the groups with the limits; the launcher joins them (so
-    do its tasks); reading the pod's exit code removes them."""
+    do its tasks); reading the pod's exit code removes them, found from the exit file."""
     code, exit_file = run(tmp_path, {}, "cat /proc/self/cgroup > cg.txt", "/dev/null",
                           memory=256 << 20, cpu_milli=500)  # fmt: skip
     assert code == 0
     mine = [ln.split(":", 2)[2] for ln in (tmp_path / "cg.txt").read_text().splitlines()
             if "cpu" in ln.split(":")[1].split(",")]  # fmt: skip
-    assert mine and mine[0].endswith("/detente-tok-0")
+    name = cgroup_name(exit_file)
+    assert mine and mine[0].endswith(f"/{name}")
     cpu = cgroups.base_dir("cpu")
-    assert cpu is not None and not (cpu / "detente-tok-0").exists()
-    assert not exit_file.with_suffix(".cg").exists()
+    assert cpu is not None and not (cpu / name).exists()
+
+
+def test_the_environment_reaches_the_launcher_without_a_file(tmp_path: Path) -> None:
+    """On a memory file (fd 9), closed before the tasks start: nothing of the job's
+    environment is written beside its exit file."""
+    code, exit_file = run(tmp_path, {"SECRET": "s3"}, 'echo "$SECRET"; ls /proc/self/fd',
+                          str(tmp_path / "o.txt"))  # fmt: skip
+    out = (tmp_path / "o.txt").read_text().split()
+    assert code == 0 and out[0] == "s3" and "9" not in out[1:]
+    assert not exit_file.with_suffix(".env").exists()

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 PERIOD_US = 100_000
+#: The controllers a pod's limits use.
+CONTROLLERS = ("memory", "cpu")
 
 
 def base_dir(controller: str) -> Path | None:
@@ -49,11 +51,11 @@ def limits(memory: int, cpu_milli: int) -> dict[str, dict[str, str]]:
 
 
 def prepare(
-    token: str, memory: int, cpu_milli: int, base: Callable[[str], Path | None] = base_dir
+    folder: str, memory: int, cpu_milli: int, base: Callable[[str], Path | None] = base_dir
 ) -> tuple[list[Path], list[str]]:
-    """The pod's groups, created with their limits written (not joined), under
-    ``base(controller)``, and a warning for each limit that cannot be enforced.
-    Nothing but as root."""
+    """The pod's groups (folders called ``folder``), created with their limits written
+    (not joined), under ``base(controller)``, and a warning for each limit that cannot
+    be enforced. Nothing but as root."""
     if os.geteuid() != 0:
         return [], []
     made: list[Path] = []
@@ -63,7 +65,7 @@ def prepare(
             parent = base(controller)
             if parent is None:
                 raise OSError(f"no {controller} cgroup controller")
-            d = parent / f"detente-{token}"
+            d = parent / folder
             d.mkdir(exist_ok=True)
             for name, value in files.items():
                 if (d / name).exists():

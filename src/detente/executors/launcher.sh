@@ -4,7 +4,7 @@
 # user (single-user mode), at a tenth of its cost per pod (bash, tee, the tasks).
 #
 # Contract (as the shim's): the pod's tasks run with the job's environment alone
-# (read from L_ENVFILE, NUL-separated), in L_CWD, their output appended (or, with
+# (NUL-separated, on fd 9, or from L_ENVFILE when set), in L_CWD, their output appended (or, with
 # L_TRUNC=1, truncated first) to L_OUT/L_ERR and copied to the pod's own log L_LOG;
 # the exit code of the first failing task (128+N if killed by signal N) is written to
 # L_EXIT as "CODE\n" (whole once its newline is there), retried while the disk is
@@ -35,6 +35,7 @@ done
 exec 3>>"$L_LOG" || exit 1
 
 if [ "$L_NTASKS" = 0 ]; then  # a holder: runs nothing, ends with the job
+    exec 9<&-
     trap 'write_exit 0; exit 0' TERM INT HUP
     while :; do sleep 86400 & wait $!; done
 fi
@@ -70,7 +71,9 @@ if [ "$L_OUT" = "$L_ERR" ]; then exec 5>&4; elif [ "$L_ERR" = /dev/null ]; then 
     exec 5> >(eval "$quiet"; exec tee -a -- "$L_ERR" >&3); tees+=($!)
 fi
 
-mapfile -d '' jobenv <"$L_ENVFILE"
+if [ -n "${L_ENVFILE:-}" ]; then mapfile -d '' jobenv <"$L_ENVFILE"; else
+    mapfile -d '' jobenv <&9; exec 9<&-  # a memory file the control plane passed
+fi
 pids=()
 for ((i = 0; i < L_NTASKS; i++)); do
     r=$((L_BASE + i))

@@ -135,7 +135,7 @@ def enter_cgroups(cfg: dict[str, Any], log: int) -> list[Path]:
     """Moves the shim (and so every task it starts) into cgroups of its own with the
     job's memory and CPU limits (`detente.executors.cgroups`); a limit that cannot be
     enforced is said in the pod's log."""
-    made, warnings = cgroups.prepare(cfg["token"], int(cfg.get("memory") or 0),
+    made, warnings = cgroups.prepare(f"detente-{cfg['token']}", int(cfg.get("memory") or 0),
                                      int(cfg.get("cpu_milli") or 0))  # fmt: skip
     joined: list[Path] = []
     for d in made:
