@@ -6,6 +6,7 @@ job's file and the pod's log, and the exit code is written whole, with its newli
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -90,3 +91,23 @@ def test_the_environment_reaches_the_launcher_without_a_file(tmp_path: Path) -> 
     out = (tmp_path / "o.txt").read_text().split()
     assert code == 0 and out[0] == "s3" and "9" not in out[1:]
     assert not exit_file.with_suffix(".env").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or cgroups.base_dir("cpu") is None,
+                    reason="cgroups need root and the cpu controller")  # fmt: skip
+def test_empty_leftover_cgroups_are_swept_and_busy_ones_kept(tmp_path: Path) -> None:
+    cpu = cgroups.base_dir("cpu")
+    assert cpu is not None
+    empty, busy = cpu / "detente-sweep-empty", cpu / "detente-sweep-busy"
+    empty.mkdir()
+    busy.mkdir()
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        (busy / "cgroup.procs").write_text(str(sleeper.pid))
+        assert cgroups.sweep([cpu], older_than=3600) == 0  # too young to be a leftover
+        assert cgroups.sweep([cpu], older_than=0) >= 1
+        assert not empty.exists() and busy.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        busy.rmdir()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -91,3 +92,20 @@ def remove(groups: list[Path]) -> None:
     for d in groups:
         with contextlib.suppress(OSError):
             d.rmdir()
+
+
+def sweep(parents: list[Path], older_than: float) -> int:
+    """Removes the pods' groups (``detente-*``) under ``parents`` made more than
+    ``older_than`` seconds ago that no process is in (the kernel refuses the others);
+    how many. A group is joined within milliseconds of being made, so one this old
+    and empty is a leftover."""
+    removed = 0
+    cutoff = time.time() - older_than
+    for parent in parents:
+        with contextlib.suppress(OSError):
+            for d in parent.glob("detente-*"):
+                with contextlib.suppress(OSError):
+                    if d.stat().st_mtime < cutoff:
+                        d.rmdir()
+                        removed += 1
+    return removed

@@ -16,6 +16,7 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,6 +44,9 @@ def pod_log(exit_file: Path) -> Path:
 
 #: A pod's standard streams: /dev/null (its output goes where its launcher says).
 SILENT = [(os.POSIX_SPAWN_OPEN, fd, "/dev/null", os.O_RDWR, 0) for fd in (0, 1, 2)]
+
+#: Seconds between sweeps of pods' cgroups left empty (and their least age).
+CGROUP_SWEEP = 60.0
 
 #: The descriptor on which the bash launcher reads the job's environment.
 ENV_FD = 9
@@ -121,6 +125,7 @@ class LocalExecutor:
 
     def __init__(self) -> None:
         self._bases: dict[str, Path | None] = {}
+        self._swept = time.monotonic()
 
     def watch_exits(self, on_exit: Callable[[], None]) -> None:
         self.watcher = ExitWatcher(on_exit)
@@ -281,16 +286,22 @@ class LocalExecutor:
     def kill_pod(pid: int | None, token: str) -> int:
         return kill_pod(token)
 
-    @staticmethod
-    def reap() -> None:
-        """Collects ended children so they do not linger as zombies."""
+    def reap(self) -> None:
+        """Collects ended children so they do not linger as zombies; every
+        `CGROUP_SWEEP` seconds, removes pods' cgroups left empty (a pod lost without an
+        exit file, whose groups nothing else removes)."""
         while True:
             try:
                 pid, _ = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                return
+                break
             if pid == 0:
-                return
+                break
+        now = time.monotonic()
+        if os.geteuid() == 0 and now - self._swept >= CGROUP_SWEEP:
+            self._swept = now
+            parents = [b for c in cgroups.CONTROLLERS if (b := self._base(c)) is not None]
+            cgroups.sweep(parents, older_than=CGROUP_SWEEP)
 
     @staticmethod
     def find(tokens: set[str]) -> dict[str, tuple[int, int]]:
