@@ -99,8 +99,7 @@ class JobCache:
         when `reasons` is set (a reader's cache; the reconciler, their only writer,
         notes its own: `note_reasons`)."""
         t: Table = Job.__table__  # type: ignore[assignment]
-        cols = (t.c.id, t.c.version, t.c.reason) if self.reasons else (t.c.id, t.c.version)
-        listed = {r[0]: r for r in s.execute(select(*cols).where(t.c.state.in_(LIVE))).tuples()}
+        listed = {r[0]: r for r in _listing(s, self.reasons)}
         for gone in self.rows.keys() - listed.keys():
             del self.rows[gone]
         stale = []
@@ -117,9 +116,9 @@ class JobCache:
             found = {r["id"]: r for r in s.execute(q).mappings()}
             specs = self._specs(s, {r["spec_id"] for r in found.values()})
             for i in ids:
-                r = found.get(i)
-                if r is not None and r["state"] in LIVE:
-                    self.rows[i] = CachedJob(**r, spec=specs[r["spec_id"]])
+                got = found.get(i)
+                if got is not None and got["state"] in LIVE:
+                    self.rows[i] = CachedJob(**got, spec=specs[got["spec_id"]])
                 else:
                     self.rows.pop(i, None)  # ended between the two reads
         self._forget_specs()
@@ -166,6 +165,23 @@ class JobCache:
             self._cc = (cl, layout.queue_config(cl, settings.get("manifests"), set(teams)))
             self._cc_key = key
         return self._cc
+
+
+#: The live jobs' ids and versions (and reasons), as constant SQL: read through the
+#: session's own connection with a plain DB-API cursor, it costs a tenth of a Core
+#: select building a Row per job (≈ 16 ms for 6,000 live jobs at every decision).
+_LISTING = "SELECT id, version{} FROM jobs WHERE state IN ({})".format(
+    "{}", ", ".join(f"'{state}'" for state in LIVE)
+)
+
+
+def _listing(s: Session, reasons: bool) -> list[tuple[Any, ...]]:
+    cur = s.connection().connection.cursor()
+    try:
+        cur.execute(_LISTING.format(", reason" if reasons else ""))
+        return list(cur.fetchall())
+    finally:
+        cur.close()
 
 
 def rows_as_decided(s: Session, ids: list[int], decided: dict[int, Any]) -> dict[int, Job] | None:

@@ -35,6 +35,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from detente.control import depends, nodes, views, workloads
 from detente.control.cache import JobCache, rows_as_decided
 from detente.control.jobs import event
+from detente.control.running import RunningSnapshot
 from detente.control.settle import PREEMPTED, Settler, preempt_warning
 from detente.control.starting import Starter
 from detente.control.store.models import (
@@ -109,6 +110,8 @@ class Reconciler:
         self._workloads: dict[int, Workload] = {}
         #: Live jobs and the parsed configuration between decisions (`control.cache`).
         self.cache = JobCache()
+        #: The running jobs' snapshot, patched between decisions (`control.running`).
+        self.running = RunningSnapshot()
         #: When priorities were last computed, from what, and the sort keys since.
         self._prio_at: float | None = None
         self._prio_ctx: PriorityContext | None = None
@@ -125,6 +128,7 @@ class Reconciler:
         self._workloads.clear()
         self._prio_at = None
         self.cache.reset()
+        self.running.reset()
         self.settler = Settler(self.executor, self.state_dir, self.grace)
         self.settler.spec = self.cache.spec_of
 
@@ -213,7 +217,7 @@ class Reconciler:
         now = self.clock()
         self.cache.refresh(s)
         snap, queues, jobs = workloads.load(
-            s, self.profile, self._workloads, reasons, now, live=self.cache
+            s, self.profile, self._workloads, reasons, now, live=self.cache, base=self.running
         )
         depends.kill_invalid(s, jobs, reasons, now)
         # A --begin time passing is an event of its own: decide again then.

@@ -17,6 +17,7 @@ from detente.api.jobs import to_workload
 from detente.api.jobspec import JobSpec, stored
 from detente.control import depends, layout
 from detente.control.cache import JobCache
+from detente.control.running import RunningSnapshot
 from detente.control.store.models import (
     ACTIVE,
     PENDING,
@@ -86,7 +87,7 @@ def blocked(job: Job, idx: depends.Index, running_in_array: Counter[int], now: f
 def load(
     s: Session, profile: Profile, cache: dict[int, Workload] | None = None,
     reasons: dict[int, str] | None = None, now: float = 0.0,
-    live: JobCache | None = None, queue: bool = True,
+    live: JobCache | None = None, queue: bool = True, base: RunningSnapshot | None = None,
 ) -> tuple[Snapshot, QueueManager, dict[int, Any]]:  # fmt: skip
     """The snapshot with active jobs charged, the queue of eligible pending jobs, and the
     rows by id. ``cache`` keeps built workloads across calls (a job's workload never
@@ -96,7 +97,8 @@ def load(
     judges ``after:ID+MINUTES`` dependencies. Without ``queue``, only the running
     snapshot is built (the queue comes back empty). With ``live`` (refreshed by the caller),
     jobs and configuration come from that cache (`CachedJob` records, not ORM rows);
-    without it, from the store."""
+    without it, from the store. With ``base``, the running jobs' snapshot is patched
+    from the last call's (`detente.control.running`), not built again."""
     reasons = {} if reasons is None else reasons
     cl, config = live.cluster_config(s) if live is not None else cluster_and_config(s)
     cache = {} if cache is None else cache
@@ -107,7 +109,6 @@ def load(
             w = cache[job.id] = workload(job, config, profile.default_grace)
         return w
 
-    snap = Snapshot(cl, config)
     if live is not None:
         jobs: dict[int, Any] = dict(live.rows)
     else:
@@ -115,9 +116,13 @@ def load(
         jobs = {j.id: j for j in s.scalars(select(Job).where(Job.state.in_(states)))}
     for gone in [k for k in cache if k not in jobs]:
         del cache[gone]
-    for job in jobs.values():
-        if job.state in ACTIVE and job.nodes:
-            snap.admit(_admission(job, snap, wl(job)), keep_devices=True)
+    if base is not None:
+        snap = base.snapshot(cl, config, jobs, wl, _admission)
+    else:
+        snap = Snapshot(cl, config)
+        for job in jobs.values():
+            if job.state in ACTIVE and job.nodes:
+                snap.admit(_admission(job, snap, wl(job)), keep_devices=True)
     pending = [j for j in jobs.values() if j.state == PENDING] if queue else []
     idx = depends.index(s, pending, jobs.values())
     in_array: Counter[int] = Counter(
