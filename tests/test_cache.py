@@ -170,6 +170,15 @@ def assert_reads_are_fresh(world: World, s: Any) -> None:
     live = s.scalars(select(Job).where(Job.state.in_((*ACTIVE, PENDING))).order_by(Job.id))
     fresh = [views.job(j, now) for j in live]
     assert json.loads(world.reads.live(s, world.admin, (None, None, None), None, now)) == fresh
+    fresh_nodes = views.nodes(workloads.load(s, world.rec.profile, queue=False)[0], {})
+    cached_nodes = world.reads.decide(
+        s, world.rec.profile, now, lambda snap, _q, _j: views.nodes(snap, {}), queue=False
+    )
+    assert cached_nodes == fresh_nodes
+    _, fresh_q, _ = workloads.load(s, world.rec.profile, now=now)
+    queued = world.reads.decide(s, world.rec.profile, now,
+                                lambda _s, q, _j: [w.name for w in q.ordered()])  # fmt: skip
+    assert sorted(queued) == sorted(w.name for w in fresh_q.ordered())
     keep = ("jobid", "st", "reason", "elapsed")
     assert json.loads(world.reads.live(s, world.admin, (None, None, {PENDING}), keep, now)) == [
         {k: r[k] for k in keep} for r in fresh if r["state"] == PENDING

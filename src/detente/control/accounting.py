@@ -6,21 +6,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.orm import Session
-
-from detente.control import views, workloads
+from detente.control import views
 from detente.core import fairshare
 from detente.core.fairshare import Usage
 from detente.core.priority import reprioritize
 from detente.core.profiles import Profile
+from detente.core.queue_manager import QueueManager
+from detente.core.snapshot import Snapshot
 
 GPU = "nvidia.com/gpu"
 
 
-def priorities(s: Session, profile: Profile, usage: Usage, now: float) -> list[dict[str, Any]]:
+def priorities(
+    snap: Snapshot, queues: QueueManager, rows: dict[int, Any], profile: Profile, usage: Usage,
+    now: float,
+) -> list[dict[str, Any]]:  # fmt: skip
     """Each eligible pending job in queue order with its priority and the weighted
-    terms it is the sum of (sprio's columns)."""
-    snap, queues, rows = workloads.load(s, profile, now=now)
+    terms it is the sum of (sprio's columns), on what `workloads.load` gave."""
     snap.usage = usage
     reprioritize(snap, queues, profile.half_life, now)
     out = []
@@ -33,11 +35,13 @@ def priorities(s: Session, profile: Profile, usage: Usage, now: float) -> list[d
     return out
 
 
-def shares(s: Session, profile: Profile, usage: Usage, now: float) -> list[dict[str, Any]]:
+def shares(
+    snap: Snapshot, queues: QueueManager, profile: Profile, usage: Usage, now: float
+) -> list[dict[str, Any]]:
     """Each LocalQueue's share, decayed usage and fair-share factor (sshare's columns):
     ``norm_shares`` its weight's fraction, ``effective_usage`` its fraction of all
-    dominant usage, ``fairshare`` Slurm's classic 2^(−usage/shares)."""
-    snap, queues, _ = workloads.load(s, profile, now=now)
+    dominant usage, ``fairshare`` Slurm's classic 2^(−usage/shares), on what
+    `workloads.load` gave."""
     snap.usage = usage
     reprioritize(snap, queues, profile.half_life, now)  # usage decayed and accrued to now
     weights = {lq.key: lq.weight for lq in snap.config.local_queues.values()}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import random
-import time
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -23,6 +22,8 @@ from detente.control.store.models import Job, User
 from detente.core.driver import schedule
 from detente.core.priority import reprioritize
 from detente.core.profiles import Profile
+from detente.core.queue_manager import QueueManager
+from detente.core.snapshot import Snapshot
 
 QUEUE_KINDS = {"Topology", "ResourceFlavor", "ClusterQueue", "Cohort", "LocalQueue",
                "WorkloadPriorityClass"}  # fmt: skip
@@ -243,9 +244,11 @@ def _would_start(s: Session, profile: Profile, ids: set[int], now: float) -> set
     return {int(n) for n in decided.admitted()} & ids
 
 
-def priority_terms(s: Session, profile: Profile, job: Job) -> dict[str, float] | None:
-    """The pending job's weighted priority terms now (like sprio), if it is queued."""
-    snap, queues, _ = workloads.load(s, profile)
-    reprioritize(snap, queues, profile.half_life, time.time())
+def priority_terms(
+    snap: Snapshot, queues: QueueManager, profile: Profile, job: Job, now: float
+) -> dict[str, float] | None:
+    """The pending job's weighted priority terms now (like sprio), if it is queued, on
+    what `workloads.load` gave."""
+    reprioritize(snap, queues, profile.half_life, now)
     w = queues.get(str(job.id))
     return queues.explain(w) if w is not None else None

@@ -10,21 +10,30 @@ before it, on a standby too — and the rows are rendered from the records with 
 spec's facts computed once per stored spec.
 
 Contract: `live` answers what `detente.control.views.job` would on a fresh read of
-the store's live jobs, in id order, filtered as the route asks.
+the store's live jobs, in id order, filtered as the route asks; `decide` gives what
+`detente.control.workloads.load` would.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
-from detente.control import views
+from detente.control import views, workloads
 from detente.control.cache import CachedJob, JobCache
 from detente.control.jobs import sees
+from detente.control.running import RunningSnapshot
 from detente.control.store.models import User
+from detente.core.profiles import Profile
+from detente.core.queue_manager import QueueManager
+from detente.core.snapshot import Snapshot
+from detente.core.workload import Workload
+
+T = TypeVar("T")
 
 #: Spec facts kept (a spec row never changes; an array's tasks share one).
 FACTS_KEPT = 100_000
@@ -35,6 +44,11 @@ class Reads:
         self._lock = threading.Lock()
         self._cache = JobCache(reasons=True)
         self._facts: dict[int, views.SpecFacts] = {}
+        #: For `decide`: workloads by job id (for the configuration they were built
+        #: under) and the running jobs' snapshot, kept between reads.
+        self._workloads: dict[int, Workload] = {}
+        self._built_for: object = None
+        self._running = RunningSnapshot()
         #: A pending job's encoded row by id: (version, reason, fields, JSON). Its row
         #: does not change with time; a running job's does (elapsed), and is encoded
         #: at each read.
@@ -64,6 +78,25 @@ class Reads:
                    and (queues is None or r.queue in queues)
                    and (states is None or r.state in states)]  # fmt: skip
         return b"[" + b",".join(out) + b"]"
+
+    def decide(self, s: Session, profile: Profile, now: float,
+               read: Callable[[Snapshot, QueueManager, dict[int, Any]], T],
+               queue: bool = True) -> T:  # fmt: skip
+        """``read(snapshot, queue, rows)`` on what `workloads.load` gives for the
+        store now — the running jobs charged, the eligible pending ones queued — built
+        from this cache (`nodes`, `describe`'s and `sprio`'s priority terms, `sshare`),
+        not from every live job's row; without ``queue``, the queue comes back empty
+        (the running jobs suffice). ``read`` runs under this cache's lock and may
+        change what it is given (priorities are set on the workloads)."""
+        with self._lock:
+            self._cache.refresh(s)
+            config = self._cache.cluster_config(s)
+            if config is not self._built_for:
+                self._workloads.clear()
+                self._built_for = config
+            loaded = workloads.load(s, profile, self._workloads, None, now, live=self._cache,
+                                    queue=queue, base=self._running)  # fmt: skip
+            return read(*loaded)
 
     def _row(self, r: CachedJob, keep: Fields, now: float) -> bytes:
         hit = self._encoded.get(r.id)

@@ -239,17 +239,24 @@ def history(s: DB, user: Actor) -> list[dict[str, Any]]:
 
 
 @router.get("/v1/priority")
-def priority(s: DB, user: Actor, rec: Rec) -> list[dict[str, Any]]:
+def priority(request: Request, s: DB, user: Actor, rec: Rec) -> list[dict[str, Any]]:
     """Pending jobs the caller may see, in queue order, with their priority terms."""
     mine = set(s.scalars(jobs.visible(user).with_only_columns(Job.id)))
-    rows = accounting.priorities(s, rec.profile, _usage(s, rec), time.time())
+    usage, now = _usage(s, rec), time.time()
+    rows = request.app.state.reads.decide(
+        s, rec.profile, now,
+        lambda snap, q, jobs_: accounting.priorities(snap, q, jobs_, rec.profile, usage, now),
+    )  # fmt: skip
     return [r for r in rows if r["id"] in mine]
 
 
 @router.get("/v1/share")
-def share(s: DB, user: Actor, rec: Rec) -> list[dict[str, Any]]:
+def share(request: Request, s: DB, user: Actor, rec: Rec) -> list[dict[str, Any]]:
     """Every queue's share, decayed usage and fair-share factor."""
-    return accounting.shares(s, rec.profile, _usage(s, rec), time.time())
+    usage, now = _usage(s, rec), time.time()
+    return request.app.state.reads.decide(  # type: ignore[no-any-return]
+        s, rec.profile, now, lambda snap, q, _: accounting.shares(snap, q, rec.profile, usage, now)
+    )
 
 
 def _usage(s: Session, rec: Reconciler) -> Usage:
@@ -258,11 +265,16 @@ def _usage(s: Session, rec: Reconciler) -> Usage:
 
 
 @router.get("/v1/jobs/{job_id}")
-def describe(job_id: JobPath, s: DB, user: Actor, rec: Rec) -> dict[str, Any]:
+def describe(request: Request, job_id: JobPath, s: DB, user: Actor, rec: Rec) -> dict[str, Any]:
     j = jobs.get(s, user, job_id)
     pods = list(s.scalars(select(Pod).where(Pod.job_id == j.id, Pod.attempt == j.attempt)))
     events = list(s.scalars(select(Event).where(Event.job_id == j.id).order_by(Event.id)))
-    prio = manifests.priority_terms(s, rec.profile, j) if j.state == "PENDING" else None
+    now, prio = time.time(), None
+    if j.state == "PENDING":
+        prio = request.app.state.reads.decide(
+            s, rec.profile, now,
+            lambda snap, q, _: manifests.priority_terms(snap, q, rec.profile, j, now),
+        )  # fmt: skip
     # The stored environment is its owner's and the admins' to see (it may hold keys).
     env_ok = user.role == "admin" or user.name == j.user
     return views.describe(j, pods, events, time.time(), prio, env_ok)
@@ -300,9 +312,11 @@ def logs(
 
 
 @router.get("/v1/nodes")
-def nodes(s: DB, _: Actor, rec: Rec) -> list[dict[str, Any]]:
-    snap, _q, _j = workloads.load(s, rec.profile, queue=False)  # running jobs suffice
-    return views.nodes(snap, workloads.setting(s, "node_states", {}) or {})
+def nodes(request: Request, s: DB, _: Actor, rec: Rec) -> list[dict[str, Any]]:
+    admin = workloads.setting(s, "node_states", {}) or {}
+    return request.app.state.reads.decide(  # type: ignore[no-any-return]
+        s, rec.profile, time.time(), lambda snap, _q, _j: views.nodes(snap, admin), queue=False
+    )
 
 
 @router.post("/v1/nodes/{node}/state", dependencies=[Wakes])
