@@ -21,12 +21,14 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from detente.api.jobspec import JobSpec
 from detente.control import auth, jobs, layout, workloads
@@ -75,19 +77,33 @@ class FakeExecutor:
         return 0
 
 
-def bench_step(pending: int, seed: int = 0) -> dict[str, float]:
+#: The pending jobs' shapes: (nodes, GPUs per node).
+SHAPES = [(1, 1), (1, 2), (1, 4), (1, 8), (2, 8), (4, 8)]
+
+
+def pending_store(d: str, nodes: int, pending: int, per_array: int = 1,
+                  seed: int = 0) -> tuple[Any, Any, Any]:  # fmt: skip
+    """A SQLite store in ``d`` with ``nodes`` × 8 GPUs and ``pending`` jobs of
+    `SHAPES` (arrays of ``per_array`` tasks); (sessions, user, queue config)."""
     rng = random.Random(seed)
+    sessions = open_store(f"sqlite:///{d}/b.db")
+    with sessions() as s:
+        workloads.put_setting(s, "nodes", layout.node_specs(f"{nodes}x8"))
+        user = auth.authenticate(s, auth.create_user(s, "u", "default"))
+        config = workloads.cluster_and_config(s)[1]
+        for _ in range(pending // per_array):
+            n, gpus = rng.choice(SHAPES)
+            array = list(range(per_array)) if per_array > 1 else None
+            spec = JobSpec(script="true", nodes=n, gpus_per_node=gpus, time_limit=3600,
+                           array=array)  # fmt: skip
+            jobs.submit(s, user, spec, config, time.time(), commit=False)
+        s.commit()
+    return sessions, user, config
+
+
+def bench_step(pending: int, seed: int = 0) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as d:
-        sessions = open_store(f"sqlite:///{d}/b.db")
-        with sessions() as s:
-            workloads.put_setting(s, "nodes", layout.node_specs("128x8"))
-            user = auth.authenticate(s, auth.create_user(s, "u", "default"))
-            config = workloads.cluster_and_config(s)[1]
-            for _ in range(pending):
-                nodes, gpus = rng.choice([(1, 1), (1, 2), (1, 4), (1, 8), (2, 8), (4, 8)])
-                spec = JobSpec(script="true", nodes=nodes, gpus_per_node=gpus, time_limit=3600)
-                jobs.submit(s, user, spec, config, time.time(), commit=False)
-            s.commit()
+        sessions, user, config = pending_store(d, 128, pending, seed=seed)
         prof = build("detente")
         with sessions() as s:  # the baseline: the bare cycle on the loaded snapshot
             snap, queues, _ = workloads.load(s, prof)
@@ -129,44 +145,30 @@ def bench_memory(nodes: int, pending: int, seed: int = 0) -> dict[str, float]:
     ``pending`` jobs (arrays of 100 tasks, six shapes) through two reconciler steps
     (the first admits and records; the second decides with the rest pending): the
     process's peak RSS, in a fresh interpreter so nothing else counts."""
-    code = f"""
-import json, random, resource, tempfile, time
-from pathlib import Path
-import control_bench as cb
-from detente.api.jobspec import JobSpec
-from detente.control import auth, jobs, layout, workloads
-from detente.control.reconciler import Reconciler
-from detente.control.store.db import open_store
-from detente.core.profiles import build
-rng = random.Random({seed})
-with tempfile.TemporaryDirectory() as d:
-    sessions = open_store(f"sqlite:///{{d}}/b.db")
-    with sessions() as s:
-        workloads.put_setting(s, "nodes", layout.node_specs("{nodes}x8"))
-        user = auth.authenticate(s, auth.create_user(s, "u", "default"))
-        config = workloads.cluster_and_config(s)[1]
-        for _ in range({pending} // 100):
-            n, g = rng.choice([(1, 1), (1, 2), (1, 4), (1, 8), (2, 8), (4, 8)])
-            spec = JobSpec(script="true", nodes=n, gpus_per_node=g, time_limit=3600,
-                           array=list(range(100)))
-            jobs.submit(s, user, spec, config, time.time(), commit=False)
-        s.commit()
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    rec = Reconciler(sessions, build("detente"), Path(d), cb.FakeExecutor())
-    t0 = time.perf_counter()
-    first = rec.step()
-    t1 = time.perf_counter()
-    rec.step()
-    t2 = time.perf_counter()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({{"nodes": {nodes}, "pending": {pending}, "admitted_first_step": first.admitted,
-                  "first_step_seconds": round(t1 - t0, 2), "second_step_seconds": round(t2 - t1, 2),
-                  "rss_after_submit_mib": round(base / 1024), "peak_rss_mib": round(peak / 1024)}}))
-"""
+    code = f"import control_bench as cb; cb.memory_child({nodes}, {pending}, {seed})"
     here = Path(__file__).parent
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=here, timeout=3600, check=True)  # fmt: skip
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def memory_child(nodes: int, pending: int, seed: int) -> None:
+    """`bench_memory`'s run, in the fresh interpreter it starts: prints JSON."""
+    with tempfile.TemporaryDirectory() as d:
+        sessions, _, _ = pending_store(d, nodes, pending, per_array=100, seed=seed)
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        rec = Reconciler(sessions, build("detente"), Path(d), FakeExecutor())  # type: ignore[arg-type]
+        t0 = time.perf_counter()
+        first = rec.step()
+        t1 = time.perf_counter()
+        rec.step()
+        t2 = time.perf_counter()
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"nodes": nodes, "pending": pending, "admitted_first_step": first.admitted,
+                      "first_step_seconds": round(t1 - t0, 2),
+                      "second_step_seconds": round(t2 - t1, 2),
+                      "rss_after_submit_mib": round(base / 1024),
+                      "peak_rss_mib": round(peak / 1024)}))  # fmt: skip
 
 
 def bench_live(n: int) -> dict[str, float]:
