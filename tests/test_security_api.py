@@ -237,5 +237,11 @@ def test_the_queue_shows_each_caller_only_what_they_may_see_with_the_fields_aske
     assert api.call("ana", "GET", "/v1/jobs").json() == []
     ended = api.call("ana", "GET", "/v1/jobs", params={"state": "cancelled", "fields": "id"})
     assert ended.json() == [{"id": anas}]
+    short = api.call("admin", "GET", "/v1/jobs", params={"state": "pd,CA", "fields": "id"})
+    assert short.json() == [{"id": anas}, {"id": bobs}]
     bad = api.call("ana", "GET", "/v1/jobs", params={"fields": "id,environ"})
     assert bad.status_code == 422 and "fields" in bad.text and "'environ'" in bad.text
+    empty = api.call("ana", "GET", "/v1/jobs", params={"fields": "id,,st"})
+    assert empty.status_code == 422 and "unknown field ''" in empty.text
+    odd = api.call("ana", "GET", "/v1/jobs", params={"state": "pending,bogus"})
+    assert odd.status_code == 422 and "'BOGUS'" in odd.text

@@ -46,7 +46,7 @@ from detente.control.loop import Loop
 from detente.control.metrics import Metrics
 from detente.control.reads import Reads, encode
 from detente.control.reconciler import Reconciler, usage_from_json
-from detente.control.store.models import TERMINAL, Event, Job, Pod, User
+from detente.control.store.models import SHORT, TERMINAL, Event, Job, Pod, User
 from detente.core.fairshare import Usage
 from detente.executors.local import LocalExecutor
 from detente.executors.slurm import SlurmExecutor
@@ -201,16 +201,21 @@ def list_jobs(
     queue: QueryText = None, state: QueryText = None, fields: QueryText = None,
 ) -> Response:  # fmt: skip
     """Jobs the caller may see; not ended ones unless ``all``; filtered like squeue's
-    ``-u``, ``-p`` and ``-t`` (comma-separated states); with ``fields``, only those
-    keys of each row (squeue's ``-o``). Live jobs come from the read cache
-    (`detente.control.reads`); the rows are encoded here, once."""
+    ``-u``, ``-p`` and ``-t`` (comma-separated states, long or short names); with
+    ``fields``, only those keys of each row (squeue's ``-o``). Live jobs come from the
+    read cache (`detente.control.reads`); the rows are encoded here, once."""
     keep = tuple(fields.split(",")) if fields else None
-    if keep and (bad := next((k for k in keep if k not in views.JOB_KEYS), None)):
+    if keep and (bad := next((k for k in keep if k not in views.JOB_KEYS), None)) is not None:
         raise HTTPException(422, f"fields: unknown field {bad[:80]!r} "
                                  f"(one of {', '.join(views.JOB_KEYS)})")  # fmt: skip
     owners = set(owner.split(",")) if owner else None
     queues = set(queue.split(",")) if queue else None
-    states = set(state.upper().split(",")) if state else None
+    # squeue's -t takes the short names too (PD, R, CG, ...).
+    long = {short: name for name, short in SHORT.items()}
+    states = {long.get(x, x) for x in state.upper().split(",")} if state else None
+    if states and (odd := next((x for x in states if x not in SHORT), None)) is not None:
+        raise HTTPException(422, f"state: unknown job state {odd[:80]!r} "
+                                 f"(one of {', '.join(SHORT)})")  # fmt: skip
     now, reads = time.time(), request.app.state.reads
     if not all and (states is None or not states & TERMINAL):
         body = reads.live(s, user, (owners, queues, states), keep, now)
