@@ -22,7 +22,7 @@ from detente.api.begin import parse_begin
 from detente.api.hostlist import expand
 from detente.api.jobspec import ARRAY_CEILING, Dependency, JobSpec
 from detente.api.quantity import parse_slurm_time
-from detente.api.sbatch_argv import FLAGS, SHORT, SbatchError, split_argv
+from detente.api.sbatch_argv import FLAGS, OPTION_NAMES, SHORT, SbatchError, split_argv
 from detente.api.sbatch_combine import check_exclusive, combine
 
 #: Secrets never leave the submitting shell.
@@ -252,14 +252,17 @@ OPTIONS: dict[str, Setter] = {
 NO_EFFECT = {"mail-type": "detente sends no mail", "mail-user": "detente sends no mail"}
 
 
-def _split(tokens: list[str]) -> list[tuple[str, str]]:
-    """[(long option, value)] from ``--opt=v``, ``--opt v``, ``-X v``, ``-Xv``."""
+def _split(tokens: list[str], command_line: bool = False) -> list[tuple[str, str]]:
+    """[(long option, value)] from ``--opt=v``, ``--opt v``, ``-X v``, ``-Xv``. On the
+    ``command_line`` an unknown ``--opt`` takes no value, as the client's `split_argv`
+    judged when it found the script (else its next word would be read as an option)."""
     out, i = [], 0
     while i < len(tokens):
         tok = tokens[i]
         if tok.startswith("--"):
             name, eq, val = tok[2:].partition("=")
-            if not eq and name not in FLAGS and i + 1 < len(tokens):
+            unknown = command_line and name not in OPTION_NAMES
+            if not eq and name not in FLAGS and not unknown and i + 1 < len(tokens):
                 i, val = i + 1, tokens[i + 1]
         elif tok[:2] in SHORT:
             name, val = SHORT[tok[:2]], tok[2:]
@@ -319,7 +322,7 @@ def parse(
     d["name"] = source.rsplit("/", 1)[-1]
     warnings, errors = [], []
     found = [(f"{source}:{n}", k, v) for n, k, v in directives(script, source)]
-    found += [("command line", k, v) for k, v in _split(list(cli or []))]
+    found += [("command line", k, v) for k, v in _split(list(cli or []), command_line=True)]
     now = time.time() if now is None else now
     for where, opt, val in found:
         setter = OPTIONS.get(opt)
@@ -327,7 +330,8 @@ def parse(
             warnings.append(f"{where}: --{opt} accepted: {NO_EFFECT[opt]}")
             continue
         if setter is None and opt not in ("begin", "wrap"):
-            errors.append(f"{where}: unrecognized option '--{opt}' (not supported by detente)")
+            shown = opt if opt.startswith("-") else f"--{opt}"  # a short one as given
+            errors.append(f"{where}: unrecognized option '{shown}' (not supported by detente)")
             continue
         try:
             if opt == "begin":
