@@ -22,12 +22,11 @@ from typing import Any
 from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
+from detente.control.cache import CHUNK
 from detente.control.store.models import ACTIVE, RUNNING, STOPPING, Job, JobSpecRow, Pod
 
 #: Seconds between full settles (every active job read).
 SWEEP = 5.0
-#: Ids per query (SQLite's bound-parameter limit is 999 on old builds).
-CHUNK = 900
 #: Spec offsets kept (spec rows never change).
 KEPT = 100_000
 

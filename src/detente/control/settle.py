@@ -22,7 +22,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, lazyload
 
 from detente.control import launch
-from detente.control.due import CHUNK, Due
+from detente.control.cache import CHUNK
+from detente.control.due import Due
 from detente.control.jobs import event
 from detente.control.store.models import (
     ACTIVE,
