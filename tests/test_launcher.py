@@ -5,7 +5,9 @@ job's file and the pod's log, and the exit code is written whole, with its newli
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -15,6 +17,7 @@ import pytest
 from detente.executors import cgroups
 from detente.executors.base import PodLaunch
 from detente.executors.local import LocalExecutor, cgroup_name, pod_log
+from detente.executors.spawn import Spawner
 
 #: What bash adds to any child's environment by itself.
 BASH_OWN = {"PWD", "SHLVL", "_"}
@@ -30,8 +33,7 @@ def run(tmp: Path, env: dict[str, str], script: str, output: str,
                     args=[], stdout=output, stderr=output, exit_file=exit_file,
                     **limits)  # fmt: skip
     ex = LocalExecutor()
-    pid, _ = ex.launch(pod)
-    os.waitpid(pid, 0)
+    ex.launch(pod)  # started by the pod spawner: not this process's child
     deadline = time.monotonic() + 10
     while (code := ex.exit_code(exit_file)) is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -111,3 +113,52 @@ def test_empty_leftover_cgroups_are_swept_and_busy_ones_kept(tmp_path: Path) -> 
         sleeper.kill()
         sleeper.wait()
         busy.rmdir()
+
+
+def test_a_pod_gets_sigpipe_as_a_shell_does(tmp_path: Path) -> None:
+    """Python ignores SIGPIPE; the pod spawner restores it, so `yes | head` ends `yes`
+    by the signal (141), as on a login shell or under Slurm, not by a write error."""
+    code, _ = run(tmp_path, {}, 'yes | head -1 >/dev/null; exit "${PIPESTATUS[0]}"', "/dev/null")
+    assert code == 141
+
+
+def test_the_spawner_is_started_again_after_it_died(tmp_path: Path) -> None:
+    ex = LocalExecutor()
+    body = tmp_path / "job.sh"
+    body.write_text("#!/bin/bash\nexit 3\n")
+
+    def pod(rank: int) -> PodLaunch:
+        return PodLaunch(token=f"tok-{rank}", rank=rank, ntasks=1, env={}, cwd=str(tmp_path),
+                         script=body, args=[], stdout="/dev/null", stderr="/dev/null",
+                         exit_file=tmp_path / "pods" / f"p-{rank}.exit")  # fmt: skip
+
+    ex.spawner = Spawner(helpers=1)
+    ex.launch(pod(0))
+    helper = ex.spawner._helpers[0]
+    assert helper is not None
+    os.kill(helper.pid, signal.SIGKILL)
+    os.waitpid(helper.pid, 0)
+    pid, _ = ex.launch(pod(1))  # a new helper starts it
+    again = ex.spawner._helpers[0]
+    assert again is not None and again.pid != helper.pid
+    assert pid > 0
+    deadline = time.monotonic() + 10
+    while ex.exit_code(tmp_path / "pods" / "p-1.exit") is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ex.exit_code(tmp_path / "pods" / "p-1.exit") == 3
+    ex.spawner.close()
+
+
+def test_an_unstartable_pod_is_an_error_and_the_others_start(tmp_path: Path) -> None:
+    ex = LocalExecutor()
+    body = tmp_path / "job.sh"
+    body.write_text("#!/bin/bash\nexit 0\n")
+    good = PodLaunch(token="tok-a", rank=0, ntasks=1, env={}, cwd=str(tmp_path), script=body,
+                     args=[], stdout="/dev/null", stderr="/dev/null",
+                     exit_file=tmp_path / "pods" / "a.exit")  # fmt: skip
+    bad = dataclasses.replace(good, token="tok-b", env={"A=B": "1"},
+                              exit_file=tmp_path / "pods" / "b.exit")  # fmt: skip
+    out = ex.launch_many([bad, good])
+    assert isinstance(out[0], ValueError) and "A=B" in str(out[0])
+    assert not isinstance(out[1], Exception) and out[1][0] > 0
+    ex.spawner.close()

@@ -27,15 +27,14 @@ class Crash(BaseException):
 class CrashAfterFirstLaunch(LocalExecutor):
     """A real executor that "dies" after starting the first pod of a gang."""
 
-    def launch(self, pod: PodLaunch) -> tuple[int, int]:
-        got = super().launch(pod)
-        raise Crash(got)
+    def launch_many(self, pods: list[PodLaunch]) -> list[tuple[int, int] | Exception]:
+        raise Crash(super().launch_many(pods[:1]))
 
 
 class CrashBeforeLaunch(LocalExecutor):
     """ "Dies" once the decision is recorded, before any pod starts."""
 
-    def launch(self, pod: PodLaunch) -> tuple[int, int]:
+    def launch_many(self, pods: list[PodLaunch]) -> list[tuple[int, int] | Exception]:
         raise Crash()
 
 

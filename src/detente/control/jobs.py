@@ -153,21 +153,28 @@ def submit(
             ref = f"{d.job_id}_{d.task}" if d.task is not None else str(d.job_id)
             raise JobError(f"spec.dependencies: no job {ref}")
     tasks: Sequence[int | None] = spec.array or [None]
-    ids: list[int] = []
-    first: Job | None = None
     row = JobSpecRow(data=spec.model_dump(mode="json"))
-    for task in tasks:
-        job = Job(
+
+    def new(task: int | None, array_id: int | None = None) -> Job:
+        return Job(
             name=spec.name, user=actor.name, team=actor.team, queue=queue, state=PENDING,
             spec_row=row, submit_time=now, attempt=0, array_task_id=task,
+            array_job_id=array_id,
         )  # fmt: skip
-        s.add(job)
-        s.flush()
-        if task is not None:
-            first = first or job
-            job.array_job_id = first.id
-        ids.append(job.id)
-        event(s, job.id, now, "Submitted", f"by {actor.name} to queue {queue}")
+
+    # The first task's id names the array; the others are inserted in one batch after
+    # it (a flush per task cost ≈ 0.5 ms each).
+    first = new(tasks[0])
+    s.add(first)
+    s.flush()
+    if spec.array:
+        first.array_job_id = first.id
+    rest = [new(task, first.id) for task in tasks[1:]]
+    s.add_all(rest)
+    s.flush()
+    ids = [first.id, *(j.id for j in rest)]
+    for jid in ids:
+        event(s, jid, now, "Submitted", f"by {actor.name} to queue {queue}")
     if commit:
         s.commit()
     return ids

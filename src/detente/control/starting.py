@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, lazyload, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from detente.api.jobspec import stored
+from detente.api.jobspec import JobSpec, stored
 from detente.control import auth, launch, workloads
 from detente.control.jobs import event
 from detente.control.settle import pods_of
@@ -39,6 +39,7 @@ from detente.executors.base import (
     Executor,
     GangExecutor,
     GangLaunch,
+    PodLaunch,
     RunAs,
 )
 
@@ -50,6 +51,7 @@ SUBMITTERS = 8
 
 Started = dict[int, dict[int, tuple[int, int]]]  # job id → pod id → (pid, start)
 Gangs = list[tuple[Job, list[Pod], GangLaunch]]  # jobs for an engine, to submit
+Local = list[tuple[Job, list[Pod], list[tuple[Pod, PodLaunch]]]]  # jobs to launch here
 
 
 class Starter:
@@ -63,6 +65,7 @@ class Starter:
         self.api_url: str | None = None
         self._mode: str | None = None
         self._scripts: set[int] = set()
+        self._specs: dict[tuple[int, int], tuple[dict[str, Any], JobSpec]] = {}
 
     def start(self, job_ids: list[int]) -> None:
         """Starts the unstarted pods of ``job_ids`` that are still ``LAUNCHING``."""
@@ -77,13 +80,16 @@ class Starter:
 
     def _batch(self, ids: list[int]) -> None:
         started: Started = {}
+        self._specs.clear()
         with self.sessions() as s:
             q = select(Job).where(Job.id.in_(ids)).options(lazyload(Job.spec_row))
             jobs = [j for j in s.scalars(q) if j.state == LAUNCHING]
             pods = pods_of(s, jobs)
             gangs: Gangs = []
+            local: Local = []
             for job in jobs:
-                self._start_job(s, job, pods.get(job.id, []), started, gangs)
+                self._start_job(s, job, pods.get(job.id, []), local, gangs)
+            self._launch(s, local, started)
             self._submit(s, gangs, started)
             try:
                 s.commit()  # every job of the batch confirmed at once
@@ -92,33 +98,58 @@ class Starter:
                 for jid, by_pod in started.items():
                     self._confirm(jid, by_pod)
 
-    def _start_job(
-        self, s: Session, job: Job, pods: list[Pod], started: Started, gangs: Gangs
-    ) -> None:
-        """Starts ``job``'s pods in session ``s`` (not committed): RUNNING, or failed
-        with the reason; for an engine, adds it to ``gangs`` to submit (`_submit`)."""
+    def _start_job(self, s: Session, job: Job, pods: list[Pod], local: Local, gangs: Gangs) -> None:
+        """Prepares ``job``'s pods in session ``s`` (not committed): adds them to
+        ``local`` to launch (`_launch`), or for an engine to ``gangs`` to submit
+        (`_submit`); or fails the job with the reason."""
+        spec = self.spec_of(job)
         try:
             user = self._run_as(s, job)
-            launch.job_dir(self.state_dir, job).mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not spec.get("chdir") and user is None:  # its own folder is its cwd
+                launch.job_dir(self.state_dir, job).mkdir(parents=True, exist_ok=True, mode=0o700)
             self._write_script(job)
         except (KeyError, auth.AuthError, OSError) as e:
             return self._failed(s, job, pods, str(e).strip("'\""))
-        spec = self.spec_of(job)
         if callable(getattr(type(self.executor), "launch_job", None)):  # an engine's
             return self._gang(s, job, pods, user, spec, gangs)
-        for pod in pods:
-            if pod.pid is None and not pod.done:
-                try:
-                    plan = launch.pod_launch(self.state_dir, job, pod, user, self.api_url, spec)
-                    pod.pid, pod.pid_start = self.executor.launch(plan)
-                except OSError as e:  # could not even fork: the job fails, whole
-                    return self._failed(s, job, pods, f"{e.strerror}: {e.filename}")
-                except ValueError as e:  # an environment exec(2) refuses
-                    return self._failed(s, job, pods, f"{type(e).__name__}: {e}")
-                started.setdefault(job.id, {})[pod.id] = (pod.pid, pod.pid_start)
-        job.state = RUNNING
-        event(s, job.id, self.clock(), "Started", f"{len(job.nodes or [])} pod(s)")
+        parsed = self._parsed(job, spec)
+        try:
+            plans = [(pod, launch.pod_launch(self.state_dir, job, pod, user, self.api_url, parsed))
+                     for pod in pods if pod.pid is None and not pod.done]  # fmt: skip
+        except (OSError, ValueError) as e:
+            return self._failed(s, job, pods, _why(e))
+        local.append((job, pods, plans))
         return None
+
+    def _launch(self, s: Session, local: Local, started: Started) -> None:
+        """Starts the pods of ``local`` (all at once where the executor can), then
+        records each job RUNNING, or failed whole with the first error (pods of it
+        already started are stopped by the next settle)."""
+        plans = [plan for _, _, pp in local for _, plan in pp]
+        many = getattr(type(self.executor), "launch_many", None)
+        results = iter(
+            many(self.executor, plans) if callable(many) else [self._one(p) for p in plans]
+        )
+        for job, pods, pp in local:
+            bad: Exception | None = None
+            for pod, _ in pp:
+                out = next(results)
+                if isinstance(out, Exception):
+                    bad = bad or out
+                    continue
+                pod.pid, pod.pid_start = out
+                started.setdefault(job.id, {})[pod.id] = out
+            if bad is not None:
+                self._failed(s, job, pods, _why(bad))
+                continue
+            job.state = RUNNING
+            event(s, job.id, self.clock(), "Started", f"{len(job.nodes or [])} pod(s)")
+
+    def _one(self, plan: PodLaunch) -> tuple[int, int] | Exception:
+        try:
+            return self.executor.launch(plan)
+        except (OSError, ValueError) as e:
+            return e
 
     def _gang(
         self, s: Session, job: Job, pods: list[Pod], user: RunAs | None, spec: dict[str, Any],
@@ -216,6 +247,13 @@ class Starter:
         job.state, job.stop_reason, job.reason = STOPPING, FAILED, f"launch failed: {why}"
         event(s, job.id, self.clock(), "LaunchFailed", why)
 
+    def _parsed(self, job: Job, spec: dict[str, Any]) -> JobSpec:
+        """``spec`` read back, once per stored spec and batch (an array's tasks share it)."""
+        key = (job.spec_id, id(spec))
+        if key not in self._specs:
+            self._specs[key] = (spec, stored(spec))  # the dict kept: its id stays its own
+        return self._specs[key][1]
+
     def _write_script(self, job: Job) -> None:
         """The stored script on disk, whole: written (atomically) unless the file of its
         spec already holds exactly it — a file a crash left truncated is rewritten.
@@ -244,3 +282,10 @@ class Starter:
             raise KeyError(f"user {job.user} has no Unix account to run as")
         auth.check_unix_user(self._mode, user.unix_user)
         return launch.run_as(user.unix_user)
+
+
+def _why(e: Exception) -> str:
+    """A launch error as a job's reason: the OS's words and the file, or the error."""
+    if isinstance(e, OSError) and e.strerror:
+        return f"{e.strerror}: {e.filename}" if e.filename else e.strerror
+    return f"{type(e).__name__}: {e}"

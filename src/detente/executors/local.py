@@ -22,6 +22,7 @@ from pathlib import Path
 
 from detente.executors import cgroups
 from detente.executors.base import PodLaunch
+from detente.executors.spawn import Request, Spawner
 from detente.executors.watch import ExitWatcher
 
 TOKEN_VAR = "DETENTE_POD_TOKEN"
@@ -29,12 +30,18 @@ TOKEN_VAR = "DETENTE_POD_TOKEN"
 
 def proc_start(pid: int) -> int | None:
     """The process's start time in clock ticks since boot; None if gone or a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+    try:  # os.open, not Path.read_text: this is asked for every pod, at every start
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
     except OSError:
         return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return None if fields[0] in ("Z", "X") else int(fields[19])
+    try:
+        stat = os.read(fd, 4096)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    return None if fields[0] in (b"Z", b"X") else int(fields[19])
 
 
 def pod_log(exit_file: Path) -> Path:
@@ -42,14 +49,8 @@ def pod_log(exit_file: Path) -> Path:
     return exit_file.with_suffix(".log")
 
 
-#: A pod's standard streams: /dev/null (its output goes where its launcher says).
-SILENT = [(os.POSIX_SPAWN_OPEN, fd, "/dev/null", os.O_RDWR, 0) for fd in (0, 1, 2)]
-
 #: Seconds between sweeps of pods' cgroups left empty (and their least age).
 CGROUP_SWEEP = 60.0
-
-#: The descriptor on which the bash launcher reads the job's environment.
-ENV_FD = 9
 
 #: The pod launcher without Python (pods of the daemon's own user).
 LAUNCHER = Path(__file__).with_name("launcher.sh")
@@ -89,24 +90,6 @@ def _env_blob(pod: PodLaunch) -> bytes:
     return blob + f"{TOKEN_VAR}={pod.token}".encode() + b"\0"
 
 
-def _memfd(data: bytes) -> int | None:
-    """A close-on-exec memory file holding ``data``, read from its start; None where
-    there is none (then a file: creating one cost ≈ 0.3 ms a pod on this disk)."""
-    try:
-        fd = os.memfd_create("detente-env")
-    except (AttributeError, OSError):
-        return None
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.lseek(fd, 0, os.SEEK_SET)
-    except OSError:
-        os.close(fd)
-        return None
-    return fd
-
-
 def steps_file(exit_file: Path) -> Path:
     """Where a batch pod records its job's steps (`detente.executors.steps`)."""
     return exit_file.with_suffix(".steps")
@@ -126,6 +109,8 @@ class LocalExecutor:
     def __init__(self) -> None:
         self._bases: dict[str, Path | None] = {}
         self._swept = time.monotonic()
+        self._folders: set[Path] = set()  # pods' folders made (a mkdir a pod otherwise)
+        self.spawner = Spawner()
 
     def watch_exits(self, on_exit: Callable[[], None]) -> None:
         self.watcher = ExitWatcher(on_exit)
@@ -144,30 +129,54 @@ class LocalExecutor:
         return alive(pid, start)
 
     def launch(self, pod: PodLaunch) -> tuple[int, int]:
-        """Starts the pod in a new session; returns (pid, start time). A pod of the
+        """`launch_many` for one pod: its (pid, start time), or the error."""
+        out = self.launch_many([pod])[0]
+        if isinstance(out, Exception):
+            raise out
+        return out
+
+    def launch_many(self, pods: list[PodLaunch]) -> list[tuple[int, int] | Exception]:
+        """Starts each pod in a new session: (pid, start time), or the OSError or
+        ValueError that stopped it (the others start all the same). A pod of the
         daemon's own user runs under the bash launcher (`launcher.sh`: no Python
         interpreter per pod); one that must change identity under the Python shim
         (`detente.executors.shim`). Either way the job's environment reaches only its
         tasks (no LD_PRELOAD or PYTHONPATH of a user's runs in the daemon's name), and
-        the pod's launch files sit beside its exit file, private to the daemon."""
-        pod.exit_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        envfd = None
+        the pod's launch files sit beside its exit file, private to the daemon. The
+        processes are spawned by helper processes (`detente.executors.spawner`): this
+        one never waits for a child's exec, nor holds the GIL while one runs."""
+        out: list[tuple[int, int] | Exception] = []
+        ready: list[tuple[int, PodLaunch, Request]] = []
+        for k, pod in enumerate(pods):
+            try:
+                ready.append((k, pod, self._request(pod)))
+                out.append(OSError("not started"))
+            except (OSError, ValueError) as e:
+                out.append(e)
+        answers = self.spawner.spawn_all([r for _, _, r in ready])
+        for (k, pod, _), answer in zip(ready, answers, strict=True):
+            if isinstance(answer, OSError):
+                if "spawner died" in str(answer):  # it may have started the pod
+                    kill_pod(pod.token)
+                out[k] = answer
+            else:
+                self.watch(answer[0])
+                out[k] = answer
+        return out
+
+    def _request(self, pod: PodLaunch) -> Request:
+        """What the spawner starts for ``pod``: argv, environment, the job's
+        environment for `ENV_FD` (empty: none)."""
+        if (folder := pod.exit_file.parent) not in self._folders:
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._folders.add(folder)
         if pod.user is None:
-            envfd = _memfd(_env_blob(pod))
-            argv, env = self._bash(pod, envfd is not None)
-        else:
-            argv, env = self._shim(pod)
-        # posix_spawn, not Popen: Popen polls every earlier child it was not asked to
-        # wait for at each start (quadratic with thousands of pods); `reap` collects them.
-        actions = SILENT + ([(os.POSIX_SPAWN_DUP2, envfd, ENV_FD)] if envfd is not None else [])
-        try:
-            pid = os.posix_spawn(argv[0], argv, env, file_actions=actions, setsid=True)
-        finally:
-            if envfd is not None:
-                os.close(envfd)
-        start = proc_start(pid)
-        self.watch(pid)
-        return pid, start if start is not None else -1
+            blob = _env_blob(pod)
+            on_fd = hasattr(os, "memfd_create")
+            argv, env = self._bash(pod, blob if not on_fd else None)
+            return argv, env, blob if on_fd else b""
+        argv, env = self._shim(pod)
+        return argv, env, b""
 
     def _base(self, controller: str) -> Path | None:
         """This process's cgroup folder for ``controller``, read once."""
@@ -175,13 +184,13 @@ class LocalExecutor:
             self._bases[controller] = cgroups.base_dir(controller)
         return self._bases[controller]
 
-    def _bash(self, pod: PodLaunch, on_fd: bool) -> tuple[list[str], dict[str, str]]:
+    def _bash(self, pod: PodLaunch, in_file: bytes | None) -> tuple[list[str], dict[str, str]]:
         """The launcher's argv and environment; the job's environment reaches it on
-        `ENV_FD` (``on_fd``) or in a 0600 file beside the exit file."""
+        `ENV_FD`, or (``in_file``: it) in a 0600 file beside the exit file."""
         envfile = ""
-        if not on_fd:
+        if in_file is not None:
             envfile = str(pod.exit_file.with_suffix(".env"))
-            _private(Path(envfile), _env_blob(pod))
+            _private(Path(envfile), in_file)
         steps = str(steps_file(pod.exit_file)) if pod.steps else ""
         groups = _cgroups(pod, self._base) if pod.ntasks else []
         env = {

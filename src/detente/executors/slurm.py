@@ -90,10 +90,12 @@ class SlurmExecutor:
         first.exit_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         for pod in job.pods:  # before sbatch: a crash after it still finds the job by tag
             _private(tag_file(pod.exit_file), f"{job.tag} {int(bool(job.spec.get('batch')))}\n")
-        script = slurm_script(job, first.exit_file.with_name("slurm-batch.sh"))
+        # The job's own files beside its pods' (JOB-ATTEMPT-RANK.exit): JOB-ATTEMPT.*
+        stem = first.exit_file.stem.rpartition("-")[0]
+        script = slurm_script(job, first.exit_file.with_name(f"{stem}.slurm-batch.sh"))
         # The job's environment goes in a file Slurm reads: sbatch itself runs with the
         # daemon's own few variables (a user's LD_PRELOAD never runs in its name).
-        envfile = first.exit_file.with_name("slurm-env")
+        envfile = first.exit_file.with_name(f"{stem}.slurm-env")
         blob = "".join(f"{k}={v}\0" for k, v in slurm_env(job, self.env).items())
         _private(envfile, blob)
         argv = sbatch_argv(job, script, self.partition, os.geteuid(), self.sbatch)
