@@ -71,11 +71,12 @@ def test_an_output_that_cannot_be_opened_fails_the_pod_with_the_reason(tmp_path:
 
 @pytest.mark.skipif(os.geteuid() != 0 or cgroups.base_dir("cpu") is None,
                     reason="cgroups need root and the cpu controller")  # fmt: skip
-def test_the_pod_runs_in_its_own_cgroups_removed_once_it_ended(tmp_path: Path) -> None:
+@pytest.mark.parametrize("memory", [256 << 20, 0], ids=["launcher", "spawner"])
+def test_the_pod_runs_in_its_own_cgroups_removed_once_it_ended(tmp_path: Path, memory: int) -> None:
     """The control plane makes the groups with the limits; the launcher joins them (so
     do its tasks); reading the pod's exit code removes them, found from the exit file."""
     code, exit_file = run(tmp_path, {}, "cat /proc/self/cgroup > cg.txt", "/dev/null",
-                          memory=256 << 20, cpu_milli=500)  # fmt: skip
+                          memory=memory, cpu_milli=500)  # fmt: skip
     assert code == 0
     mine = [ln.split(":", 2)[2] for ln in (tmp_path / "cg.txt").read_text().splitlines()
             if "cpu" in ln.split(":")[1].split(",")]  # fmt: skip
@@ -162,3 +163,35 @@ def test_an_unstartable_pod_is_an_error_and_the_others_start(tmp_path: Path) -> 
     assert isinstance(out[0], ValueError) and "A=B" in str(out[0])
     assert not isinstance(out[1], Exception) and out[1][0] > 0
     ex.spawner.close()
+
+
+def test_a_simple_pod_is_its_task_started_by_the_spawner(tmp_path: Path) -> None:
+    """One task, output to the pod's log alone, no memory limit: no bash launcher —
+    the pod's process is the job's batch shell, with exactly the job's environment
+    (and its token and ranks), and the spawner writes its exit code."""
+    env = {"PATH": "/usr/bin:/bin", "A-B": "1", "Q": "a b\nc'd"}
+    script = 'env -0 > env.bin; tr "\\0" " " < /proc/$$/cmdline; echo; exit 3'
+    code, exit_file = run(tmp_path, env, script, "/dev/null")
+    assert code == 3
+    got = dict(kv.split("=", 1) for kv in (tmp_path / "env.bin").read_text().split("\0") if kv)
+    assert set(got) - BASH_OWN == {*env, "DETENTE_POD_TOKEN", *RANKS}
+    assert {k: got[k] for k in env} == env
+    cmdline = pod_log(exit_file).read_text().split()
+    assert cmdline[:2] == ["/bin/bash", str(tmp_path / "job.sh")]  # no launcher.sh
+
+
+def test_a_simple_pod_killed_by_a_signal_ends_with_128_plus_it(tmp_path: Path) -> None:
+    code, _ = run(tmp_path, {}, "kill -TERM $$; sleep 5", "/dev/null")
+    assert code == 128 + signal.SIGTERM
+
+
+def test_a_simple_pod_in_a_missing_folder_fails_with_the_reason(tmp_path: Path) -> None:
+    ex = LocalExecutor()
+    body = tmp_path / "job.sh"
+    body.write_text("#!/bin/bash\ntrue\n")
+    pod = PodLaunch(token="tok-0", rank=0, ntasks=1, env={}, cwd=str(tmp_path / "gone"),
+                    script=body, args=[], stdout="/dev/null", stderr="/dev/null",
+                    exit_file=tmp_path / "pods" / "p.exit")  # fmt: skip
+    (out,) = ex.launch_many([pod])
+    assert isinstance(out, OSError) and str(tmp_path / "gone") in str(out)
+    assert "No such file or directory" in str(out)

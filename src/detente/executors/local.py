@@ -90,6 +90,14 @@ def _env_blob(pod: PodLaunch) -> bytes:
     return blob + f"{TOKEN_VAR}={pod.token}".encode() + b"\0"
 
 
+def direct(pod: PodLaunch) -> bool:
+    """Whether the pod spawner launches ``pod`` itself, without the bash launcher:
+    the daemon's user, one task, no memory limit (the spawner would join the group),
+    output and errors to the pod's own log alone."""
+    return (pod.user is None and pod.ntasks == 1 and not pod.memory
+            and pod.stdout == pod.stderr == "/dev/null")  # fmt: skip
+
+
 def steps_file(exit_file: Path) -> Path:
     """Where a batch pod records its job's steps (`detente.executors.steps`)."""
     return exit_file.with_suffix(".steps")
@@ -110,10 +118,18 @@ class LocalExecutor:
         self._bases: dict[str, Path | None] = {}
         self._swept = time.monotonic()
         self._folders: set[Path] = set()  # pods' folders made (a mkdir a pod otherwise)
-        self.spawner = Spawner()
+        self.spawner = Spawner(on_helper=self._helper_started)
 
     def watch_exits(self, on_exit: Callable[[], None]) -> None:
         self.watcher = ExitWatcher(on_exit)
+
+    def _helper_started(self, exits: int) -> None:
+        """A new spawner's pipe of its pods' ends: watched, or closed if nothing
+        watches (it then drops them: the settle's sweep finds the exit files)."""
+        if self.watcher is not None:
+            self.watcher.watch_stream(exits)
+        else:
+            os.close(exits)
 
     def watch(self, pid: int) -> None:
         if self.watcher is not None:
@@ -154,29 +170,50 @@ class LocalExecutor:
             except (OSError, ValueError) as e:
                 out.append(e)
         answers = self.spawner.spawn_all([r for _, _, r in ready])
-        for (k, pod, _), answer in zip(ready, answers, strict=True):
+        for (k, pod, req), answer in zip(ready, answers, strict=True):
             if isinstance(answer, OSError):
                 if "spawner died" in str(answer):  # it may have started the pod
                     kill_pod(pod.token)
+                elif req[0] == "pod":  # its words, as the spawner left them
+                    why = pod.exit_file.with_suffix(".reason")
+                    with contextlib.suppress(OSError):
+                        answer = OSError(answer.errno, why.read_text()[:1000])
                 out[k] = answer
             else:
-                self.watch(answer[0])
+                if req[0] != "pod" or self.watcher is None:  # else the spawner tells
+                    self.watch(answer[0])
                 out[k] = answer
         return out
 
     def _request(self, pod: PodLaunch) -> Request:
-        """What the spawner starts for ``pod``: argv, environment, the job's
-        environment for `ENV_FD` (empty: none)."""
+        """What the spawner starts for ``pod`` (`detente.executors.spawner`'s
+        requests): a simple pod — the daemon's user, one task, no memory limit, its
+        output to its own log alone (``-o /dev/null``) — as its task directly, the
+        spawner its launcher; any other under the bash launcher or the shim."""
         if (folder := pod.exit_file.parent) not in self._folders:
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             self._folders.add(folder)
-        if pod.user is None:
-            blob = _env_blob(pod)
-            on_fd = hasattr(os, "memfd_create")
-            argv, env = self._bash(pod, blob if not on_fd else None)
-            return argv, env, blob if on_fd else b""
-        argv, env = self._shim(pod)
-        return argv, env, b""
+        if pod.user is not None:
+            argv, env = self._shim(pod)
+            return "exec", argv, env, b""
+        blob = _env_blob(pod)
+        if direct(pod):
+            return self._direct(pod)
+        on_fd = hasattr(os, "memfd_create")
+        argv, env = self._bash(pod, blob if not on_fd else None)
+        return "exec", argv, env, blob if on_fd else b""
+
+    def _direct(self, pod: PodLaunch) -> Request:
+        """The request for a pod the spawner launches itself: its task's exact
+        environment (the job's, its token, its rank as the launcher sets it)."""
+        rank = pod.rank * pod.ntasks
+        env = {**pod.env, TOKEN_VAR: pod.token, "RANK": str(rank), "LOCAL_RANK": "0",
+               "SLURM_PROCID": str(rank), "SLURM_LOCALID": "0"}  # fmt: skip
+        if pod.steps:
+            env["DETENTE_STEPS_FILE"] = str(steps_file(pod.exit_file))
+        groups = [str(d) for d in _cgroups(pod, self._base)]
+        return ("pod", str(pod.script), list(pod.args), env, pod.cwd,
+                str(pod_log(pod.exit_file)), str(pod.exit_file), groups, "")  # fmt: skip
 
     def _base(self, controller: str) -> Path | None:
         """This process's cgroup folder for ``controller``, read once."""
@@ -256,12 +293,16 @@ class LocalExecutor:
         pid: int | None, start: int | None, exit_file: Path, sig: signal.Signals
     ) -> int:
         """Signals the batch shell alone (sbatch ``--signal=B:``): the pid its pod's
-        shim recorded, if that process is still the shim's child. How many signalled."""
+        shim recorded, if that process is still the shim's child — or the pod itself,
+        where the spawner launched it (`direct`: it is the batch shell). How many
+        signalled."""
         try:
             child = int(exit_file.with_suffix(".batch").read_text())
         except (OSError, ValueError):
-            return 0
-        if not alive(pid, start) or _parent(child) != pid:
+            if pid is None or _launcher(pid):
+                return 0
+            child = pid
+        if not alive(pid, start) or (child != pid and _parent(child) != pid):
             return 0
         with contextlib.suppress(ProcessLookupError):
             os.kill(child, sig)
@@ -356,6 +397,15 @@ def kill_pod(token: str) -> int:
                 os.kill(int(d.name), signal.SIGKILL)
                 killed += 1
     return killed
+
+
+def _launcher(pid: int) -> bool:
+    """Whether ``pid`` runs a launcher (bash's or the shim), not a job's task."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
+    return LAUNCHER.name.encode() in argv or b"executors.shim" in argv
 
 
 def _parent(pid: int) -> int | None:

@@ -19,10 +19,15 @@ import signal
 import sys
 import threading
 from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from detente.executors.spawner import ANSWER, LENGTH, _write
 
-Request = tuple[list[str], dict[str, str], bytes]
+#: The helper, run by path: it needs nothing but the standard library.
+HELPER = Path(__file__).with_name("spawner.py")
+Request = tuple[Any, ...]
 Answer = tuple[int, int] | OSError
 #: Requests owed answers at most, per helper (its answer pipe holds 4,096).
 MAX_OWED = 2048
@@ -33,17 +38,20 @@ class _Helper:
     def __init__(self) -> None:
         req_r, self.wr = os.pipe2(os.O_CLOEXEC)
         self.rd, ans_w = os.pipe2(os.O_CLOEXEC)
+        #: Its pods' ends, as pids (`detente.executors.watch` reads them).
+        self.exits, exits_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         with contextlib.suppress(OSError):  # a batch's requests written at once
             fcntl.fcntl(self.wr, F_SETPIPE_SZ, 1 << 20)
-        argv = [sys.executable, "-I", "-m", "detente.executors.spawner", "3", "4"]
+        argv = [sys.executable, "-I", str(HELPER), "3", "4", "5"]
         actions = [(os.POSIX_SPAWN_DUP2, req_r, 3), (os.POSIX_SPAWN_DUP2, ans_w, 4),
+                   (os.POSIX_SPAWN_DUP2, exits_w, 5),
                    (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0)]  # fmt: skip
         try:
             self.pid = os.posix_spawn(argv[0], argv, {"PATH": "/usr/bin:/bin"},
                                       file_actions=actions, setsid=True)  # fmt: skip
         finally:
-            os.close(req_r)
-            os.close(ans_w)
+            for fd in (req_r, ans_w, exits_w):
+                os.close(fd)
         os.set_blocking(self.rd, False)
         self.owed = 0
         self.buf = b""
@@ -99,7 +107,7 @@ class _Helper:
         self.dead = OSError(e.errno, f"the pod spawner died: {e.strerror}")
 
     def close(self) -> None:
-        for fd in (self.wr, self.rd):
+        for fd in (self.wr, self.rd):  # the exits pipe is its watcher's to close
             with contextlib.suppress(OSError):
                 os.close(fd)
         # Killed only while still an unreaped child: a reaped pid may be another's.
@@ -110,7 +118,12 @@ class _Helper:
 
 
 class Spawner:
-    def __init__(self, helpers: int | None = None) -> None:
+    """``on_helper`` is called with each new helper's exits pipe (its pods' ends)."""
+
+    def __init__(
+        self, helpers: int | None = None, on_helper: Callable[[int], None] | None = None
+    ) -> None:
+        self.on_helper = on_helper
         self._lock = threading.Lock()
         self._n = helpers or min(os.cpu_count() or 1, 4)
         self._helpers: list[_Helper | None] = [None] * self._n
@@ -176,6 +189,10 @@ class Spawner:
                 if not h.owed:
                     h.close()
             h = self._helpers[k] = _Helper()
+            if self.on_helper is not None:
+                self.on_helper(h.exits)
+            else:
+                os.close(h.exits)  # nobody reads: the helper drops its notices
         return h
 
     def close(self) -> None:

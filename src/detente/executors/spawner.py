@@ -1,32 +1,50 @@
 """The pod spawner: a small helper process that starts pods for the local executor,
-so the control plane never waits on a child's exec.
+so the control plane never waits on a child's exec — and, for a simple pod, is its
+launcher too, so no bash launcher runs per pod.
 
 Why: ``os.posix_spawn`` holds the GIL until the child has exec'd (vfork), and on a busy
 machine the child first waits for a CPU: each start blocked the reconciler — and the
-API with it — for ≈ 4 ms (8.5 s of a 2,000-pod run). The control plane now writes a
-batch's requests down a pipe and reads the answers after; this process spawns them.
+API with it — for ≈ 4 ms (8.5 s of a 2,000-pod run). And the bash launcher
+(`launcher.sh`) cost as much CPU again as the job's own batch shell. Only stdlib here:
+it is run by path (``python -I spawner.py``), whatever is installed.
 
 Protocol (pipes, native byte order): a request is a 4-byte length and a marshalled
-``(argv, env, blob)``; the answer is two int64, ``(pid, start)`` — the child's pid and
-its start time in clock ticks (-1 if unread) — or ``(-errno, 0)`` if it could not be
-exec'd. The child: a new session, standard streams on /dev/null, the signals Python
-ignores back to their defaults, ``blob`` (the job's environment) on a memory file at
-`ENV_FD`. End of input, or the control plane gone: the helper exits (its pods live
-on). It reaps its children, so none lingers as a zombie. The control plane's end is
-`detente.executors.spawn`.
+tuple; the answer is two int64, ``(pid, start)`` — the child's pid and its start time
+in clock ticks (-1 if unread) — or ``(-errno, 0)`` if it could not be started.
+
+* ``("exec", argv, env, blob)``: a process (the bash launcher, the Python shim) with
+  ``blob`` (the job's environment) on a memory file at `ENV_FD`.
+* ``("pod", script, args, env, cwd, log, exit_file, cgroups, batch_file)``: the pod's
+  one task, ``bash script args`` with exactly ``env``, in ``cwd``, its output and
+  errors appended to ``log``, in ``cgroups`` (joined before it starts). When it ends
+  this process writes its code to ``exit_file`` as ``CODE\\n`` (128+N if killed by
+  signal N; a ``.oom`` marker beside it if a memory group saw an OOM kill), then the
+  pid, as an int64, to its exits pipe (a wake-up for the control plane; dropped if
+  nobody reads). ``batch_file`` (if set) gets the task's pid (sbatch ``--signal=B:``).
+
+Every child: a new session, standard input on /dev/null, the signals Python ignores
+back to their defaults. End of input, or the control plane gone: no more requests are
+read (a control plane that died recovers its launching jobs itself, and would start
+them twice); the helper exits once its pods have ended. It reaps its children.
 """
 
 from __future__ import annotations
 
+import contextlib
 import marshal
 import os
+import select
 import signal
 import struct
 import sys
+from typing import Any
 
 ANSWER = struct.Struct("=qq")
 LENGTH = struct.Struct("=I")
+PID = struct.Struct("=q")
 ENV_FD = 9
+#: Signals Python ignores that a pod must not inherit ignored (as subprocess restores).
+RESTORED = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD)
 
 
 def read_exact(fd: int, n: int) -> bytes:
@@ -41,12 +59,10 @@ def read_exact(fd: int, n: int) -> bytes:
     return b"".join(chunks)
 
 
-def _reap(*_: object) -> None:
-    try:
-        while os.waitpid(-1, os.WNOHANG)[0] > 0:
-            pass
-    except ChildProcessError:
-        pass
+def _write(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _start(pid: int) -> int:
@@ -58,16 +74,14 @@ def _start(pid: int) -> int:
         return -1
 
 
-#: Signals Python ignores that a pod must not inherit ignored (as subprocess restores).
-RESTORED = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD)
-
-
-def _spawn(argv: list[str], env: dict[str, str], blob: bytes) -> int:
-    """The pod's process, exec'd (OSError if it could not be): in a new session, its
-    standard streams on /dev/null, ``blob`` on a memory file at `ENV_FD`."""
-    actions: list[tuple[int, ...] | tuple[int, int, str, int, int]] = [
-        (os.POSIX_SPAWN_OPEN, fd, "/dev/null", os.O_RDWR, 0) for fd in (0, 1, 2)
-    ]
+def _spawn(argv: list[str], env: dict[str, str], blob: bytes, out: int | None = None) -> int:
+    """The process, exec'd (OSError if it could not be): in a new session, standard
+    input on /dev/null, output on ``out`` (else /dev/null), ``blob`` on `ENV_FD`."""
+    actions: list[Any] = [(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0)]
+    if out is None:
+        actions += [(os.POSIX_SPAWN_OPEN, fd, "/dev/null", os.O_RDWR, 0) for fd in (1, 2)]
+    else:
+        actions += [(os.POSIX_SPAWN_DUP2, out, 1), (os.POSIX_SPAWN_DUP2, out, 2)]
     mem = None
     if blob:
         mem = os.memfd_create("detente-env")
@@ -82,30 +96,139 @@ def _spawn(argv: list[str], env: dict[str, str], blob: bytes) -> int:
             os.close(mem)
 
 
-def serve(rd: int, wr: int) -> None:
-    """Answers requests from ``rd`` on ``wr`` until ``rd`` ends."""
-    signal.signal(signal.SIGCHLD, _reap)
-    parent = os.getppid()
-    while True:
-        head = read_exact(rd, LENGTH.size)
-        # Requests left in the pipe by a control plane that died are not started: the
-        # next one recovers its launching jobs itself, and would start them twice.
-        if len(head) < LENGTH.size or os.getppid() != parent:
-            return
-        argv, env, blob = marshal.loads(read_exact(rd, LENGTH.unpack(head)[0]))
+class Pods:
+    """The pods this process launched directly, until their ends are written."""
+
+    def __init__(self, exits: int) -> None:
+        self.exits = exits
+        self.running: dict[int, tuple[str, list[str], str]] = {}  # pid → exit, groups, log
+
+    def start(self, script: str, args: list[str], env: dict[str, str], cwd: str, log: str,
+              exit_file: str, groups: list[str], batch_file: str) -> int:  # fmt: skip
+        out = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        joined = []
         try:
-            pid = _spawn(argv, env, blob)
-        except OSError as e:
-            os.write(wr, ANSWER.pack(-(e.errno or 1), 0))
+            for d in groups:  # the task is born in the pod's groups: its memory counted
+                try:
+                    _write_text(f"{d}/cgroup.procs", str(os.getpid()))
+                    joined.append(d)
+                except OSError:
+                    os.write(out, f"detente: {os.path.basename(d)} not joined: "
+                                  "limit not enforced\n".encode())  # fmt: skip
+            os.chdir(cwd)
+            pid = _spawn(["/bin/bash", script, *args], env, b"", out)
+        finally:
+            for d in joined:  # back out of them, to the groups' parent
+                _write_text(f"{os.path.dirname(d)}/cgroup.procs", str(os.getpid()))
+            os.chdir("/")
+            os.close(out)
+        self.running[pid] = (exit_file, joined, log)
+        if batch_file:
+            _write_text(batch_file, str(pid))
+        return pid
+
+    def reap(self) -> None:
+        """Writes the end of every pod that ended (and reaps other children)."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid in self.running:
+                self._ended(pid, status)
+
+    def _ended(self, pid: int, status: int) -> None:
+        exit_file, groups, log = self.running.pop(pid)
+        code = os.waitstatus_to_exitcode(status)
+        code = 128 - code if code < 0 else code
+        if any(_oom_killed(d) for d in groups):
+            _write_text(exit_file[: -len(".exit")] + ".oom", "oom\n")
+            _append(log, "detente: out of memory: the job exceeded its --mem\n")
+        while True:  # while the disk is full, retry every second
+            try:
+                _write_text(exit_file, f"{code}\n")
+                break
+            except OSError:
+                select.select([], [], [], 1.0)
+        with contextlib.suppress(OSError):  # nobody reads, or it is full: the sweep finds it
+            os.write(self.exits, PID.pack(pid))
+
+
+def _write_text(path: str, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        _write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def _append(path: str, text: str) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        _write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def _oom_killed(group: str) -> bool:
+    for name in ("memory.events", "memory.oom_control"):
+        try:
+            with open(f"{group}/{name}") as f:
+                for line in f:
+                    k, _, v = line.partition(" ")
+                    if k == "oom_kill" and v.strip() not in ("", "0"):
+                        return True
+        except OSError:
             continue
-        os.write(wr, ANSWER.pack(pid, _start(pid)))
+    return False
 
 
-def _write(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+def _answer(pods: Pods, req: tuple[Any, ...]) -> tuple[int, int]:
+    """A pod that could not start (no such folder, an unwritable log) leaves why in a
+    ``.reason`` beside its exit file, as the bash launcher does."""
+    try:
+        pid = pods.start(*req[1:]) if req[0] == "pod" else _spawn(*req[1:])
+    except OSError as e:
+        if req[0] == "pod":
+            why = f"{e.strerror}: {e.filename}" if e.filename else str(e.strerror or e)
+            with contextlib.suppress(OSError):
+                _write_text(req[6][: -len(".exit")] + ".reason", why)
+        return -(e.errno or 1), 0
+    return pid, _start(pid)
+
+
+def serve(rd: int, wr: int, exits: int) -> None:
+    """Answers requests from ``rd`` on ``wr`` until ``rd`` ends (or the control plane
+    is gone), then waits for its pods."""
+    os.set_blocking(exits, False)
+    sig_r, sig_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(sig_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the select below
+    pods, parent, reading = Pods(exits), os.getppid(), True
+    while reading or pods.running:
+        ready, _, _ = select.select([rd, sig_r] if reading else [sig_r], [], [], 5.0)
+        if sig_r in ready:
+            while True:
+                try:
+                    if not os.read(sig_r, 512):
+                        break
+                except BlockingIOError:
+                    break
+        pods.reap()
+        if rd not in ready:
+            continue
+        head = read_exact(rd, LENGTH.size)
+        if len(head) < LENGTH.size or os.getppid() != parent:
+            reading = False
+            continue
+        req = marshal.loads(read_exact(rd, LENGTH.unpack(head)[0]))
+        os.write(wr, ANSWER.pack(*_answer(pods, req)))
 
 
 if __name__ == "__main__":
-    serve(int(sys.argv[1]), int(sys.argv[2]))
+    serve(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))

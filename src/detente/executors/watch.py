@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import select
+import struct
 import threading
 from collections.abc import Callable
 
@@ -27,6 +28,7 @@ class ExitWatcher:
         self._ep = select.epoll() if hasattr(select, "epoll") else None
         self._lock = threading.Lock()
         self._pids: dict[int, int] = {}  # pidfd → pid
+        self._streams: dict[int, bytes] = {}  # pipe of ended pids → a partial one
         self._ended: set[int] = set()  # pids seen ended, until `drain`
         self._thread = threading.Thread(target=self._run, name="exit-watcher", daemon=True)
         if self._ep is not None:
@@ -48,6 +50,38 @@ class ExitWatcher:
             self._pids[fd] = pid
         self._ep.register(fd, select.EPOLLIN | select.EPOLLONESHOT)
 
+    def watch_stream(self, fd: int) -> None:
+        """Reports the pids written to pipe ``fd`` (int64 each: a pod spawner's ends
+        of its pods) as ended; closes it at its end."""
+        if self._ep is None:
+            os.close(fd)
+            return
+        with self._lock:
+            self._streams[fd] = b""
+        self._ep.register(fd, select.EPOLLIN)
+
+    def _read_stream(self, fd: int) -> bool:
+        """Takes what pids ``fd`` holds; whether any."""
+        try:
+            data = os.read(fd, 8192)
+        except BlockingIOError:
+            return False
+        except OSError:
+            data = b""
+        with self._lock:
+            if not data:  # the writer is gone
+                del self._streams[fd]
+            else:
+                data = self._streams[fd] + data
+                whole = len(data) - len(data) % 8
+                self._streams[fd] = data[whole:]
+                self._ended.update(p for (p,) in struct.iter_unpack("=q", data[:whole]))
+        if not data:
+            with contextlib.suppress(OSError):
+                self._ep.unregister(fd)  # type: ignore[union-attr]
+            os.close(fd)
+        return bool(data)
+
     def drain(self) -> set[int]:
         """The pids seen ended since the last drain."""
         with self._lock:
@@ -63,6 +97,9 @@ class ExitWatcher:
                 continue
             ended = False
             for fd, _ in events:
+                if fd in self._streams:
+                    ended = self._read_stream(fd) or ended
+                    continue
                 with self._lock:
                     pid = self._pids.pop(fd, None)
                     if pid is not None:
