@@ -195,3 +195,18 @@ def test_a_simple_pod_in_a_missing_folder_fails_with_the_reason(tmp_path: Path) 
     (out,) = ex.launch_many([pod])
     assert isinstance(out, OSError) and str(tmp_path / "gone") in str(out)
     assert "No such file or directory" in str(out)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or cgroups.base_dir("cpu") is None,
+                    reason="cgroups need root and the cpu controller")  # fmt: skip
+def test_a_simple_pod_that_cannot_start_leaves_no_cgroup(tmp_path: Path) -> None:
+    ex = LocalExecutor()
+    body = tmp_path / "job.sh"
+    body.write_text("#!/bin/bash\ntrue\n")
+    pod = PodLaunch(token="tok-0", rank=0, ntasks=1, env={}, cwd=str(tmp_path / "gone"),
+                    script=body, args=[], stdout="/dev/null", stderr="/dev/null",
+                    exit_file=tmp_path / "pods" / "p.exit", cpu_milli=500)  # fmt: skip
+    (out,) = ex.launch_many([pod])
+    cpu = cgroups.base_dir("cpu")
+    assert isinstance(out, OSError) and cpu is not None
+    assert not (cpu / cgroup_name(pod.exit_file)).exists()

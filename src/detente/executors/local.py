@@ -178,6 +178,7 @@ class LocalExecutor:
                     why = pod.exit_file.with_suffix(".reason")
                     with contextlib.suppress(OSError):
                         answer = OSError(answer.errno, why.read_text()[:1000])
+                    cgroups.remove([Path(d) for d in req[7]])  # made for it, never joined
                 out[k] = answer
             else:
                 if req[0] != "pod" or self.watcher is None:  # else the spawner tells
