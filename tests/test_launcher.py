@@ -185,14 +185,16 @@ def test_a_simple_pod_killed_by_a_signal_ends_with_128_plus_it(tmp_path: Path) -
     assert code == 128 + signal.SIGTERM
 
 
-def test_a_simple_pod_in_a_missing_folder_fails_with_the_reason(tmp_path: Path) -> None:
-    ex = LocalExecutor()
+def pod_in_missing_folder(tmp_path: Path, cpu_milli: int = 0) -> PodLaunch:
     body = tmp_path / "job.sh"
     body.write_text("#!/bin/bash\ntrue\n")
-    pod = PodLaunch(token="tok-0", rank=0, ntasks=1, env={}, cwd=str(tmp_path / "gone"),
-                    script=body, args=[], stdout="/dev/null", stderr="/dev/null",
-                    exit_file=tmp_path / "pods" / "p.exit")  # fmt: skip
-    (out,) = ex.launch_many([pod])
+    return PodLaunch(token="tok-0", rank=0, ntasks=1, env={}, cwd=str(tmp_path / "gone"),
+                     script=body, args=[], stdout="/dev/null", stderr="/dev/null",
+                     exit_file=tmp_path / "pods" / "p.exit", cpu_milli=cpu_milli)  # fmt: skip
+
+
+def test_a_simple_pod_in_a_missing_folder_fails_with_the_reason(tmp_path: Path) -> None:
+    (out,) = LocalExecutor().launch_many([pod_in_missing_folder(tmp_path)])
     assert isinstance(out, OSError) and str(tmp_path / "gone") in str(out)
     assert "No such file or directory" in str(out)
 
@@ -200,13 +202,8 @@ def test_a_simple_pod_in_a_missing_folder_fails_with_the_reason(tmp_path: Path) 
 @pytest.mark.skipif(os.geteuid() != 0 or cgroups.base_dir("cpu") is None,
                     reason="cgroups need root and the cpu controller")  # fmt: skip
 def test_a_simple_pod_that_cannot_start_leaves_no_cgroup(tmp_path: Path) -> None:
-    ex = LocalExecutor()
-    body = tmp_path / "job.sh"
-    body.write_text("#!/bin/bash\ntrue\n")
-    pod = PodLaunch(token="tok-0", rank=0, ntasks=1, env={}, cwd=str(tmp_path / "gone"),
-                    script=body, args=[], stdout="/dev/null", stderr="/dev/null",
-                    exit_file=tmp_path / "pods" / "p.exit", cpu_milli=500)  # fmt: skip
-    (out,) = ex.launch_many([pod])
+    pod = pod_in_missing_folder(tmp_path, cpu_milli=500)
+    (out,) = LocalExecutor().launch_many([pod])
     cpu = cgroups.base_dir("cpu")
     assert isinstance(out, OSError) and cpu is not None
     assert not (cpu / cgroup_name(pod.exit_file)).exists()

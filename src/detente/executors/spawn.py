@@ -166,10 +166,6 @@ class Spawner:
                     h.close()  # a dead helper replaced, all its answers given
             return out
 
-    def owed(self) -> int:
-        """How many answers are owed."""
-        return len(self._order)
-
     def spawn_all(self, requests: list[Request]) -> list[Answer]:
         """`send` and wait for their answers (none other may be owed)."""
         assert not self._order, "answers owed: collect them first"
