@@ -59,3 +59,23 @@ def db_url(request, tmp_path):  # type: ignore[no-untyped-def]
         c.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
     eng.dispose()
     return url
+
+
+# -- running in parallel (pytest-xdist, `--dist loadgroup`) ------------------------------
+
+#: Modules that share something machine-wide run on one worker, one after another:
+#: a local Slurm cluster listens on fixed ports, and a job's rendezvous port is derived
+#: from its job id, which every daemon starts again at 1.
+SERIAL_GROUPS = {
+    "slurm-ports": ("test_conformance", "test_slurm_executor", "test_slurm_fidelity",
+                    "test_slurm_nodes", "test_slurm_submit"),
+    "rendezvous-ports": ("test_control_e2e", "test_slurm_steps"),
+}  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.path.stem
+        for group, modules in SERIAL_GROUPS.items():
+            if module in modules:
+                item.add_marker(pytest.mark.xdist_group(group))

@@ -99,21 +99,26 @@ def test_the_environment_reaches_the_launcher_without_a_file(tmp_path: Path) -> 
 @pytest.mark.skipif(os.geteuid() != 0 or cgroups.base_dir("cpu") is None,
                     reason="cgroups need root and the cpu controller")  # fmt: skip
 def test_empty_leftover_cgroups_are_swept_and_busy_ones_kept(tmp_path: Path) -> None:
+    """Swept under a parent of the test's own, so a killed run's leftovers elsewhere on
+    the machine (swept by the daemons, an hour on) cannot change the counts."""
     cpu = cgroups.base_dir("cpu")
     assert cpu is not None
-    empty, busy = cpu / "detente-sweep-empty", cpu / "detente-sweep-busy"
+    parent = cpu / f"sweep-test-{os.getpid()}"
+    empty, busy = parent / "detente-sweep-empty", parent / "detente-sweep-busy"
+    parent.mkdir()
     empty.mkdir()
     busy.mkdir()
     sleeper = subprocess.Popen(["sleep", "30"])
     try:
         (busy / "cgroup.procs").write_text(str(sleeper.pid))
-        assert cgroups.sweep([cpu], older_than=3600) == 0  # too young to be a leftover
-        assert cgroups.sweep([cpu], older_than=0) >= 1
+        assert cgroups.sweep([parent], older_than=3600) == 0  # too young to be a leftover
+        assert cgroups.sweep([parent], older_than=0) == 1
         assert not empty.exists() and busy.exists()
     finally:
         sleeper.kill()
         sleeper.wait()
         busy.rmdir()
+        parent.rmdir()
 
 
 def test_a_pod_gets_sigpipe_as_a_shell_does(tmp_path: Path) -> None:
