@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 from detente.core.driver import Decisions, schedule
@@ -61,21 +62,17 @@ def db_url(request, tmp_path):  # type: ignore[no-untyped-def]
     return url
 
 
-# -- running in parallel (pytest-xdist, `--dist loadgroup`) ------------------------------
-
-#: Modules that share something machine-wide run on one worker, one after another:
-#: a local Slurm cluster listens on fixed ports, and a job's rendezvous port is derived
-#: from its job id, which every daemon starts again at 1.
-SERIAL_GROUPS = {
-    "slurm-ports": ("test_conformance", "test_slurm_executor", "test_slurm_fidelity",
-                    "test_slurm_nodes", "test_slurm_submit"),
-    "rendezvous-ports": ("test_control_e2e", "test_slurm_steps"),
-}  # fmt: skip
+# -- running in parallel (pytest-xdist, `--dist loadfile`) ---------------------------------
+# A module's tests run on one worker, one after another: a job's rendezvous port is
+# derived from its job id, which every daemon starts at 1 (two tests of test_control_e2e
+# or test_slurm_steps at once could collide; the two modules use different ranges).
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        module = item.path.stem
-        for group, modules in SERIAL_GROUPS.items():
-            if module in modules:
-                item.add_marker(pytest.mark.xdist_group(group))
+def pytest_configure(config: pytest.Config) -> None:
+    """Each worker's local Slurm clusters listen on ports of their own (setup.sh's
+    defaults on the first worker)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")  # gw0, gw1, …
+    k = int(worker.removeprefix("gw") or 0)
+    if k:
+        os.environ.setdefault("CTLD_PORT", str(18817 + 1000 * k))
+        os.environ.setdefault("NODE_BASE_PORT", str(18900 + 1000 * k))

@@ -53,12 +53,17 @@ for p in munge slurmctld slurmd slurm-client slurm-wlm-basic-plugins slurmrestd;
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if ((${#need_pkgs[@]})) && [[ "${SKIP_INSTALL:-0}" != 1 ]]; then
+  # Parallel test workers may all get here on a fresh machine: one installs at a time
+  # (apt-get holds dpkg's lock and would fail the others).
+  exec 9>/tmp/detente-slurm-install.lock
+  flock 9
   log "installing: ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q >/dev/null
   # policy-rc.d / no systemd: the postinst scripts cannot start the system
   # services, which is what we want (we start our own instances below).
   apt-get install -y -q --no-install-recommends "${need_pkgs[@]}" >/dev/null
+  flock -u 9
 fi
 # slurm-wlm-emulator (Debian's "front-end" build) takes over /usr/sbin/slurmctld
 # via alternatives and is unusable (its shared libslurmfull lacks front-end

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -30,8 +31,12 @@ def local_slurm(
     """A real Slurm 22.05 of ``nodes`` × ``gpus`` on loopback (scripts/slurm/setup.sh,
     which installs the Debian packages if missing); stopped by PID on exit.
     SlurmUnavailable, with setup's own words, where it cannot start. ``settings``:
-    setup.sh's variables (``RETURN_TO_SERVICE``, ``SCHEDULER``, …)."""
-    env = {"SLURMPEER_DIR": str(d), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", **(settings or {})}
+    setup.sh's variables (``RETURN_TO_SERVICE``, ``SCHEDULER``, …). Its ports are
+    setup.sh's defaults unless ``CTLD_PORT`` / ``NODE_BASE_PORT`` are in this process's
+    environment (parallel test workers each set their own)."""
+    ports = {k: os.environ[k] for k in ("CTLD_PORT", "NODE_BASE_PORT") if k in os.environ}
+    env = {"SLURMPEER_DIR": str(d), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", **ports,
+           **(settings or {})}  # fmt: skip
     up = subprocess.run(["bash", str(SCRIPTS / "setup.sh"), str(nodes), str(gpus)], env=env,
                         capture_output=True, text=True)  # fmt: skip
     try:

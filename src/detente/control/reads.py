@@ -49,9 +49,9 @@ class Reads:
         self._workloads: dict[int, Workload] = {}
         self._built_for: object = None
         self._running = RunningSnapshot()
-        #: A pending job's encoded row by id: (version, reason, fields, JSON). Its row
-        #: does not change with time; a running job's does (elapsed), and is encoded
-        #: at each read.
+        #: An encoded row by id: (version, reason, fields, JSON), kept while the row
+        #: cannot change with time: a pending job's, or one whose ``fields`` leave out
+        #: the time-dependent keys (a running job's elapsed time grows).
         self._encoded: dict[int, tuple[int, str | None, Fields, bytes]] = {}
 
     def facts(self, spec_id: int, data: dict[str, Any]) -> views.SpecFacts:
@@ -103,12 +103,14 @@ class Reads:
         if hit is not None and hit[:3] == (r.version, r.reason, keep):
             return hit[3]
         data = encode(views.job(r, now, self.facts(r.spec_id, r.spec)), keep)
-        if r.start_time is None:
+        if r.start_time is None or (keep is not None and TIMED.isdisjoint(keep)):
             self._encoded[r.id] = (r.version, r.reason, keep, data)
         return data
 
 
 Fields = tuple[str, ...] | None
+#: The keys of a job's row that change with time alone (`views.job`).
+TIMED = frozenset({"elapsed", "gpu_hours"})
 Filters = tuple[set[str] | None, set[str] | None, set[str] | None]
 
 
