@@ -76,3 +76,16 @@ def pytest_configure(config: pytest.Config) -> None:
     if k:
         os.environ.setdefault("CTLD_PORT", str(18817 + 1000 * k))
         os.environ.setdefault("NODE_BASE_PORT", str(18900 + 1000 * k))
+
+
+#: The slowest modules (a minute or more each in CI), handed to the workers first so
+#: that neither worker is left alone with one of them at the end.
+SLOW_FIRST = (
+    "test_slurm_fidelity", "test_ha", "test_crash", "test_security_live",
+    "test_slurm_executor", "test_services_live", "test_fidelity", "test_fuzz",
+)  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {m: i for i, m in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable: ties keep order
