@@ -26,7 +26,7 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from signal import SIGKILL, Signals
+from signal import SIGKILL, SIGTERM, Signals
 from typing import Any
 
 from detente.executors import slurm_nodes
@@ -196,7 +196,11 @@ class SlurmExecutor:
 
     def signal(self, pid: int | None, start: int | None, sig: Signals) -> None:
         """The whole Slurm job (batch shell and steps); SIGKILL also ends the job in
-        Slurm. A job still waiting in Slurm is cancelled by any signal."""
+        Slurm. A job still waiting in Slurm is cancelled by any signal. SIGTERM is
+        only sent to stop a run for good (a cancel, preemption, time limit, node
+        loss), so it is Slurm's own cancel: Slurm records the job CANCELLED (not
+        FAILED by a signal) and sends SIGTERM then, after its KillWait, SIGKILL; a
+        grace of detente's longer than the cluster's KillWait is cut to it."""
         if pid is None or start != 0 or not self.tracker.fresh:
             return  # a stop is sent again at the next step (SIGKILL until it is gone)
         job = self.tracker.get(pid)
@@ -205,7 +209,7 @@ class SlurmExecutor:
         if sig == SIGKILL:
             self._scancel("--signal=KILL", "--full", str(pid))
             self._scancel(str(pid))
-        elif job is not None and job.state == "PENDING":
+        elif sig == SIGTERM or (job is not None and job.state == "PENDING"):
             self._scancel(str(pid))
         else:
             self._scancel(f"--signal={sig.name[3:]}", "--full", str(pid))
