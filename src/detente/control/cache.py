@@ -136,7 +136,7 @@ class JobCache:
         missing = ids - self.specs.keys()
         if missing:
             q = select(JobSpecRow.id, JobSpecRow.data).where(JobSpecRow.id.in_(missing))
-            self.specs.update(dict(s.execute(q).tuples().all()))
+            self.specs.update(dict(s.execute(q).all()))
         return self.specs
 
     def spec_of(self, job: Job) -> dict[str, Any]:

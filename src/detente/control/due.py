@@ -53,7 +53,7 @@ class Due:
             return None
         t: Table = Job.__table__  # type: ignore[assignment]
         q = select(t.c.id, t.c.state, t.c.start_time, t.c.spec_id).where(t.c.state.in_(ACTIVE))
-        rows = s.execute(q).tuples().all()
+        rows = s.execute(q).all()
         due = {i for i, state, _, _ in rows if state == STOPPING} | set(gone.values())
         running = [(i, start, spec) for i, state, start, spec in rows
                    if state == RUNNING and start is not None]  # fmt: skip
@@ -76,7 +76,7 @@ class Due:
             q = select(p.c.job_id, p.c.pid).where(
                 p.c.job_id.in_(active[k : k + CHUNK]), p.c.done.is_(False)
             )
-            out.update(jid for jid, pid in s.execute(q).tuples() if pid in pids)
+            out.update(jid for jid, pid in s.execute(q) if pid in pids)
         return out
 
     def _offsets_of(self, s: Session, specs: set[int]) -> dict[int, float | None]:
@@ -88,7 +88,7 @@ class Due:
             q = select(JobSpecRow.id, JobSpecRow.data).where(
                 JobSpecRow.id.in_(missing[k : k + CHUNK])
             )
-            for sid, data in s.execute(q).tuples():
+            for sid, data in s.execute(q):
                 self._offsets[sid] = _offset(data)
         return self._offsets
 

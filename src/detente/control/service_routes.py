@@ -29,7 +29,6 @@ from detente.gateway.app import create_gateway
 from detente.gateway.registry import Registry
 
 log = logging.getLogger("detente")
-router = APIRouter(responses=errors.RESPONSES)
 Name = Annotated[str, PathParam(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")]
 
 
@@ -101,8 +100,10 @@ def _view(request: Request, s: Session, row: Service) -> dict[str, Any]:
 
 
 def routes(actor: Any) -> APIRouter:
-    """The router, with the app's authentication dependency (``Actor``)."""
+    """A new router (one per app: a module-level one would gain the routes again at
+    every app made), with the app's authentication dependency (``Actor``)."""
     DB = Annotated[Session, Depends(_db)]
+    router = APIRouter(responses=errors.RESPONSES)
 
     @router.get("/v1/services")
     def list_services(request: Request, s: DB, user: actor) -> dict[str, Any]:  # type: ignore[valid-type]
