@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from detente.control import service_routes
 from detente.testing.api import Api
 
 SVC: dict[str, Any] = {
@@ -110,3 +111,19 @@ def test_a_service_name_is_a_dns_label(api: Api, name: str) -> None:
     doc["metadata"]["name"] = name
     r = put(api, "ana", doc)
     assert r.status_code == 400 and "is not a DNS label" in r.json()["detail"], r.text
+
+
+def test_every_service_route_needs_a_token_and_two_apps_do_not_share_routes(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    Api(tmp_path / "a")
+    api = Api(tmp_path / "b")  # the second app in this process: its routes its own only
+    put(api, "ana", SVC)
+    for method, path in (("GET", "/v1/services"), ("GET", "/v1/services/llm"),
+                         ("DELETE", "/v1/services/llm")):  # fmt: skip
+        assert api.call("", method, path).status_code == 401
+    first, second = service_routes.routes(object), service_routes.routes(object)
+    assert first is not second and len(first.routes) == len(second.routes) == 3
+    assert api.call("ana", "GET", "/v1/services/llm").status_code == 200  # untouched
