@@ -57,6 +57,9 @@ class FakeExecutor:
     def signal(self, pid: int | None, start: int | None, signum: object) -> None:
         pass
 
+    def terminate(self, pid: int | None, start: int | None) -> None:
+        """Starts nothing, stops nothing."""
+
     def alive(self, pid: int | None, start: int | None) -> bool:
         return True
 

@@ -65,6 +65,7 @@ class FakeExecutor:
     def launch(self, pod): return (1, 1)
     def exit_code(self, f): return None
     def signal(self, *a): pass
+    def terminate(self, *a): pass
     def alive(self, pid, start): return True
     def reap(self): pass
     def find(self, tokens): return {}

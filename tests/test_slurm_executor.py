@@ -184,6 +184,24 @@ def test_cancel_ends_the_slurm_job(live: Live, slurm: Cluster, tmp_path: Path) -
     assert sj.ended and sj.state == "CANCELLED" and sj.nodes == ("n1", "n2", "n3")
 
 
+def test_a_term_warning_is_a_signal_not_a_stop(live: Live, slurm: Cluster, tmp_path: Path) -> None:
+    """``--signal=TERM@8`` on a 12 s job: SIGTERM at 4 s, and the job lives on to its
+    time limit (only a stop for good is Slurm's cancel)."""
+    out = tmp_path / "warned.txt"
+    script = (f"trap 'echo term >> {out}' TERM\necho start >> {out}\n"
+              "for i in $(seq 120); do sleep 0.5; done\n")  # fmt: skip
+    r = live.api("POST", "/v1/jobs", json={"script": script, "name": "termwarn",
+                 "time_limit": 12, "signal": {"signal": 15, "seconds": 8},
+                 "chdir": str(tmp_path)})  # fmt: skip
+    assert r.status_code == 201, r.text
+    job = live.wait(ended(1, "TIMEOUT"), 60)[1]
+    # One SIGTERM at the warning (to the task, which lives on), one at the time limit.
+    assert out.read_text().split() == ["start", "term", "term"]
+    assert job["end_time"] - job["start_time"] >= 11  # not cut short at the warning
+    [sj] = slurm.jobs("termwarn")
+    assert sj.ended and sj.state == "CANCELLED"
+
+
 def test_the_time_limit_is_detentes(live: Live, slurm: Cluster, tmp_path: Path) -> None:
     submit(live, tmp_path, "t.sh", "#!/bin/bash\n#SBATCH -J limited -t 0:03\nsleep 300\n")
     job = live.wait(ended(1, "TIMEOUT"), 40)[1]

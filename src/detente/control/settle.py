@@ -205,7 +205,7 @@ class Settler:
         if job.id not in self._termed and not lost and not early:
             self._termed.add(job.id)  # after a restart it is sent again: harmless
             for p in live:
-                self.executor.signal(p.pid, p.pid_start, signal.SIGTERM)
+                self.executor.terminate(p.pid, p.pid_start)
         if job.kill_at is None:
             job.kill_at = now + self.grace
         elif now >= job.kill_at:

@@ -268,6 +268,11 @@ class LocalExecutor:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, sig)
 
+    @classmethod
+    def terminate(cls, pid: int | None, start: int | None) -> None:
+        """SIGTERM to the pod's process group."""
+        cls.signal(pid, start, signal.SIGTERM)
+
     @staticmethod
     def signal_batch(
         pid: int | None, start: int | None, exit_file: Path, sig: signal.Signals

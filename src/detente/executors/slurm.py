@@ -26,7 +26,7 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from signal import SIGKILL, SIGTERM, Signals
+from signal import SIGKILL, Signals
 from typing import Any
 
 from detente.executors import slurm_nodes
@@ -195,12 +195,11 @@ class SlurmExecutor:
     # -- signals -----------------------------------------------------------------------------
 
     def signal(self, pid: int | None, start: int | None, sig: Signals) -> None:
-        """The whole Slurm job (batch shell and steps); SIGKILL also ends the job in
-        Slurm. A job still waiting in Slurm is cancelled by any signal. SIGTERM is
-        only sent to stop a run for good (a cancel, preemption, time limit, node
-        loss), so it is Slurm's own cancel: Slurm records the job CANCELLED (not
-        FAILED by a signal) and sends SIGTERM then, after its KillWait, SIGKILL; a
-        grace of detente's longer than the cluster's KillWait is cut to it."""
+        """SIGKILL: the whole Slurm job (batch shell and steps), ended in Slurm. Any
+        other signal (a manifest's ``--signal`` warning): its steps, where its tasks
+        run under ``srun`` — not the batch shell, detente's own wrapper, which would
+        die of it and end the job. A job still waiting in Slurm is cancelled by any
+        signal."""
         if pid is None or start != 0 or not self.tracker.fresh:
             return  # a stop is sent again at the next step (SIGKILL until it is gone)
         job = self.tracker.get(pid)
@@ -209,10 +208,22 @@ class SlurmExecutor:
         if sig == SIGKILL:
             self._scancel("--signal=KILL", "--full", str(pid))
             self._scancel(str(pid))
-        elif sig == SIGTERM or (job is not None and job.state == "PENDING"):
+        elif job is not None and job.state == "PENDING":
             self._scancel(str(pid))
         else:
-            self._scancel(f"--signal={sig.name[3:]}", "--full", str(pid))
+            self._scancel(f"--signal={sig.name[3:]}", str(pid))
+
+    def terminate(self, pid: int | None, start: int | None) -> None:
+        """Slurm's own cancel, ``scancel <id>``: Slurm records the job CANCELLED (a
+        SIGTERM of detente's own would leave it FAILED, exit 143) and sends SIGTERM,
+        then SIGKILL after its KillWait: a grace of detente's longer than the
+        cluster's KillWait is cut to it. A user's ``--signal=TERM`` warning is a
+        `signal`, not this: the job lives on to its deadline."""
+        if pid is None or start != 0 or not self.tracker.fresh:
+            return  # sent again at the next step
+        job = self.tracker.get(pid)
+        if job is None or not job.ended:
+            self._scancel(str(pid))
 
     def signal_batch(
         self, pid: int | None, start: int | None, exit_file: Path, sig: Signals
