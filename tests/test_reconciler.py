@@ -205,12 +205,12 @@ def test_gpus_allocated_counts_up_nodes_and_idle_steps_record_no_latency(tmp_pat
     metrics.observe(first)
     assert first.decided and first.admitted == 1
     assert first.gpus_allocated == 8  # not 16: node2's GPUs are down, not allocated
-    metrics.observe(rec.step())  # decides once more: the launch wrote a "Started" event
-    idle = rec.step()
+    idle = rec.step()  # the launch's own "Started" event is no reason to decide again
     metrics.observe(idle)
     assert not idle.decided
     count = metrics.registry.get_sample_value("detente_cycle_seconds_count")
-    assert count == 2  # the idle step recorded no (zero) latency
+    assert count == 1  # the idle step recorded no (zero) latency
+    assert metrics.registry.get_sample_value("detente_steps_total", {"kind": "settled"}) == 1
     rec.executor.signal(*_pid_of(sessions, jid), signal.SIGKILL)
 
 

@@ -20,12 +20,15 @@ class Metrics:
             "detente_cycle_seconds", "Load + decide time of a scheduler step", registry=r,
             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5),
         )  # fmt: skip
+        self.steps = Counter("detente_steps", "Scheduler steps: those that decided, and those "
+                             "that only settled", ["kind"], registry=r)  # fmt: skip
         self._queues: set[str] = set()
 
     def observe(self, st: StepStats) -> None:
         self.admissions.inc(st.admitted)
         self.ended.inc(st.ended)
         self.gpus.set(st.gpus_allocated)
+        self.steps.labels("decided" if st.decided else "settled").inc()
         if st.decided:  # an idle step decided nothing: no latency to record
             self.cycle.observe(st.cycle_seconds)
         for q in self._queues - set(st.pending_by_queue):

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, or_, select, update
+from sqlalchemy import Table, bindparam, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -59,6 +59,16 @@ from detente.executors.base import Executor
 from detente.executors.local import LocalExecutor
 
 USAGE_SAVE_PERIOD = 10.0
+#: The newest event that may change a decision. A decision's own ``Admitted`` and a
+#: launch's ``Started`` cannot (a launching job is charged as a running one, and the
+#: driver cycles until a cycle admits nothing): deciding again after them, as before,
+#: cost a decision per confirmed launch.
+LAST_CHANGE = (
+    select(Event.id)
+    .where(Event.kind.not_in(("Admitted", "Started")))
+    .order_by(Event.id.desc())
+    .limit(1)
+)
 log = logging.getLogger("detente")
 
 
@@ -163,7 +173,7 @@ class Reconciler:
             return replace(self._last, admitted=0, ended=ended, cycle_seconds=0.0, decided=False)
         with self.sessions() as s:
             # Every job change writes an event; queue changes bump the generation.
-            mark = (s.scalar(select(func.max(Event.id))), workloads.setting(s, "generation", 0))
+            mark = (s.scalar(LAST_CHANGE), workloads.setting(s, "generation", 0))
             now = self.clock()
             quiet = now - self._decided < self.profile.calc_period and now < self._wake_at
             if mark == self._mark and quiet:
