@@ -15,6 +15,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from detente.api.jobspec import JobSpec
 from detente.control import audit
+from detente.control.store.db import EVENTS
 from detente.control.store.models import (
     ACTIVE,
     CANCELLED,
@@ -22,7 +23,6 @@ from detente.control.store.models import (
     REQUEUED,
     STOPPING,
     TERMINAL,
-    Event,
     Job,
     JobSpecRow,
     User,
@@ -43,7 +43,12 @@ class JobError(ValueError):
 
 
 def event(s: Session, job_id: int, now: float, kind: str, message: str) -> None:
-    s.add(Event(job_id=job_id, time=now, kind=kind, message=message))
+    """Records an event of the job in ``s``: written by its commit, all of the
+    session's at once (`detente.control.store.db.open_store`), gone with a rollback."""
+    s.info["wrote"] = True  # the lease's fence must see it
+    s.info.setdefault(EVENTS, []).append(
+        {"job_id": job_id, "time": now, "kind": kind, "message": message}
+    )
 
 
 def visible(actor: User) -> Select[tuple[Job]]:
