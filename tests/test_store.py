@@ -9,8 +9,9 @@ from sqlalchemy import select, text
 
 from detente.api.jobspec import JobSpec
 from detente.control import auth, jobs, layout
+from detente.control.lease import Fenced, Lease
 from detente.control.store.db import engine_for, migrate, open_store
-from detente.control.store.models import CANCELLED, PENDING, STOPPING, Job, User
+from detente.control.store.models import CANCELLED, PENDING, STOPPING, Event, Job, User
 
 # The default queues: one ClusterQueue, a LocalQueue per team (and "default").
 QUEUES = layout.queue_config(layout.cluster(layout.node_specs("2x8")), None, {"vision", "nlp"})
@@ -152,3 +153,38 @@ def test_live_reasons_show_times_as_local_iso() -> None:
     )
     # A plan's or simulator's seconds are not epoch times: left as they are.
     assert readable("would delay the reservation of head (from t=3600)").endswith("t=3600)")
+
+
+def test_events_are_written_by_the_commit_and_dropped_by_a_rollback(store) -> None:  # type: ignore[no-untyped-def]
+    with store() as s:
+        u, _ = _users(s)
+        (jid,) = jobs.submit(s, u["ana"], JobSpec(script="true"), QUEUES, now=10.0)
+    with store() as s:
+        jobs.event(s, jid, 11.0, "Note", "rolled back")
+        s.rollback()
+        jobs.event(s, jid, 12.0, "Note", "kept")
+        jobs.event(s, jid, 13.0, "Note", "kept too")
+        s.commit()
+    with store() as s:
+        jobs.event(s, jid, 14.0, "Note", "never committed")  # the session just closes
+    with store() as s:
+        rows = s.execute(select(Event.kind, Event.message).where(Event.job_id == jid)
+                         .order_by(Event.id)).all()  # fmt: skip
+    assert [tuple(r) for r in rows] == [
+        ("Submitted", rows[0][1]), ("Note", "kept"), ("Note", "kept too"),
+    ]  # fmt: skip
+
+
+def test_a_session_writing_only_events_is_fenced_by_the_lease(store) -> None:  # type: ignore[no-untyped-def]
+    """An event is a write: a standby (no lease) may not commit one."""
+    with store() as s:
+        u, _ = _users(s)
+        (jid,) = jobs.submit(s, u["ana"], JobSpec(script="true"), QUEUES, now=10.0)
+    leader, standby = Lease(store, "a", clock=lambda: 100.0), Lease(store, "b", clock=lambda: 100.0)
+    assert leader.tick() and not standby.tick()
+    standby.install()
+    with store() as s, pytest.raises(Fenced):
+        jobs.event(s, jid, 11.0, "Note", "from the standby")
+        s.commit()
+    with store() as s:
+        assert s.scalar(select(Event.id).where(Event.kind == "Note")) is None

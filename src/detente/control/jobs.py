@@ -45,6 +45,8 @@ class JobError(ValueError):
 def event(s: Session, job_id: int, now: float, kind: str, message: str) -> None:
     """Records an event of the job in ``s``: written by its commit, all of the
     session's at once (`detente.control.store.db.open_store`), gone with a rollback."""
+    if s.get_transaction() is None:
+        s.connection()  # a transaction for the events to belong to: its rollback drops them
     s.info["wrote"] = True  # the lease's fence must see it
     s.info.setdefault(EVENTS, []).append(
         {"job_id": job_id, "time": now, "kind": kind, "message": message}

@@ -7,6 +7,7 @@ PostgreSQL URLs (``postgresql://…``) use psycopg 3.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -70,7 +71,7 @@ def open_store(url: str) -> sessionmaker[Session]:
     migrate(eng)
     factory = sessionmaker(eng, expire_on_commit=False)
     event.listen(factory, "before_commit", _write_events)
-    event.listen(factory, "after_rollback", _drop_events)
+    event.listen(factory, "after_soft_rollback", _drop_events)
     return factory
 
 
@@ -83,5 +84,7 @@ def _write_events(s: Session) -> None:
         s.connection().execute(insert(Event.__table__), rows)
 
 
-def _drop_events(s: Session) -> None:
+def _drop_events(s: Session, _previous: Any) -> None:
+    # "soft": any rollback of the session's transaction, whether or not it reached the
+    # database (`jobs.event` makes sure there is one)
     s.info.pop(EVENTS, None)
