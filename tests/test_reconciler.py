@@ -237,3 +237,58 @@ def test_a_cancel_recorded_during_launch_is_not_undone_by_a_restart(tmp_path: Pa
     with sessions() as s:
         assert s.get(Job, job_id).state == "CANCELLED"  # type: ignore[union-attr]
     assert not out.exists()
+
+
+class CancelsDuringLaunch(LocalExecutor):
+    """A real executor; while the batch's pods start, the user cancels ``victim`` (as the
+    API would, in its own session), so the batch's commit loses a compare-and-set."""
+
+    def __init__(self, sessions, victim: int) -> None:  # type: ignore[no-untyped-def]
+        super().__init__()
+        self.sessions, self.victim = sessions, victim
+
+    def launch_many(self, pods: list[PodLaunch]) -> list[tuple[int, int] | Exception]:
+        with self.sessions() as s:
+            jobs.cancel(s, s.get(User, "ana"), [self.victim], time.time())
+            s.commit()
+        return super().launch_many(pods)
+
+
+def test_a_launch_failure_is_kept_when_its_batch_loses_a_cancel_race(tmp_path: Path) -> None:
+    """The batch's commit is lost to a cancel: the job whose launch failed in that batch
+    still fails, with its reason (it stayed LAUNCHING until a restart before), and the
+    cancelled job's pod, which did start, is recorded and stopped."""
+    from detente.control.store.models import JobSpecRow
+
+    sessions = open_store(f"sqlite:///{tmp_path / 'd.db'}")
+    with sessions() as s:
+        workloads.put_setting(s, "nodes", layout.node_specs("1x8"))
+        user = auth.authenticate(s, auth.create_user(s, "ana", "default"))
+        bad = JobSpecRow(data={"script": "true", "name": "bad", "env": {"A=B": "x"},
+                               "chdir": str(tmp_path)})  # fmt: skip
+        row = Job(name="bad", user="ana", team="default", queue="default", state="PENDING",
+                  spec_row=bad, submit_time=0.0, attempt=0)  # fmt: skip
+        s.add(row)
+        s.commit()
+        spec = JobSpec(script="sleep 30", chdir=str(tmp_path))
+        (victim,) = jobs.submit(s, user, spec, workloads.cluster_and_config(s)[1], time.time())
+        failing = row.id
+    rec = Reconciler(sessions, build("detente"), tmp_path, CancelsDuringLaunch(sessions, victim))
+    assert rec.step().admitted == 2
+    with sessions() as s:
+        failed = s.get(Job, failing)
+        assert failed is not None and failed.state == "STOPPING"
+        assert "illegal environment variable name" in (failed.reason or "")
+        assert s.get(Job, victim).state == "STOPPING"  # type: ignore[union-attr]
+    pid, start = _pid_of(sessions, victim)
+    assert pid is not None and rec.executor.alive(pid, start)  # started, and recorded
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        rec.step()
+        with sessions() as s:
+            states = {s.get(Job, j).state for j in (failing, victim)}  # type: ignore[union-attr]
+        if states <= {"FAILED", "CANCELLED"}:
+            break
+        time.sleep(0.1)
+    assert states == {"FAILED", "CANCELLED"}
+    assert not rec.executor.alive(pid, start)

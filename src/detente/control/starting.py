@@ -66,6 +66,8 @@ class Starter:
         self._mode: str | None = None
         self._scripts: set[int] = set()
         self._specs: dict[tuple[int, int], tuple[dict[str, Any], JobSpec]] = {}
+        #: Jobs the current batch failed, with why (redone alone if its commit is lost).
+        self._failures: dict[int, str] = {}
 
     def start(self, job_ids: list[int]) -> None:
         """Starts the unstarted pods of ``job_ids`` that are still ``LAUNCHING``."""
@@ -81,6 +83,7 @@ class Starter:
     def _batch(self, ids: list[int]) -> None:
         started: Started = {}
         self._specs.clear()
+        self._failures.clear()
         with self.sessions() as s:
             q = select(Job).where(Job.id.in_(ids)).options(lazyload(Job.spec_row))
             jobs = [j for j in s.scalars(q) if j.state == LAUNCHING]
@@ -95,8 +98,11 @@ class Starter:
                 s.commit()  # every job of the batch confirmed at once
             except StaleDataError:  # one was cancelled meanwhile: confirm each alone
                 s.rollback()
+                failed = dict(self._failures)  # the rollback undid these too
                 for jid, by_pod in started.items():
-                    self._confirm(jid, by_pod)
+                    self._confirm(jid, by_pod, job_too=jid not in failed)
+                for jid, why in failed.items():
+                    self._fail_alone(jid, why)
 
     def _start_job(self, s: Session, job: Job, pods: list[Pod], local: Local, gangs: Gangs) -> None:
         """Prepares ``job``'s pods in session ``s`` (not committed): adds them to
@@ -228,11 +234,11 @@ class Starter:
                 s.rollback()
                 self._confirm(job_id, by_pod, job_too=False)
 
-    def _fail_alone(self, job_id: int) -> None:
+    def _fail_alone(self, job_id: int, why: str = "could not be started") -> None:
         with self.sessions() as s:
             job = s.get(Job, job_id)
             if job is not None and job.state == LAUNCHING:
-                self._failed(s, job, pods_of(s, [job]).get(job.id, []), "could not be started")
+                self._failed(s, job, pods_of(s, [job]).get(job.id, []), why)
                 try:
                     s.commit()
                 except StaleDataError:
@@ -241,6 +247,7 @@ class Starter:
     def _failed(self, s: Session, job: Job, pods: list[Pod], why: str) -> None:
         """Fails ``job`` in ``s`` (the caller commits); pods already started are
         stopped by the next settle."""
+        self._failures[job.id] = why
         for p in pods:
             if p.pid is None:
                 p.done = True
