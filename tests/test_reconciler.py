@@ -158,20 +158,28 @@ def test_a_truncated_script_left_by_a_crash_is_never_run(tmp_path: Path) -> None
     assert sorted(out.read_text().split()) == ["0", "1"]  # both ranks ran the whole script
 
 
+def _lax_job(s, name: str, cwd: Path) -> int:  # type: ignore[no-untyped-def]
+    """A pending job of ana's as a laxer version stored it: an environment name with '='
+    (today's validation refuses it at submission; its launch fails). Its id."""
+    from detente.control.store.models import JobSpecRow
+
+    spec = JobSpecRow(data={"script": "true", "name": name, "env": {"A=B": "x"},
+                            "chdir": str(cwd)})  # fmt: skip
+    row = Job(name=name, user="ana", team="default", queue="default", state="PENDING",
+              spec_row=spec, submit_time=0.0, attempt=0)  # fmt: skip
+    s.add(row)
+    s.commit()
+    return row.id
+
+
 def test_a_spec_stored_by_a_laxer_version_does_not_stop_scheduling(tmp_path: Path) -> None:
     """Rows written before today's validation (a tab in the name, an environment name
     with '=') fail alone, with a reason; the job behind them still runs."""
-    from detente.control.store.models import JobSpecRow
-
     sessions = open_store(f"sqlite:///{tmp_path / 'd.db'}")
     with sessions() as s:
         workloads.put_setting(s, "nodes", layout.node_specs("1x8"))
         user = auth.authenticate(s, auth.create_user(s, "ana", "default"))
-        bad = JobSpecRow(data={"script": "true", "name": "a\tb", "env": {"A=B": "x"},
-                               "chdir": str(tmp_path)})  # fmt: skip
-        s.add(Job(name="a\tb", user="ana", team="default", queue="default", state="PENDING",
-                  spec_row=bad, submit_time=0.0, attempt=0))  # fmt: skip
-        s.commit()
+        _lax_job(s, "a\tb", tmp_path)
         spec = JobSpec(script="true", chdir=str(tmp_path))
         (good,) = jobs.submit(s, user, spec, workloads.cluster_and_config(s)[1], time.time())
     rec = Reconciler(sessions, build("detente"), tmp_path)
@@ -258,21 +266,13 @@ def test_a_launch_failure_is_kept_when_its_batch_loses_a_cancel_race(tmp_path: P
     """The batch's commit is lost to a cancel: the job whose launch failed in that batch
     still fails, with its reason (it stayed LAUNCHING until a restart before), and the
     cancelled job's pod, which did start, is recorded and stopped."""
-    from detente.control.store.models import JobSpecRow
-
     sessions = open_store(f"sqlite:///{tmp_path / 'd.db'}")
     with sessions() as s:
         workloads.put_setting(s, "nodes", layout.node_specs("1x8"))
         user = auth.authenticate(s, auth.create_user(s, "ana", "default"))
-        bad = JobSpecRow(data={"script": "true", "name": "bad", "env": {"A=B": "x"},
-                               "chdir": str(tmp_path)})  # fmt: skip
-        row = Job(name="bad", user="ana", team="default", queue="default", state="PENDING",
-                  spec_row=bad, submit_time=0.0, attempt=0)  # fmt: skip
-        s.add(row)
-        s.commit()
+        failing = _lax_job(s, "bad", tmp_path)
         spec = JobSpec(script="sleep 30", chdir=str(tmp_path))
         (victim,) = jobs.submit(s, user, spec, workloads.cluster_and_config(s)[1], time.time())
-        failing = row.id
     rec = Reconciler(sessions, build("detente"), tmp_path, CancelsDuringLaunch(sessions, victim))
     assert rec.step().admitted == 2
     with sessions() as s:
