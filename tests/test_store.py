@@ -188,3 +188,33 @@ def test_a_session_writing_only_events_is_fenced_by_the_lease(store) -> None:  #
         s.commit()
     with store() as s:
         assert s.scalar(select(Event.id).where(Event.kind == "Note")) is None
+
+
+def test_a_batch_compare_and_set_applies_every_row_or_reports_the_loser(store) -> None:  # type: ignore[no-untyped-def]
+    """`cas.update_jobs` (one executemany per set of columns): the rows it matched are
+    summed, so one job changed meanwhile is seen, and the caller's rollback undoes the
+    rest — nothing half applied."""
+    from detente.control.store import cas
+
+    with store() as s:
+        u, _ = _users(s)
+        ids = jobs.submit(s, u["ana"], JobSpec(script="true", array=[0, 1, 2]), QUEUES, 0.0)
+        versions = {i: s.get(Job, i).version for i in ids}
+    with store() as s:
+        ok = cas.update_jobs(s, [(i, versions[i], {"state": "LAUNCHING", "nodes": ["n1"],
+                                                  "attempt": 1}) for i in ids])  # fmt: skip
+        s.commit()
+    assert ok
+    with store() as s:
+        rows = [s.get(Job, i) for i in ids]
+        assert [(r.state, r.nodes, r.version) for r in rows] == [
+            ("LAUNCHING", ["n1"], versions[i] + 1) for i in ids
+        ]
+    with store() as s:  # a cancel wins the middle job
+        jobs.cancel(s, u["ana"], [ids[1]], 1.0)
+    with store() as s:
+        lost = cas.update_jobs(s, [(i, versions[i] + 1, {"state": "RUNNING"}) for i in ids])
+        assert not lost
+        s.rollback()
+    with store() as s:
+        assert [s.get(Job, i).state for i in ids] == ["LAUNCHING", STOPPING, "LAUNCHING"]

@@ -23,6 +23,7 @@ against the records it decided on (a compare-and-set across the cache).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -153,6 +154,17 @@ class JobCache:
             if row is not None and row.state == PENDING:
                 row.reason = why
 
+    def wrote(self, changes: Sequence[tuple[int, int, Mapping[str, Any]]]) -> None:
+        """The reconciler committed these compare-and-sets (`detente.control.store.cas`):
+        the records they applied to take the values and the bumped version, so the
+        next refresh need not reload them (a write-through)."""
+        for jid, version, values in changes:
+            row = self.rows.get(jid)
+            if row is not None and row.version == version:
+                for k, v in values.items():
+                    setattr(row, k, v)
+                row.version = version + 1
+
     def cluster_config(self, s: Session) -> tuple[Cluster, QueueConfig]:
         """The cluster and queue configuration, parsed again only when the node layout,
         node states, applied manifests or teams changed."""
@@ -182,13 +194,3 @@ def _listing(s: Session, reasons: bool) -> list[tuple[Any, ...]]:
         return list(cur.fetchall())
     finally:
         cur.close()
-
-
-def rows_as_decided(s: Session, ids: list[int], decided: dict[int, Any]) -> dict[int, Job] | None:
-    """The store's rows of ``ids``, if each is still the version the decision read
-    (the cache's compare-and-set); None if any changed or vanished."""
-    rows: dict[int, Job] = {}
-    for k in range(0, len(ids), CHUNK):
-        for job in s.scalars(select(Job).where(Job.id.in_(ids[k : k + CHUNK]))):
-            rows[job.id] = job
-    return rows if all(i in rows and rows[i].version == decided[i].version for i in ids) else None

@@ -33,11 +33,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from detente.control import depends, nodes, views, workloads
-from detente.control.cache import JobCache, rows_as_decided
+from detente.control.cache import JobCache
 from detente.control.jobs import event
 from detente.control.running import RunningSnapshot
 from detente.control.settle import PREEMPTED, Settler, preempt_warning
 from detente.control.starting import Starter
+from detente.control.store import cas
 from detente.control.store.models import (
     LAUNCHING,
     PENDING,
@@ -45,7 +46,6 @@ from detente.control.store.models import (
     STOPPING,
     Event,
     Job,
-    Pod,
 )
 from detente.core.driver import Decisions, schedule
 from detente.core.fairshare import Usage
@@ -242,18 +242,17 @@ class Reconciler:
             workloads.put_setting(s, "usage", usage_to_json(snap.usage))
             self._usage_saved = self.clock()
         stats.cycle_seconds = time.perf_counter() - t0
-        for name, why in result.pending.items():
-            reasons[int(name)] = why.reason
-        shown = views.readable_all(reasons)
-        self._write_reasons(s, jobs, shown)
-        self.cache.note_reasons(shown)
+        by_queue = stats.pending_by_queue
+        for name, why in result.pending.items():  # one pass: thousands pending
+            jid = int(name)
+            reasons[jid] = why.reason
+            q = jobs[jid].queue
+            by_queue[q] = by_queue.get(q, 0) + 1
+        self.cache.note_reasons(self._write_reasons(s, jobs, views.readable_all(reasons)))
         stats.launches = self._record(s, snap, result, jobs, self.clock())
         stats.admitted = len(stats.launches)
         stats.pending = len(result.pending)
         stats.gpus_allocated = views.gpus_allocated(snap)
-        for name in result.pending:
-            q = jobs[int(name)].queue
-            stats.pending_by_queue[q] = stats.pending_by_queue.get(q, 0) + 1
         return stats
 
     def _decide(self, snap: Snapshot, queues: QueueManager) -> Decisions:
@@ -271,17 +270,19 @@ class Reconciler:
     # -- apply: record, then act ------------------------------------------------------
 
     @staticmethod
-    def _write_reasons(s: Session, jobs: dict[int, Job], shown: dict[int, str]) -> None:
+    def _write_reasons(s: Session, jobs: dict[int, Job], shown: dict[int, str]) -> dict[int, str]:
         """Pending reasons (as shown: `views.readable`) are advisory: written without a
         version check (and only to jobs still pending), so they never race a user's
-        cancel."""
-        rows = [{"jid": j, "why": r} for j, r in shown.items() if jobs[j].reason != r]
+        cancel. Returns those that changed (the others are already the jobs')."""
+        changed = {j: r for j, r in shown.items() if jobs[j].reason != r}
+        rows = [{"jid": j, "why": r} for j, r in changed.items()]
         if rows:
             s.info["wrote"] = True  # a Core write: the lease's fence must see it
             t = cast(Table, Job.__table__)
             stmt = update(t).where(t.c.id == bindparam("jid"), t.c.state == PENDING)
             s.connection().execute(stmt.values(reason=bindparam("why")), rows)
             s.commit()
+        return changed
 
     def _record(
         self, s: Session, snap: Snapshot, result: Decisions, jobs: dict[int, Job], now: float
@@ -296,35 +297,36 @@ class Reconciler:
                 kill_at = max(p.deadline, now + self.grace + preempt_warning(victim))
                 victim.state, victim.stop_reason, victim.kill_at = STOPPING, PREEMPTED, kill_at
                 event(s, victim.id, now, "Preempted", p.reason)
-        out = []
         # A job runs whole or not at all: a pod-by-pod profile's partial binding is not
         # launched (the next decision starts from the store again).
         admitted = [a for a in result.admissions if a.complete]
-        rows = rows_as_decided(s, [int(a.workload.name) for a in admitted], jobs)
-        if rows is None:
-            s.rollback()
-            self._mark = None  # a job changed since the cache was read: decide again
-            return []
+        changes: list[cas.Change] = []
+        pods: list[dict[str, Any]] = []
         for adm in admitted:
-            job = rows[int(adm.workload.name)]
+            was = jobs[int(adm.workload.name)]
             names = [snap.cluster.nodes[p.node].name for p in adm.placements]
-            job.state, job.reason, job.stop_reason, job.kill_at = LAUNCHING, None, None, None
-            job.nodes, job.devices = names, [list(p.devices) for p in adm.placements]
-            job.attempt += 1
-            job.start_time, job.end_time, job.exit_code = now, None, None
+            values = {"state": LAUNCHING, "reason": None, "stop_reason": None, "kill_at": None,
+                      "nodes": names, "devices": [list(p.devices) for p in adm.placements],
+                      "attempt": was.attempt + 1, "start_time": now, "end_time": None,
+                      "exit_code": None}  # fmt: skip
+            changes.append((was.id, was.version, values))
             tag = uuid.uuid4().hex  # an engine job's tag; its pods' tokens are tag-rank
-            for rank, node in enumerate(names):
-                s.add(Pod(job_id=job.id, attempt=job.attempt, rank=rank, node=node,
-                          token=f"{tag}-{rank}", done=False))  # fmt: skip
-            event(s, job.id, now, "Admitted", f"on {','.join(names)} (attempt {job.attempt})")
-            out.append(job.id)
+            pods += [{"job_id": was.id, "attempt": was.attempt + 1, "rank": rank, "node": node,
+                      "token": f"{tag}-{rank}", "done": False}
+                     for rank, node in enumerate(names)]  # fmt: skip
+            event(s, was.id, now, "Admitted", f"on {','.join(names)} (attempt {was.attempt + 1})")
         try:
+            # Compare-and-sets against the versions the decision read (the cache's).
+            if not cas.update_jobs(s, changes):
+                raise StaleDataError("a job changed since the decision read it")
+            cas.insert_pods(s, pods)
             s.commit()  # the decision is durable before any process starts
         except StaleDataError:
             s.rollback()
             self._mark = None  # decide again at once
             return []
-        return out
+        self.cache.wrote(changes)
+        return [jid for jid, _, _ in changes]
 
     # -- settle ------------------------------------------------------------------------
 

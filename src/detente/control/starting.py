@@ -24,6 +24,7 @@ from detente.api.jobspec import JobSpec, stored
 from detente.control import auth, launch, workloads
 from detente.control.jobs import event
 from detente.control.settle import pods_of
+from detente.control.store import cas
 from detente.control.store.models import (
     FAILED,
     LAUNCHING,
@@ -68,6 +69,10 @@ class Starter:
         self._specs: dict[tuple[int, int], tuple[dict[str, Any], JobSpec]] = {}
         #: Jobs the current batch failed, with why (redone alone if its commit is lost).
         self._failures: dict[int, str] = {}
+        #: The current batch's confirmations: jobs RUNNING (compare-and-sets) and the
+        #: pids of their pods, written without ORM objects (`detente.control.store.cas`).
+        self._running: list[cas.Change] = []
+        self._pids: list[dict[str, Any]] = []
 
     def start(self, job_ids: list[int]) -> None:
         """Starts the unstarted pods of ``job_ids`` that are still ``LAUNCHING``."""
@@ -84,6 +89,7 @@ class Starter:
         started: Started = {}
         self._specs.clear()
         self._failures.clear()
+        self._running, self._pids = [], []
         with self.sessions() as s:
             q = select(Job).where(Job.id.in_(ids)).options(lazyload(Job.spec_row))
             jobs = [j for j in s.scalars(q) if j.state == LAUNCHING]
@@ -95,6 +101,9 @@ class Starter:
             self._launch(s, local, started)
             self._submit(s, gangs, started)
             try:
+                if not cas.update_jobs(s, self._running):
+                    raise StaleDataError("a job of the batch changed while it was started")
+                cas.update_pods(s, self._pids)
                 s.commit()  # every job of the batch confirmed at once
             except StaleDataError:  # one was cancelled meanwhile: confirm each alone
                 s.rollback()
@@ -143,13 +152,21 @@ class Starter:
                 if isinstance(out, Exception):
                     bad = bad or out
                     continue
-                pod.pid, pod.pid_start = out
                 started.setdefault(job.id, {})[pod.id] = out
             if bad is not None:
+                for pod, _ in pp:  # recorded, so the next settle stops what started
+                    if (pid := started.get(job.id, {}).get(pod.id)) is not None:
+                        pod.pid, pod.pid_start = pid
                 self._failed(s, job, pods, _why(bad))
                 continue
-            job.state = RUNNING
-            event(s, job.id, self.clock(), "Started", f"{len(job.nodes or [])} pod(s)")
+            self._confirmed(s, job, started.get(job.id, {}), f"{len(job.nodes or [])} pod(s)")
+
+    def _confirmed(self, s: Session, job: Job, pids: dict[int, tuple[int, int]], what: str) -> None:
+        """``job`` RUNNING with its pods' ``pids``, at the batch's commit."""
+        self._running.append((job.id, job.version, {"state": RUNNING}))
+        self._pids += [{"id": pod_id, "pid": pid, "pid_start": start}
+                       for pod_id, (pid, start) in pids.items()]  # fmt: skip
+        event(s, job.id, self.clock(), "Started", what)
 
     def _one(self, plan: PodLaunch) -> tuple[int, int] | Exception:
         try:
@@ -199,10 +216,8 @@ class Starter:
                 self._failed(s, job, pods, str(out))
             else:
                 for pod, (pid, start) in zip(pods, out, strict=True):
-                    pod.pid, pod.pid_start = pid, start
                     started.setdefault(job.id, {})[pod.id] = (pid, start)
-                job.state = RUNNING
-                event(s, job.id, self.clock(), "Started", f"engine job {out[0][0]}")
+                self._confirmed(s, job, started[job.id], f"engine job {out[0][0]}")
 
     def _defer(self, s: Session, job: Job, pods: list[Pod], why: str) -> None:
         """The engine could not be asked: ``job`` waits again, as if never admitted
