@@ -90,10 +90,13 @@ def _gang_cycle(
     gate = _Gate(profile, _parked_blockers(snap, queues, profile))
     free_left = snap.state.free_milli[0]  # GPUs free before any cordon of this cycle
     full: dict[tuple[int, int], Status] = {}
+    resolved: dict[str, tuple[ClusterQueue | None, Status | None]] = {}
     for w in _in_order(snap, queues, profile):  # step 1
         if w.name in snap.running:
             continue  # quota already reserved; its pods are being bound
-        cq, unresolved = profile.quota_fit.resolve(snap, w)  # step 2
+        if (got := resolved.get(w.queue)) is None:  # step 2, once per queue
+            got = resolved[w.queue] = profile.quota_fit.resolve(snap, w)
+        cq, unresolved = got
         if (skip := unresolved or gate.skip(w, cq)) is not None:
             res.pending[w.name] = skip
             continue
@@ -164,13 +167,22 @@ class _Gate:
 def _parked_blockers(snap: Snapshot, queues: QueueManager, profile: Profile) -> dict[str, str]:
     """ClusterQueues whose parked head blocks everything behind it (StrictFIFO, sched/builtin)."""
     out: dict[str, str] = {}
-    for w in queues.ordered() if queues.parked else ():
+    if not queues.parked or not _may_block(snap, profile):
+        return out  # every parked workload would be looked at for nothing
+    for w in queues.ordered():
         if w.name in queues.parked:
             cq, _ = profile.quota_fit.resolve(snap, w)
             key = cq.name if cq else ""
             if key not in out and strict_blocks(cq, profile, Code.UNSCHEDULABLE):
                 out[key] = w.name
     return out
+
+
+def _may_block(snap: Snapshot, profile: Profile) -> bool:
+    """Whether any workload left pending could block its queue (`strict_blocks`)."""
+    return profile.strict_priority or any(
+        cq.strategy == QueueingStrategy.STRICT_FIFO for cq in snap.config.cluster_queues.values()
+    )
 
 
 def strict_blocks(cq: ClusterQueue | None, profile: Profile, code: Code) -> bool:

@@ -149,7 +149,9 @@ class QuotaFit(Protocol):
         ...
 
     def resolve(self, snap: Snapshot, w: Workload) -> tuple[ClusterQueue | None, Status | None]:
-        """The ClusterQueue ``w`` charges (None: none), or why it cannot be resolved."""
+        """The ClusterQueue ``w`` charges (None: none), or why it cannot be resolved.
+        Depends on ``w.queue`` and the configuration alone (a cycle asks once per
+        LocalQueue)."""
         ...
 
     def would_borrow(self, snap: Snapshot, w: Workload) -> bool:
