@@ -16,7 +16,7 @@ from detente.control.reconciler import Reconciler
 from detente.control.store.db import open_store
 from detente.control.store.models import COMPLETED, LAUNCHING, Job, Pod, User
 from detente.core.profiles import build
-from detente.executors.base import PodLaunch
+from detente.executors.base import EngineUnavailable, GangLaunch, PodLaunch
 from detente.executors.local import LocalExecutor
 
 
@@ -292,3 +292,49 @@ def test_a_launch_failure_is_kept_when_its_batch_loses_a_cancel_race(tmp_path: P
         time.sleep(0.1)
     assert states == {"FAILED", "CANCELLED"}
     assert not rec.executor.alive(pid, start)
+
+
+class FakeEngine(LocalExecutor):
+    """A fake engine (a gang executor, as the Slurm one is, whose jobs are local
+    processes): it cannot be asked about ``deferred`` (as when slurmctld does not
+    answer), and while it starts ``victim`` the user cancels that job."""
+
+    def __init__(self, sessions, deferred: int, victim: int) -> None:  # type: ignore[no-untyped-def]
+        super().__init__()
+        self.sessions, self.deferred, self.victim = sessions, deferred, victim
+
+    def launch_job(self, job: GangLaunch) -> list[tuple[int, int]]:
+        if job.job_id == self.deferred:
+            raise EngineUnavailable("the engine did not answer (fake)")
+        if job.job_id == self.victim:
+            with self.sessions() as s:
+                jobs.cancel(s, s.get(User, "ana"), [self.victim], time.time())
+                s.commit()
+        out = self.launch_many(job.pods)
+        assert all(not isinstance(o, Exception) for o in out), out
+        return out  # type: ignore[return-value]
+
+
+def test_a_deferred_launch_is_kept_when_its_batch_loses_a_cancel_race(tmp_path: Path) -> None:
+    """The engine could not be asked about one job (it waits again, PENDING) and the
+    batch's commit is lost to a cancel of another: the deferred job still goes back to
+    PENDING (it stayed LAUNCHING until a restart before) and the cancelled job's pod,
+    which did start, is recorded."""
+    sessions = open_store(f"sqlite:///{tmp_path / 'd.db'}")
+    with sessions() as s:
+        workloads.put_setting(s, "nodes", layout.node_specs("1x8"))
+        user = auth.authenticate(s, auth.create_user(s, "ana", "default"))
+        config = workloads.cluster_and_config(s)[1]
+        spec = JobSpec(script="sleep 30", chdir=str(tmp_path))
+        waits, victim = (jobs.submit(s, user, spec, config, time.time())[0] for _ in range(2))
+    rec = Reconciler(sessions, build("detente"), tmp_path, FakeEngine(sessions, waits, victim))
+    assert rec.step().admitted == 2
+    with sessions() as s:
+        deferred = s.get(Job, waits)
+        assert deferred is not None and deferred.state == "PENDING"
+        assert deferred.attempt == 0 and "did not answer" in (deferred.reason or "")
+        assert s.scalars(select(Pod).where(Pod.job_id == waits)).first() is None
+        assert s.get(Job, victim).state == "STOPPING"  # type: ignore[union-attr]
+    pid, start = _pid_of(sessions, victim)
+    assert pid is not None and rec.executor.alive(pid, start)  # started, and recorded
+    rec.executor.signal(pid, start, signal.SIGKILL)

@@ -67,8 +67,10 @@ class Starter:
         self._mode: str | None = None
         self._scripts: set[int] = set()
         self._specs: dict[tuple[int, int], tuple[dict[str, Any], JobSpec]] = {}
-        #: Jobs the current batch failed, with why (redone alone if its commit is lost).
+        #: Jobs the current batch failed, and those it sent back to wait (the engine
+        #: did not answer), with why: redone alone if the batch's commit is lost.
         self._failures: dict[int, str] = {}
+        self._deferred: dict[int, str] = {}
         #: The current batch's confirmations: jobs RUNNING (compare-and-sets) and the
         #: pids of their pods, written without ORM objects (`detente.control.store.cas`).
         self._running: list[cas.Change] = []
@@ -83,12 +85,13 @@ class Starter:
             except Exception:  # never the loop: the batch's jobs fail one by one instead
                 log.exception("starting jobs %s failed", ids)
                 for jid in ids:
-                    self._fail_alone(jid)
+                    self._alone(jid, "could not be started", self._failed)
 
     def _batch(self, ids: list[int]) -> None:
         started: Started = {}
         self._specs.clear()
         self._failures.clear()
+        self._deferred.clear()
         self._running, self._pids = [], []
         with self.sessions() as s:
             q = select(Job).where(Job.id.in_(ids)).options(lazyload(Job.spec_row))
@@ -108,10 +111,13 @@ class Starter:
             except StaleDataError:  # one was cancelled meanwhile: confirm each alone
                 s.rollback()
                 failed = dict(self._failures)  # the rollback undid these too
+                deferred = dict(self._deferred)
                 for jid, by_pod in started.items():
                     self._confirm(jid, by_pod, job_too=jid not in failed)
                 for jid, why in failed.items():
-                    self._fail_alone(jid, why)
+                    self._alone(jid, why, self._failed)
+                for jid, why in deferred.items():
+                    self._alone(jid, why, self._defer)
 
     def _start_job(self, s: Session, job: Job, pods: list[Pod], local: Local, gangs: Gangs) -> None:
         """Prepares ``job``'s pods in session ``s`` (not committed): adds them to
@@ -222,6 +228,7 @@ class Starter:
     def _defer(self, s: Session, job: Job, pods: list[Pod], why: str) -> None:
         """The engine could not be asked: ``job`` waits again, as if never admitted
         (its pods forgotten, its attempt not counted)."""
+        self._deferred[job.id] = why
         for p in pods:
             s.delete(p)
         job.attempt -= 1
@@ -249,11 +256,15 @@ class Starter:
                 s.rollback()
                 self._confirm(job_id, by_pod, job_too=False)
 
-    def _fail_alone(self, job_id: int, why: str = "could not be started") -> None:
+    def _alone(
+        self, job_id: int, why: str, act: Callable[[Session, Job, list[Pod], str], None]
+    ) -> None:
+        """``act`` (`_failed` or `_defer`) on one job, in its own session, if it is
+        still LAUNCHING."""
         with self.sessions() as s:
             job = s.get(Job, job_id)
             if job is not None and job.state == LAUNCHING:
-                self._failed(s, job, pods_of(s, [job]).get(job.id, []), why)
+                act(s, job, pods_of(s, [job]).get(job.id, []), why)
                 try:
                     s.commit()
                 except StaleDataError:
