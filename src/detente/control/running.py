@@ -5,8 +5,9 @@ Each decision used to charge every active job to a fresh `Snapshot` (≈ 10 ms a
 running jobs, every decision). Here a base snapshot holds the active jobs as last
 seen; a decision releases the jobs that ended or changed (every write of a job row
 bumps its version), admits the new and changed ones, and decides on a clone. The
-clone's admissions are copies, so what a cycle marks on them (a victim's eviction)
-never reaches the base. The base is built again whenever the cluster or the queue
+clone shares the base's admission objects: a cycle never changes a running admission
+in place (a victim's eviction mark is a new admission: `detente.core.preemption`), so
+nothing a decision marks reaches the base. The base is built again whenever the cluster or the queue
 configuration is new, or a job's workload is a new object (its priority is set on
 that object).
 
@@ -17,7 +18,6 @@ fresh load after random sequences of events).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -62,6 +62,4 @@ class RunningSnapshot:
             if jid not in self._seen:
                 base.admit(admission(job, base, workload(job)), keep_devices=True)
                 self._seen[jid] = job.version
-        snap = base.clone()
-        snap.running = {name: copy.copy(adm) for name, adm in base.running.items()}
-        return snap
+        return base.clone()  # its admissions shared: a cycle replaces, never changes, one

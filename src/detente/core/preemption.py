@@ -26,7 +26,7 @@ the driver stops and requeues them then, keeping their submit time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from detente.core.admission import quota_fit, stage_workload
@@ -247,7 +247,9 @@ def preempt(
         out = []
         for v in fresh:
             deadline = now + v.workload.checkpoint_grace
-            v.evicting_until = deadline
+            # A new admission, not a change to the old: clones of the snapshot share
+            # their running admissions (`Snapshot.clone`), and must not see this mark.
+            snap.running[v.workload.name] = replace(v, evicting_until=deadline)
             why = (
                 f"preempted by {w.name} ({'reclaim' if v.cluster_queue != cq.name else 'priority'})"
             )

@@ -56,6 +56,9 @@ class Snapshot:
         self._assignments: dict[tuple[str, tuple[str, ...]], list[dict[str, str]] | str] = {}
 
     def clone(self) -> Snapshot:
+        """An independent copy of the nodes' state, quota and plan. The running
+        admissions are shared with this snapshot: a cycle never changes one in place
+        (it puts a new one in `running`, as preemption marks a victim)."""
         c = Snapshot.__new__(Snapshot)
         c.cluster, c.config = self.cluster, self.config
         c.state = self.state.clone()
