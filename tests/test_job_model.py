@@ -104,3 +104,20 @@ def test_a_batch_of_submissions_is_all_or_nothing(tmp_path: Path) -> None:
     r = api.call("ana", "POST", "/v1/jobs/batch", json={"jobs": [ok, ok, bad]})
     assert r.status_code == 403 and r.json()["detail"].startswith("jobs[2]: ")
     assert len(api.call("ana", "GET", "/v1/jobs").json()) == 3  # nothing of the second batch
+
+
+def test_an_array_tasks_environment_names_its_arrays_count_and_bounds() -> None:
+    """SLURM_ARRAY_TASK_COUNT/MIN/MAX of an array with ids out of order, for a spec read
+    back from the store (as the launcher reads it); and the allocation reads back."""
+    from detente.api.jobspec import JobSpec, stored
+    from detente.control import launch
+    from detente.control.store.models import Job
+    from detente.jobtools import alloc
+
+    spec = stored(JobSpec(script="true", gpus_per_node=2, array=[7, 3, 5]).model_dump())
+    job = Job(id=9, name="a", user="u", queue="default", nodes=["n1"], devices=[[4, 6]],
+              attempt=1, array_job_id=8, array_task_id=5)  # fmt: skip
+    env = launch.environment(job, spec, 0)
+    got = [env[f"SLURM_ARRAY_TASK_{k}"] for k in ("ID", "COUNT", "MIN", "MAX")]
+    assert got == ["5", "3", "3", "7"]
+    assert alloc.from_env(env[alloc.ENV]) == [alloc.NodeShare("n1", 1, 1.0, (4, 6))]

@@ -13,6 +13,7 @@ are the defaults; the control plane may be configured lower or higher per instal
 from __future__ import annotations
 
 import re
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -238,6 +239,12 @@ class JobSpec(BaseModel):
             if not ENV_NAME.fullmatch(k) or len(k) > 1000 or not _utf8_ok(k):
                 raise ValueError(f"environment variable name {k[:80]!r} is not valid")
         return env
+
+    @cached_property
+    def array_span(self) -> tuple[int, int, int] | None:
+        """The array's (task count, lowest id, highest id); None if not an array.
+        Computed once per spec: every task's environment names them."""
+        return (len(self.array), min(self.array), max(self.array)) if self.array else None
 
     def check_limits(self, max_array: int, max_script: int) -> list[str]:
         """What this spec exceeds of an install's limits: ``field: message`` lines."""

@@ -130,11 +130,11 @@ def environment(
     if spec.gpus_per_task:
         env["SLURM_GPUS_PER_TASK"] = str(spec.gpus_per_task)
     if job.array_task_id is not None:
-        tasks = spec.array or [job.array_task_id]
+        count, low, high = spec.array_span or (1, job.array_task_id, job.array_task_id)
         env.update(
             SLURM_ARRAY_JOB_ID=str(job.array_job_id), SLURM_ARRAY_TASK_ID=str(job.array_task_id),
-            SLURM_ARRAY_TASK_COUNT=str(len(tasks)), SLURM_ARRAY_TASK_MIN=str(min(tasks)),
-            SLURM_ARRAY_TASK_MAX=str(max(tasks)),
+            SLURM_ARRAY_TASK_COUNT=str(count), SLURM_ARRAY_TASK_MIN=str(low),
+            SLURM_ARRAY_TASK_MAX=str(high),
         )  # fmt: skip
     if spec.time_limit is not None:
         env["SLURM_JOB_TIME_LIMIT"] = str(int(spec.time_limit))

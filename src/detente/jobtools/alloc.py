@@ -8,7 +8,7 @@ task slots, CPUs and GPU devices); `srun` reads it back. Standard library only.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 ENV = "DETENTE_ALLOCATION"
 
@@ -24,7 +24,10 @@ class NodeShare:
 
 
 def to_env(shares: list[NodeShare]) -> str:
-    return json.dumps([{**asdict(s), "gpus": list(s.gpus)} for s in shares])
+    # Not `asdict`: it deep-copies each field, and every pod's environment holds this.
+    return json.dumps(
+        [{"node": s.node, "tasks": s.tasks, "cpus": s.cpus, "gpus": list(s.gpus)} for s in shares]
+    )
 
 
 def from_env(text: str) -> list[NodeShare]:
