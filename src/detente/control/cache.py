@@ -83,6 +83,9 @@ class JobCache:
         #: Read pending reasons from the store at each refresh (see `refresh`).
         self.reasons = reasons
         self.rows: dict[int, CachedJob] = {}
+        #: Each record's version, beside it: the listing is compared with it as sets
+        #: of (id, version) pairs (a loop over every live job cost ≈ 5 ms at 5,000).
+        self._versions: dict[int, int] = {}
         #: Stored specs by spec id; an array's tasks share one.
         self.specs: dict[int, dict[str, Any]] = {}
         self._cc_key: str | None = None
@@ -91,6 +94,7 @@ class JobCache:
     def reset(self) -> None:
         """Forgets everything (a new leader, or a restart): the next refresh loads all."""
         self.rows.clear()
+        self._versions.clear()
         self.specs.clear()
         self._cc_key, self._cc = None, None
 
@@ -100,16 +104,15 @@ class JobCache:
         when `reasons` is set (a reader's cache; the reconciler, their only writer,
         notes its own: `note_reasons`)."""
         t: Table = Job.__table__  # type: ignore[assignment]
-        listed = {r[0]: r for r in _listing(s, self.reasons)}
-        for gone in self.rows.keys() - listed.keys():
-            del self.rows[gone]
-        stale = []
-        for i, row in listed.items():
-            r = self.rows.get(i)
-            if r is None or r.version != row[1]:
-                stale.append(i)
-            elif self.reasons:
-                r.reason = row[2]
+        rows = _listing(s, self.reasons)
+        listed = {r[0]: r[1] for r in rows}
+        for gone in self._versions.keys() - listed.keys():
+            del self.rows[gone], self._versions[gone]
+        stale = sorted(i for i, _ in listed.items() - self._versions.items())
+        if self.reasons:
+            for i, _, why in rows:
+                if (r := self.rows.get(i)) is not None:
+                    r.reason = why  # a reloaded row reads its own below
         whole = [t.c[c] for c in COLUMNS]
         for k in range(0, len(stale), CHUNK):
             ids = stale[k : k + CHUNK]
@@ -120,8 +123,10 @@ class JobCache:
                 got = found.get(i)
                 if got is not None and got["state"] in LIVE:
                     self.rows[i] = CachedJob(**got, spec=specs[got["spec_id"]])
-                else:
-                    self.rows.pop(i, None)  # ended between the two reads
+                    self._versions[i] = got["version"]
+                else:  # ended between the two reads
+                    self.rows.pop(i, None)
+                    self._versions.pop(i, None)
         self._forget_specs()
         return len(stale)
 
@@ -163,7 +168,7 @@ class JobCache:
             if row is not None and row.version == version:
                 for k, v in values.items():
                     setattr(row, k, v)
-                row.version = version + 1
+                row.version = self._versions[jid] = version + 1
 
     def cluster_config(self, s: Session) -> tuple[Cluster, QueueConfig]:
         """The cluster and queue configuration, parsed again only when the node layout,

@@ -34,8 +34,8 @@ WAITING, NEVER_SATISFIED = "Dependency", "DependencyNeverSatisfied"
 
 @dataclass
 class Index:
-    """The rows dependencies name: by id, array tasks by their array's id, and the
-    live jobs by (user, name) for ``singleton``."""
+    """The rows dependencies name: by id, array tasks by their array's id, and (only
+    when a pending job names a ``singleton`` dependency) the live jobs by (user, name)."""
 
     by_id: dict[int, Job] = field(default_factory=dict)
     by_array: dict[int, list[Job]] = field(default_factory=lambda: defaultdict(list))
@@ -44,7 +44,8 @@ class Index:
 
 def index(s: Session, pending: Iterable[Job], live: Iterable[Job]) -> Index:
     """Loads the rows ``pending`` jobs' dependencies name, in one query."""
-    ids = {d["job_id"] for j in pending for d in j.spec.get("dependencies", []) if d.get("job_id")}
+    deps = [d for j in pending for d in j.spec.get("dependencies", [])]
+    ids = {d["job_id"] for d in deps if d.get("job_id")}
     out = Index()
     if ids:
         q = select(Job).where(or_(Job.id.in_(ids), Job.array_job_id.in_(ids)))
@@ -52,8 +53,9 @@ def index(s: Session, pending: Iterable[Job], live: Iterable[Job]) -> Index:
             out.by_id[row.id] = row
             if row.array_job_id is not None:
                 out.by_array[row.array_job_id].append(row)
-    for j in live:
-        out.live[(j.user, j.name)].append(j.id)
+    if any(d["kind"] == "singleton" for d in deps):  # else thousands of appends a step
+        for j in live:
+            out.live[(j.user, j.name)].append(j.id)
     return out
 
 
