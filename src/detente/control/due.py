@@ -23,7 +23,7 @@ from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from detente.control.cache import CHUNK
-from detente.control.store.models import ACTIVE, RUNNING, STOPPING, Job, JobSpecRow, Pod
+from detente.control.store.models import ACTIVE, RUNNING, STOPPING, JobSpecRow, Pod
 
 #: Seconds between full settles (every active job read).
 SWEEP = 5.0
@@ -51,9 +51,7 @@ class Due:
         if pids is None or now - self._swept >= SWEEP:
             self._swept = now
             return None
-        t: Table = Job.__table__  # type: ignore[assignment]
-        q = select(t.c.id, t.c.state, t.c.start_time, t.c.spec_id).where(t.c.state.in_(ACTIVE))
-        rows = s.execute(q).all()
+        rows = _active(s)
         due = {i for i, state, _, _ in rows if state == STOPPING} | set(gone.values())
         running = [(i, start, spec) for i, state, start, spec in rows
                    if state == RUNNING and start is not None]  # fmt: skip
@@ -99,3 +97,20 @@ def _offset(spec: dict[str, Any]) -> float | None:
         return None
     warn = spec.get("signal")
     return float(limit) - (float(warn["seconds"]) if warn else 0.0)
+
+
+#: The active jobs' ids, states, start times and specs, as constant SQL on a plain
+#: DB-API cursor (as the cache's listing): a Core select built a Row per job, ≈ 2 ms
+#: a step at 900 running jobs.
+_ACTIVE = "SELECT id, state, start_time, spec_id FROM jobs WHERE state IN ({})".format(
+    ", ".join(f"'{state}'" for state in ACTIVE)
+)
+
+
+def _active(s: Session) -> list[tuple[Any, ...]]:
+    cur = s.connection().connection.cursor()
+    try:
+        cur.execute(_ACTIVE)
+        return list(cur.fetchall())
+    finally:
+        cur.close()
