@@ -121,3 +121,5 @@ def test_an_array_tasks_environment_names_its_arrays_count_and_bounds() -> None:
     got = [env[f"SLURM_ARRAY_TASK_{k}"] for k in ("ID", "COUNT", "MIN", "MAX")]
     assert got == ["5", "3", "3", "7"]
     assert alloc.from_env(env[alloc.ENV]) == [alloc.NodeShare("n1", 1, 1.0, (4, 6))]
+    # The span is kept with the spec; a copy given another array computes its own.
+    assert spec.model_copy(update={"array": [9]}).array_span == (1, 9, 9)

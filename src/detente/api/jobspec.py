@@ -13,7 +13,6 @@ are the defaults; the control plane may be configured lower or higher per instal
 from __future__ import annotations
 
 import re
-from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -240,11 +239,18 @@ class JobSpec(BaseModel):
                 raise ValueError(f"environment variable name {k[:80]!r} is not valid")
         return env
 
-    @cached_property
+    @property
     def array_span(self) -> tuple[int, int, int] | None:
         """The array's (task count, lowest id, highest id); None if not an array.
-        Computed once per spec: every task's environment names them."""
-        return (len(self.array), min(self.array), max(self.array)) if self.array else None
+        Computed once per spec (every task's environment names them) and kept with
+        the list it was computed from: a copy given another array computes its own."""
+        arr = self.array
+        if not arr:
+            return None
+        memo: tuple[list[int], tuple[int, int, int]] | None = self.__dict__.get("_array_span")
+        if memo is None or memo[0] is not arr:
+            memo = self.__dict__["_array_span"] = (arr, (len(arr), min(arr), max(arr)))
+        return memo[1]
 
     def check_limits(self, max_array: int, max_script: int) -> list[str]:
         """What this spec exceeds of an install's limits: ``field: message`` lines."""
