@@ -31,6 +31,7 @@ from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from detente.control import layout
+from detente.control.store.db import plain_rows
 from detente.control.store.models import ACTIVE, PENDING, Job, JobSpecRow, Setting, User
 from detente.core.cluster import Cluster
 from detente.core.queues import QueueConfig
@@ -193,9 +194,4 @@ _LISTING = "SELECT id, version{} FROM jobs WHERE state IN ({})".format(
 
 
 def _listing(s: Session, reasons: bool) -> list[tuple[Any, ...]]:
-    cur = s.connection().connection.cursor()
-    try:
-        cur.execute(_LISTING.format(", reason" if reasons else ""))
-        return list(cur.fetchall())
-    finally:
-        cur.close()
+    return plain_rows(s, _LISTING.format(", reason" if reasons else ""))

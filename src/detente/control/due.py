@@ -23,6 +23,7 @@ from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from detente.control.cache import CHUNK
+from detente.control.store.db import plain_rows
 from detente.control.store.models import ACTIVE, RUNNING, STOPPING, JobSpecRow, Pod
 
 #: Seconds between full settles (every active job read).
@@ -108,9 +109,4 @@ _ACTIVE = "SELECT id, state, start_time, spec_id FROM jobs WHERE state IN ({})".
 
 
 def _active(s: Session) -> list[tuple[Any, ...]]:
-    cur = s.connection().connection.cursor()
-    try:
-        cur.execute(_ACTIVE)
-        return list(cur.fetchall())
-    finally:
-        cur.close()
+    return plain_rows(s, _ACTIVE)

@@ -16,7 +16,7 @@ sees the ORM's.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, insert, update
@@ -33,36 +33,42 @@ PODS = cast(Table, Pod.__table__)
 def update_jobs(s: Session, changes: Sequence[Change]) -> bool:
     """Applies ``changes`` in ``s`` (uncommitted), each only if its job is still at
     the version given, bumping it; whether every one was applied."""
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for jid, version, values in changes:
-        row = {"_id": jid, "_v": version} | {f"v_{k}": v for k, v in values.items()}
-        groups.setdefault(tuple(sorted(values)), []).append(row)
     matched = 0
-    for columns, rows in groups.items():
-        stmt = (
-            update(JOBS)
-            .where(JOBS.c.id == bindparam("_id"), JOBS.c.version == bindparam("_v"))
-            .values({c: bindparam(f"v_{c}", type_=JOBS.c[c].type) for c in columns})
-            .values(version=JOBS.c.version + 1)
-        )
-        matched += _execute(s, stmt, rows)
+    for columns, rows in _by_columns(
+        ({"_id": j, "_v": v}, values) for j, v, values in changes
+    ).items():
+        stmt = _setting(JOBS, columns).where(JOBS.c.version == bindparam("_v"))
+        matched += _execute(s, stmt.values(version=JOBS.c.version + 1), rows)
     return matched == len(changes)
 
 
 def update_pods(s: Session, rows: Sequence[Mapping[str, Any]]) -> None:
     """Sets each pod's columns (a pod has no version: its job's compare-and-set,
     in the same transaction, guards it); each row is ``{"id": …, column: value}``."""
+    pods = (({"_id": r["id"]}, {k: v for k, v in r.items() if k != "id"}) for r in rows)
+    for columns, batch in _by_columns(pods).items():
+        _execute(s, _setting(PODS, columns), batch)
+
+
+def _by_columns(
+    items: Iterable[tuple[dict[str, Any], Mapping[str, Any]]],
+) -> dict[tuple[str, ...], list[dict[str, Any]]]:
+    """(key parameters, new values) grouped by the columns they set: one executemany
+    a group."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for r in rows:
-        values = {f"v_{k}": v for k, v in r.items() if k != "id"}
-        groups.setdefault(tuple(sorted(r.keys() - {"id"})), []).append({"_id": r["id"]} | values)
-    for columns, batch in groups.items():
-        stmt = (
-            update(PODS)
-            .where(PODS.c.id == bindparam("_id"))
-            .values({c: bindparam(f"v_{c}", type_=PODS.c[c].type) for c in columns})
-        )
-        _execute(s, stmt, batch)
+    for keys, values in items:
+        row = keys | {f"v_{k}": v for k, v in values.items()}
+        groups.setdefault(tuple(sorted(values)), []).append(row)
+    return groups
+
+
+def _setting(table: Table, columns: tuple[str, ...]) -> Any:
+    """``UPDATE table SET column = :v_column, … WHERE id = :_id``."""
+    return (
+        update(table)
+        .where(table.c.id == bindparam("_id"))
+        .values({c: bindparam(f"v_{c}", type_=table.c[c].type) for c in columns})
+    )
 
 
 def insert_pods(s: Session, rows: Sequence[Mapping[str, Any]]) -> None:
