@@ -218,3 +218,28 @@ def test_a_batch_compare_and_set_applies_every_row_or_reports_the_loser(store) -
         s.rollback()
     with store() as s:
         assert [s.get(Job, i).state for i in ids] == ["LAUNCHING", STOPPING, "LAUNCHING"]
+
+
+def test_cached_reads_show_each_actor_what_the_store_query_shows(store) -> None:  # type: ignore[no-untyped-def]
+    """`GET /v1/jobs` from the read cache (`Reads.live`) against `jobs.visible` on the
+    store, for every role, with filters — odd strings included — that match nothing."""
+    import json
+
+    from detente.control.reads import Reads
+
+    with store() as s:
+        u, _ = _users(s)
+        for name in ("ana", "bo", "cy", "lead"):
+            jobs.submit(s, u[name], JobSpec(script="true"), QUEUES, 0.0)
+    reads = Reads()
+    with store() as s:
+        for name, actor in u.items():
+            want = [j.id for j in s.scalars(jobs.visible(actor).order_by(Job.id))]
+            got = json.loads(reads.live(s, actor, (None, None, None), ("id",), 1.0))
+            assert [r["id"] for r in got] == want, name
+        lead = u["lead"]
+        mine = json.loads(reads.live(s, lead, ({"bo"}, None, {"PENDING"}), ("user",), 1.0))
+        assert mine == [{"user": "bo"}]
+        assert reads.live(s, lead, ({"cy"}, None, None), None, 1.0) == b"[]"  # another team
+        for odd in ("a\x00b", "é" * 1000, "-1"):
+            assert reads.live(s, lead, ({odd}, {odd}, {odd}), None, 1.0) == b"[]"
