@@ -4,15 +4,21 @@ is refused with the field named, never dropped."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 import yaml
+from sqlalchemy import select
 
 from detente.api.jobs import to_workload
 from detente.api.jobspec import JobSpec
 from detente.api.loader import load_files
 from detente.api.sbatch import parse
+from detente.control import auth, jobs, layout, workloads
+from detente.control.store.db import open_store
+from detente.control.store.models import Job
+from detente.core.profiles import build
 from detente.core.queues import QueueConfig
 from detente.testing.api import Api
 
@@ -123,3 +129,37 @@ def test_an_array_tasks_environment_names_its_arrays_count_and_bounds() -> None:
     assert alloc.from_env(env[alloc.ENV]) == [alloc.NodeShare("n1", 1, 1.0, (4, 6))]
     # The span is kept with the spec; a copy given another array computes its own.
     assert spec.model_copy(update={"array": [9]}).array_span == (1, 9, 9)
+
+
+def test_an_arrays_tasks_are_the_workloads_the_one_conversion_gives_each(db_url: str) -> None:
+    """`workloads.load` converts an array's spec once and copies it to every task: each
+    copy equals what `to_workload` gives that task alone, its derived fields too. The
+    tasks are rows of their own, numbered in order (SQLite and PostgreSQL)."""
+    sessions = open_store(db_url)
+    with sessions() as s:
+        workloads.put_setting(s, "nodes", layout.node_specs("2x8"))
+        users = [
+            auth.authenticate(s, auth.create_user(s, n, t)) for n, t in (("a", "x"), ("b", "y"))
+        ]
+        config = workloads.cluster_and_config(s)[1]
+        array = JobSpec(script="true", gpus_per_node=2, array=[0, 3, 7], time_limit=60)
+        for user in users:
+            ids = jobs.submit(s, user, array, config, time.time())
+            tasks = {j.id: (j.array_job_id, j.array_task_id) for j in s.scalars(select(Job))}
+            assert ids == sorted(set(ids)) and len(ids) == 3
+            assert [tasks[i] for i in ids] == [(ids[0], 0), (ids[0], 3), (ids[0], 7)]
+        jobs.submit(s, users[0], JobSpec(script="true", nodes=2, gpus_per_node=8), config, 5.0)
+        prof = build("detente")
+        _, queues, _ = workloads.load(s, prof)
+        config = workloads.cluster_and_config(s)[1]
+        loaded = {w.name: w for w in queues.active()}
+        assert len(loaded) == 7
+        for job in s.scalars(select(Job)):
+            alone = workloads.workload(job, config, prof.default_grace)
+            got = loaded[str(job.id)]
+            assert got == alone
+            assert (got.total, got.shape, got.pod_count) == (
+                alone.total,
+                alone.shape,
+                alone.pod_count,
+            )

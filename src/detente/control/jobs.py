@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, insert, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -171,17 +171,20 @@ def submit(
             array_job_id=array_id,
         )  # fmt: skip
 
-    # The first task's id names the array; the others are inserted in one batch after
-    # it (a flush per task cost ≈ 0.5 ms each).
+    # The first task's id names the array; the others are inserted in one statement
+    # after it, without ORM objects (through the unit of work, 1,000 tasks cost 0.3 s,
+    # holding the store's write lock while the scheduler waited to record a decision).
     first = new(tasks[0])
     s.add(first)
     s.flush()
     if spec.array:
         first.array_job_id = first.id
-    rest = [new(task, first.id) for task in tasks[1:]]
-    s.add_all(rest)
-    s.flush()
-    ids = [first.id, *(j.id for j in rest)]
+    rows = [{"name": spec.name, "user": actor.name, "team": actor.team, "queue": queue,
+             "state": PENDING, "spec_id": row.id, "submit_time": now, "attempt": 0,
+             "held": False, "version": first.version, "array_task_id": task,
+             "array_job_id": first.id} for task in tasks[1:]]  # fmt: skip
+    rest = insert(Job).returning(Job.id, sort_by_parameter_order=True)
+    ids = [first.id, *(s.scalars(rest, rows) if rows else ())]
     for jid in ids:
         event(s, jid, now, "Submitted", f"by {actor.name} to queue {queue}")
     if commit:

@@ -8,6 +8,7 @@ Pending jobs queue if eligible: dependencies met, and under their array's limit.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import fields
 from typing import Any
 
 from sqlalchemy import select
@@ -69,6 +70,29 @@ def workload(job: Job, config: QueueConfig, grace: float = 0.0) -> Workload:
     )  # fmt: skip
 
 
+#: A workload's fields, copied from the first task of an array to the others.
+_FIELDS = tuple(f.name for f in fields(Workload))
+
+
+def _built(
+    job: Job, config: QueueConfig, grace: float, shared: dict[tuple[int, str, str], Workload]
+) -> Workload:
+    """`workload`, once per stored spec, queue and user in ``shared``: the tasks of an
+    array (thousands, one spec) differ only in name, sequence and submit time, and
+    converting each cost ≈ 0.16 ms (0.3 s before a 2,000-task array's first start)."""
+    key = (job.spec_id, job.queue, job.user)
+    first = shared.get(key)
+    if first is None:
+        w = shared[key] = workload(job, config, grace)
+        return w
+    w = object.__new__(Workload)
+    for name in _FIELDS:
+        object.__setattr__(w, name, getattr(first, name))
+    for name, value in (("name", str(job.id)), ("seq", job.id), ("submit_time", job.submit_time)):
+        object.__setattr__(w, name, value)
+    return w
+
+
 def blocked(job: Job, idx: depends.Index, running_in_array: Counter[int], now: float) -> str | None:
     """Why ``job`` may not queue yet (Slurm's reason), or None."""
     if job.held:
@@ -102,11 +126,12 @@ def load(
     reasons = {} if reasons is None else reasons
     cl, config = live.cluster_config(s) if live is not None else cluster_and_config(s)
     cache = {} if cache is None else cache
+    shared: dict[tuple[int, str, str], Workload] = {}
 
     def wl(job: Job) -> Workload:
         w = cache.get(job.id)
         if w is None:
-            w = cache[job.id] = workload(job, config, profile.default_grace)
+            w = cache[job.id] = _built(job, config, profile.default_grace, shared)
         return w
 
     if live is not None:
