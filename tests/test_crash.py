@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from detente.executors.local import proc_start
+from detente.executors.procs import proc_start
 from detente.testing.live import Live
 
 JOBS, KILLS = 200, 20

@@ -13,11 +13,12 @@ from sqlalchemy import select
 from detente.api.jobspec import JobSpec
 from detente.control import auth, jobs, layout, workloads
 from detente.control.reconciler import Reconciler
+from detente.control.starting import BATCH
 from detente.control.store.db import open_store
 from detente.control.store.models import COMPLETED, LAUNCHING, Job, Pod, User
 from detente.core.profiles import build
 from detente.executors.base import EngineUnavailable, GangLaunch, PodLaunch
-from detente.executors.local import LocalExecutor
+from detente.executors.local import Launching, LocalExecutor
 
 
 class Crash(BaseException):
@@ -27,14 +28,14 @@ class Crash(BaseException):
 class CrashAfterFirstLaunch(LocalExecutor):
     """A real executor that "dies" after starting the first pod of a gang."""
 
-    def launch_many(self, pods: list[PodLaunch]) -> list[tuple[int, int] | Exception]:
-        raise Crash(super().launch_many(pods[:1]))
+    def begin(self, pods: list[PodLaunch]) -> Launching:
+        raise Crash(self.finish(super().begin(pods[:1]), wait=True))
 
 
 class CrashBeforeLaunch(LocalExecutor):
     """ "Dies" once the decision is recorded, before any pod starts."""
 
-    def launch_many(self, pods: list[PodLaunch]) -> list[tuple[int, int] | Exception]:
+    def begin(self, pods: list[PodLaunch]) -> Launching:
         raise Crash()
 
 
@@ -109,6 +110,37 @@ def test_fair_share_usage_survives_restarts_and_orders_the_queue(tmp_path: Path)
         assert s.get(Job, jb).state != "PENDING" and s.get(Job, ja).state == "PENDING"
         saved = workloads.setting(s, "usage")
     assert saved["by_queue"]["default/a"]["nvidia.com/gpu"] > 0
+
+
+def test_jobs_started_in_pipelined_batches_are_each_confirmed_with_their_pods(
+    tmp_path: Path,
+) -> None:
+    """More jobs than a batch: each batch is prepared while the one before it starts,
+    then confirmed; every job ends RUNNING in one step with its own pod's pid, and each
+    task ran once."""
+    count = 2 * BATCH + 7
+    sessions = open_store(f"sqlite:///{tmp_path / 'd.db'}")
+    with sessions() as s:
+        workloads.put_setting(s, "nodes", layout.node_specs("2x8"))
+        user = auth.authenticate(s, auth.create_user(s, "ana", "default"))
+        spec = JobSpec(script='#!/bin/bash\necho "$SLURM_ARRAY_TASK_ID" >> ran.txt\nsleep 2\n',
+                       array=list(range(count)), chdir=str(tmp_path))  # fmt: skip
+        ids = jobs.submit(s, user, spec, workloads.cluster_and_config(s)[1], time.time())
+    rec = Reconciler(sessions, build("detente"), tmp_path)
+    assert rec.step().admitted == count
+    with sessions() as s:
+        rows = list(s.scalars(select(Job).where(Job.id.in_(ids))))
+        assert {j.state for j in rows} == {"RUNNING"}
+        pids = [p.pid for p in s.scalars(select(Pod).where(Pod.job_id.in_(ids)))]
+    assert len(pids) == count and None not in pids and len(set(pids)) == count
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        rec.step()
+        with sessions() as s:
+            if {j.state for j in s.scalars(select(Job))} == {COMPLETED}:
+                break
+        time.sleep(0.2)
+    assert sorted(map(int, (tmp_path / "ran.txt").read_text().split())) == list(range(count))
 
 
 def test_a_job_that_cannot_start_fails_with_the_reason(tmp_path: Path) -> None:
@@ -255,11 +287,11 @@ class CancelsDuringLaunch(LocalExecutor):
         super().__init__()
         self.sessions, self.victim = sessions, victim
 
-    def launch_many(self, pods: list[PodLaunch]) -> list[tuple[int, int] | Exception]:
+    def begin(self, pods: list[PodLaunch]) -> Launching:
         with self.sessions() as s:
             jobs.cancel(s, s.get(User, "ana"), [self.victim], time.time())
             s.commit()
-        return super().launch_many(pods)
+        return super().begin(pods)
 
 
 def test_a_launch_failure_is_kept_when_its_batch_loses_a_cancel_race(tmp_path: Path) -> None:

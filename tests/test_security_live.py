@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from detente.executors.local import proc_start
+from detente.executors.procs import proc_start
 from detente.testing.live import Live
 
 ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY"}

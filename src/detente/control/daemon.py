@@ -24,7 +24,7 @@ import httpx
 from detente.control import auth, layout, workloads
 from detente.control.store.db import open_store
 from detente.control.store.models import User
-from detente.executors.local import proc_start
+from detente.executors.procs import proc_start
 
 
 class DaemonError(RuntimeError):

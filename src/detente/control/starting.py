@@ -11,8 +11,9 @@ confirmed alone: what runs is always recorded, so the next settle can stop it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -46,13 +47,27 @@ from detente.executors.base import (
 
 log = logging.getLogger("detente")
 #: Jobs started per session and commit.
-BATCH = 200
+BATCH = 64
 #: Submissions to an engine in flight at once (each waits on the engine's answer).
 SUBMITTERS = 8
 
 Started = dict[int, dict[int, tuple[int, int]]]  # job id → pod id → (pid, start)
 Gangs = list[tuple[Job, list[Pod], GangLaunch]]  # jobs for an engine, to submit
 Local = list[tuple[Job, list[Pod], list[tuple[Pod, PodLaunch]]]]  # jobs to launch here
+Outcome = tuple[int, int] | Exception  # a pod's (pid, start), or why it did not start
+
+
+@dataclass(slots=True)
+class _Batch:
+    """What one batch decided, for its commit: jobs confirmed RUNNING (compare-and-sets)
+    and their pods' pids, written without ORM objects (`detente.control.store.cas`);
+    jobs failed, and jobs sent back to wait (the engine did not answer), with why —
+    redone alone if the commit is lost."""
+
+    running: list[cas.Change] = field(default_factory=list)
+    pids: list[dict[str, Any]] = field(default_factory=list)
+    failures: dict[int, str] = field(default_factory=dict)
+    deferred: dict[int, str] = field(default_factory=dict)
 
 
 class Starter:
@@ -67,57 +82,86 @@ class Starter:
         self._mode: str | None = None
         self._scripts: set[int] = set()
         self._specs: dict[tuple[int, int], tuple[dict[str, Any], JobSpec]] = {}
-        #: Jobs the current batch failed, and those it sent back to wait (the engine
-        #: did not answer), with why: redone alone if the batch's commit is lost.
-        self._failures: dict[int, str] = {}
-        self._deferred: dict[int, str] = {}
-        #: The current batch's confirmations: jobs RUNNING (compare-and-sets) and the
-        #: pids of their pods, written without ORM objects (`detente.control.store.cas`).
-        self._running: list[cas.Change] = []
-        self._pids: list[dict[str, Any]] = []
+        #: The batch being worked on (two are at once: see `start`).
+        self._cur = _Batch()
 
     def start(self, job_ids: list[int]) -> None:
-        """Starts the unstarted pods of ``job_ids`` that are still ``LAUNCHING``."""
+        """Starts the unstarted pods of ``job_ids`` that are still ``LAUNCHING``, in
+        batches of `BATCH`, pipelined: a batch is prepared while the pods of the one
+        before it start (the spawners' work), then that one is confirmed."""
+        self._specs.clear()
+        starting: tuple[Iterator[None], list[int]] | None = None
         for k in range(0, len(job_ids), BATCH):
             ids = job_ids[k : k + BATCH]
-            try:
-                self._batch(ids)
-            except Exception:  # never the loop: the batch's jobs fail one by one instead
-                log.exception("starting jobs %s failed", ids)
-                for jid in ids:
-                    self._alone(jid, "could not be started", self._failed)
+            sent = self._batch(ids)
+            if not self._advance(sent, ids):
+                sent = None  # it failed, or there was nothing to start
+            if starting is not None:
+                self._advance(*starting)
+            starting = (sent, ids) if sent is not None else None
+        if starting is not None:
+            self._advance(*starting)
 
-    def _batch(self, ids: list[int]) -> None:
+    def _advance(self, batch: Iterator[None], ids: list[int]) -> bool:
+        """Runs ``batch`` (`_batch`) to its next pause; False once it is done. Never
+        raises: a batch that fails has its jobs failed one by one instead."""
+        try:
+            next(batch)
+            return True
+        except StopIteration:
+            return False
+        except Exception:  # never the loop
+            log.exception("starting jobs %s failed", ids)
+            for jid in ids:
+                self._alone(jid, "could not be started", self._failed)
+            return False
+
+    def _batch(self, ids: list[int]) -> Iterator[None]:
+        """One batch, in one session: its jobs prepared, its local pods sent to start
+        (then it pauses: the caller prepares the next batch meanwhile), their outcomes
+        read, an engine's jobs submitted, and one commit confirming them all."""
+        b = self._cur = _Batch()
         started: Started = {}
-        self._specs.clear()
-        self._failures.clear()
-        self._deferred.clear()
-        self._running, self._pids = [], []
         with self.sessions() as s:
             q = select(Job).where(Job.id.in_(ids)).options(lazyload(Job.spec_row))
             jobs = [j for j in s.scalars(q) if j.state == LAUNCHING]
             pods = pods_of(s, jobs)
             gangs: Gangs = []
             local: Local = []
-            for job in jobs:
-                self._start_job(s, job, pods.get(job.id, []), local, gangs)
-            self._launch(s, local, started)
+            with s.no_autoflush:  # nothing written before the pause: no store lock held
+                for job in jobs:
+                    self._start_job(s, job, pods.get(job.id, []), local, gangs)
+            outcomes = self._send(local)
+            yield
+            self._cur = b
+            self._launch(s, local, outcomes(), started)
             self._submit(s, gangs, started)
             try:
-                if not cas.update_jobs(s, self._running):
+                if not cas.update_jobs(s, b.running):
                     raise StaleDataError("a job of the batch changed while it was started")
-                cas.update_pods(s, self._pids)
+                cas.update_pods(s, b.pids)
                 s.commit()  # every job of the batch confirmed at once
             except StaleDataError:  # one was cancelled meanwhile: confirm each alone
                 s.rollback()
-                failed = dict(self._failures)  # the rollback undid these too
-                deferred = dict(self._deferred)
                 for jid, by_pod in started.items():
-                    self._confirm(jid, by_pod, job_too=jid not in failed)
-                for jid, why in failed.items():
+                    self._confirm(jid, by_pod, job_too=jid not in b.failures)
+                for jid, why in b.failures.items():  # the rollback undid these too
                     self._alone(jid, why, self._failed)
-                for jid, why in deferred.items():
+                for jid, why in b.deferred.items():
                     self._alone(jid, why, self._defer)
+
+    def _send(self, local: Local) -> Callable[[], list[Outcome]]:
+        """Sends the pods of ``local`` to start, all at once where the executor can;
+        returns how to read their outcomes, in order (waiting for them). An executor
+        that cannot starts them here, one by one."""
+        plans = [plan for _, _, pp in local for _, plan in pp]
+        ex = self.executor
+        begin, finish = (getattr(type(ex), a, None) for a in ("begin", "finish"))
+        if not (callable(begin) and callable(finish)):
+            done = [self._one(p) for p in plans]
+            return lambda: done
+        batch = begin(ex, plans)
+        return lambda: cast(list[Outcome], finish(ex, batch, True))
 
     def _start_job(self, s: Session, job: Job, pods: list[Pod], local: Local, gangs: Gangs) -> None:
         """Prepares ``job``'s pods in session ``s`` (not committed): adds them to
@@ -142,15 +186,11 @@ class Starter:
         local.append((job, pods, plans))
         return None
 
-    def _launch(self, s: Session, local: Local, started: Started) -> None:
-        """Starts the pods of ``local`` (all at once where the executor can), then
-        records each job RUNNING, or failed whole with the first error (pods of it
-        already started are stopped by the next settle)."""
-        plans = [plan for _, _, pp in local for _, plan in pp]
-        many = getattr(type(self.executor), "launch_many", None)
-        results = iter(
-            many(self.executor, plans) if callable(many) else [self._one(p) for p in plans]
-        )
+    def _launch(self, s: Session, local: Local, outcomes: list[Outcome], started: Started) -> None:
+        """Records the pods of ``local`` by their ``outcomes`` (in order): each job
+        RUNNING, or failed whole with the first error (pods of it already started are
+        stopped by the next settle)."""
+        results = iter(outcomes)
         for job, pods, pp in local:
             bad: Exception | None = None
             for pod, _ in pp:
@@ -169,8 +209,8 @@ class Starter:
 
     def _confirmed(self, s: Session, job: Job, pids: dict[int, tuple[int, int]], what: str) -> None:
         """``job`` RUNNING with its pods' ``pids``, at the batch's commit."""
-        self._running.append((job.id, job.version, {"state": RUNNING}))
-        self._pids += [{"id": pod_id, "pid": pid, "pid_start": start}
+        self._cur.running.append((job.id, job.version, {"state": RUNNING}))
+        self._cur.pids += [{"id": pod_id, "pid": pid, "pid_start": start}
                        for pod_id, (pid, start) in pids.items()]  # fmt: skip
         event(s, job.id, self.clock(), "Started", what)
 
@@ -228,7 +268,7 @@ class Starter:
     def _defer(self, s: Session, job: Job, pods: list[Pod], why: str) -> None:
         """The engine could not be asked: ``job`` waits again, as if never admitted
         (its pods forgotten, its attempt not counted)."""
-        self._deferred[job.id] = why
+        self._cur.deferred[job.id] = why
         for p in pods:
             s.delete(p)
         job.attempt -= 1
@@ -273,7 +313,7 @@ class Starter:
     def _failed(self, s: Session, job: Job, pods: list[Pod], why: str) -> None:
         """Fails ``job`` in ``s`` (the caller commits); pods already started are
         stopped by the next settle."""
-        self._failures[job.id] = why
+        self._cur.failures[job.id] = why
         for p in pods:
             if p.pid is None:
                 p.done = True

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from detente.executors import cgroups
 from detente.executors.base import PodLaunch
-from detente.executors.procs import TOKEN_VAR, _leader, _parent, alive, kill_pod, proc_start
-from detente.executors.spawn import Request, Spawner
+from detente.executors.procs import TOKEN_VAR, _parent, alive, find, kill_pod
+from detente.executors.spawn import Answer, Request, Spawner
 from detente.executors.watch import ExitWatcher
 
 
@@ -81,6 +81,18 @@ def direct(pod: PodLaunch) -> bool:
             and pod.stdout == pod.stderr == "/dev/null")  # fmt: skip
 
 
+@dataclasses.dataclass(slots=True)
+class Launching:
+    """Pods sent to be started (`LocalExecutor.begin`), and what is known of them."""
+
+    pods: list[PodLaunch]
+    #: By pod: (pid, start), or why it did not start (final once `ready` is empty).
+    out: list[tuple[int, int] | Exception]
+    #: The pods sent, owed an answer: (index, request).
+    ready: list[tuple[int, Request]] = dataclasses.field(default_factory=list)
+    got: list[Answer] = dataclasses.field(default_factory=list)
+
+
 def steps_file(exit_file: Path) -> Path:
     """Where a batch pod records its job's steps (`detente.executors.steps`)."""
     return exit_file.with_suffix(".steps")
@@ -132,24 +144,45 @@ class LocalExecutor:
 
     def launch_many(self, pods: list[PodLaunch]) -> list[tuple[int, int] | Exception]:
         """Starts each pod in a new session: (pid, start time), or the OSError or
-        ValueError that stopped it (the others start all the same). A pod of the
-        daemon's own user runs under the bash launcher (`launcher.sh`: no Python
-        interpreter per pod); one that must change identity under the Python shim
-        (`detente.executors.shim`). Either way the job's environment reaches only its
-        tasks (no LD_PRELOAD or PYTHONPATH of a user's runs in the daemon's name), and
-        the pod's launch files sit beside its exit file, private to the daemon. The
-        processes are spawned by helper processes (`detente.executors.spawner`): this
-        one never waits for a child's exec, nor holds the GIL while one runs."""
-        out: list[tuple[int, int] | Exception] = []
-        ready: list[tuple[int, PodLaunch, Request]] = []
+        ValueError that stopped it (the others start all the same): `begin` and
+        `finish`, waiting."""
+        out = self.finish(self.begin(pods), wait=True)
+        assert out is not None
+        return out
+
+    def begin(self, pods: list[PodLaunch]) -> Launching:
+        """Sends ``pods`` to be started and returns at once; `finish` tells how each
+        went. Batches are finished in the order they began.
+
+        A pod of the daemon's own user runs under the bash launcher (`launcher.sh`: no
+        Python interpreter per pod), or as its task alone (`direct`); one that must
+        change identity under the Python shim (`detente.executors.shim`). Either way
+        the job's environment reaches only its tasks (no LD_PRELOAD or PYTHONPATH of a
+        user's runs in the daemon's name), and the pod's launch files sit beside its
+        exit file, private to the daemon. The processes are spawned by helper
+        processes (`detente.executors.spawner`): this one never waits for a child's
+        exec, nor holds the GIL while one runs."""
+        batch = Launching(pods, [OSError("not started")] * len(pods))
         for k, pod in enumerate(pods):
             try:
-                ready.append((k, pod, self._request(pod)))
-                out.append(OSError("not started"))
+                batch.ready.append((k, self._request(pod)))
             except (OSError, ValueError) as e:
-                out.append(e)
-        answers = self.spawner.spawn_all([r for _, _, r in ready])
-        for (k, pod, req), answer in zip(ready, answers, strict=True):
+                batch.out[k] = e
+        sent = self.spawner.send([r for _, r in batch.ready])
+        for (k, _), err in zip(batch.ready, sent, strict=True):
+            if err is not None:  # not sent: owed no answer
+                batch.out[k] = err
+        batch.ready = [kr for kr, err in zip(batch.ready, sent, strict=True) if err is None]
+        return batch
+
+    def finish(self, batch: Launching, wait: bool) -> list[tuple[int, int] | Exception] | None:
+        """Each pod of ``batch``: (pid, start time) or why it did not start; None while
+        some answer has not come (without ``wait``)."""
+        batch.got += self.spawner.answers(wait, len(batch.ready) - len(batch.got))
+        if len(batch.got) < len(batch.ready):
+            return None
+        for (k, req), answer in zip(batch.ready, batch.got, strict=True):
+            pod = batch.pods[k]
             if isinstance(answer, OSError):
                 if "spawner died" in str(answer):  # it may have started the pod
                     kill_pod(pod.token)
@@ -158,12 +191,11 @@ class LocalExecutor:
                     with contextlib.suppress(OSError):
                         answer = OSError(answer.errno, why.read_text()[:1000])
                     cgroups.remove([Path(d) for d in req[7]])  # made for it, never joined
-                out[k] = answer
-            else:
-                if req[0] != "pod" or self.watcher is None:  # else the spawner tells
-                    self.watch(answer[0])
-                out[k] = answer
-        return out
+            elif req[0] != "pod" or self.watcher is None:  # else the spawner tells
+                self.watch(answer[0])
+            batch.out[k] = answer
+        batch.ready, batch.got = [], []
+        return batch.out
 
     def _request(self, pod: PodLaunch) -> Request:
         """What the spawner starts for ``pod`` (`detente.executors.spawner`'s
@@ -341,26 +373,7 @@ class LocalExecutor:
     @staticmethod
     def find(tokens: set[str]) -> dict[str, tuple[int, int]]:
         """token → (pid, start) for live processes carrying one of ``tokens``."""
-        found: dict[str, tuple[int, int]] = {}
-        if not tokens:
-            return found
-        prefix = TOKEN_VAR.encode() + b"="
-        for d in Path("/proc").iterdir():
-            if not d.name.isdigit():
-                continue
-            try:
-                env = (d / "environ").read_bytes()
-            except OSError:
-                continue
-            for item in env.split(b"\0"):
-                if item.startswith(prefix):
-                    tok, pid = item[len(prefix) :].decode(), int(d.name)
-                    start = proc_start(pid)
-                    # Tasks inherit the token; the shim is the one leading its group.
-                    if tok in tokens and start is not None and _leader(pid):
-                        found[tok] = (pid, start)
-                    break
-        return found
+        return find(tokens)
 
 
 def _launcher(pid: int) -> bool:

@@ -65,3 +65,27 @@ def _leader(pid: int) -> bool:
         return os.getpgid(pid) == pid
     except ProcessLookupError:
         return False
+
+
+def find(tokens: set[str]) -> dict[str, tuple[int, int]]:
+    """token → (pid, start) for live processes carrying one of ``tokens``: the one
+    leading its process group (tasks inherit the token; the pod's first process leads)."""
+    found: dict[str, tuple[int, int]] = {}
+    if not tokens:
+        return found
+    prefix = TOKEN_VAR.encode() + b"="
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            env = (d / "environ").read_bytes()
+        except OSError:
+            continue
+        for item in env.split(b"\0"):
+            if item.startswith(prefix):
+                tok, pid = item[len(prefix) :].decode(), int(d.name)
+                start = proc_start(pid)
+                if tok in tokens and start is not None and _leader(pid):
+                    found[tok] = (pid, start)
+                break
+    return found

@@ -74,9 +74,10 @@ class _Helper:
             self.died(e)
             raise self.dead from None  # type: ignore[misc]
 
-    def pull(self, wait: bool) -> None:
-        """Reads what answers have come (all owed, with ``wait``) into `buf`."""
-        need = self.owed * ANSWER.size
+    def pull(self, wait: bool, upto: int | None = None) -> None:
+        """Reads what answers have come (with ``wait``, all owed, or the first ``upto``
+        of them) into `buf`."""
+        need = (self.owed if upto is None else min(upto, self.owed)) * ANSWER.size
         while self.dead is None and len(self.buf) < need:
             try:
                 chunk = os.read(self.rd, need - len(self.buf))
@@ -149,14 +150,16 @@ class Spawner:
                 out.append(None)
         return out
 
-    def answers(self, wait: bool) -> list[Answer]:
+    def answers(self, wait: bool, most: int | None = None) -> list[Answer]:
         """The answers come since the last call, in the order sent; with ``wait``,
-        every answer owed."""
+        every answer owed. At most ``most`` (the rest are given by later calls), and
+        with ``wait`` only as many are waited for."""
         with self._lock:
-            for h in set(self._order):
-                h.pull(wait)
+            owed = list(self._order)[:most] if most is not None else self._order
+            for h in set(owed):
+                h.pull(wait, sum(1 for o in owed if o is h))
             out: list[Answer] = []
-            while self._order:
+            while self._order and (most is None or len(out) < most):
                 h = self._order[0]
                 if len(h.buf) < ANSWER.size and h.dead is None:
                     break
