@@ -2,7 +2,10 @@
 
 Jobs are started in batches: one session reads them and their pods, the executor
 starts every pod, and one commit confirms them all ``RUNNING`` with their pids (a
-commit per job cost more than starting the job). Whatever goes wrong with one job
+commit per job cost more than starting the job). Batches are pipelined: the next one
+is read and prepared while the spawners start the pods of the one before, which is
+confirmed after (a 200-job batch was prepared, then waited for, in turn: 2,000
+``true`` tasks took 7.1–8.5 s, 6.5–6.9 s pipelined). Whatever goes wrong with one job
 fails that job, with the reason, and never the others or the loop. If the batch's
 commit loses a compare-and-set (a job cancelled while it was started), each job is
 confirmed alone: what runs is always recorded, so the next settle can stop it.

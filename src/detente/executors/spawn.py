@@ -4,7 +4,7 @@ the control plane's environment.
 
 Contract: `send` writes requests and returns at once; `answers` gives the answers in
 the order the requests were sent — all that have come (``wait=False``) or all that
-are owed (``wait=True``). An answer is (pid, start) or the OSError that stopped the
+are owed (``wait=True``), or at most a given number of them. An answer is (pid, start) or the OSError that stopped the
 pod; "the pod spawner died" means the pod may have started all the same (the caller
 kills it by its token). Thread-safe.
 """
@@ -168,13 +168,6 @@ class Spawner:
                 if h.dead is not None and not h.owed and h not in self._helpers:
                     h.close()  # a dead helper replaced, all its answers given
             return out
-
-    def spawn_all(self, requests: list[Request]) -> list[Answer]:
-        """`send` and wait for their answers (none other may be owed)."""
-        assert not self._order, "answers owed: collect them first"
-        sent = self.send(requests)
-        got = iter(self.answers(wait=True))
-        return [e if e is not None else next(got) for e in sent]
 
     def _helper(self) -> _Helper:
         """The next helper in turn, started anew if it has none or it died (a dead
