@@ -143,6 +143,63 @@ def test_jobs_started_in_pipelined_batches_are_each_confirmed_with_their_pods(
     assert sorted(map(int, (tmp_path / "ran.txt").read_text().split())) == list(range(count))
 
 
+class CancelsWhileTheNextBatchIsSent(LocalExecutor):
+    """A real executor; when the second batch is sent, the first batch's pods are
+    starting and not yet confirmed: the user cancels ``victim``, one of them."""
+
+    def __init__(self, sessions, victim: int) -> None:  # type: ignore[no-untyped-def]
+        super().__init__()
+        self.sessions, self.victim, self.batches = sessions, victim, 0
+
+    def begin(self, pods: list[PodLaunch]) -> Launching:
+        self.batches += 1
+        if self.batches == 2:
+            with self.sessions() as s:
+                jobs.cancel(s, s.get(User, "ana"), [self.victim], time.time())
+                s.commit()
+        return super().begin(pods)
+
+
+def test_a_cancel_between_a_batchs_start_and_its_confirmation_is_kept(tmp_path: Path) -> None:
+    """The cancel lands while the next batch is prepared: the first batch's commit loses
+    its compare-and-set, every other job of it is confirmed alone, the cancelled job's
+    pod (it did start) is recorded and stopped, and the second batch is unaffected."""
+    count = BATCH + 5
+    sessions = open_store(f"sqlite:///{tmp_path / 'd.db'}")
+    with sessions() as s:
+        workloads.put_setting(s, "nodes", layout.node_specs("2x8"))
+        user = auth.authenticate(s, auth.create_user(s, "ana", "default"))
+        spec = JobSpec(script="sleep 30", array=list(range(count)), chdir=str(tmp_path))
+        ids = jobs.submit(s, user, spec, workloads.cluster_and_config(s)[1], time.time())
+    victim = ids[3]
+    ex = CancelsWhileTheNextBatchIsSent(sessions, victim)
+    rec = Reconciler(sessions, build("detente"), tmp_path, ex)
+    assert rec.step().admitted == count and ex.batches == 2
+    with sessions() as s:
+        states = {j.id: j.state for j in s.scalars(select(Job))}
+    assert states.pop(victim) == "STOPPING" and set(states.values()) == {"RUNNING"}
+    pid, start = _pid_of(sessions, victim)
+    assert pid is not None and ex.alive(pid, start)  # started, and recorded
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        rec.step()
+        with sessions() as s:
+            if s.get(Job, victim).state == "CANCELLED":  # type: ignore[union-attr]
+                break
+        time.sleep(0.1)
+    assert not ex.alive(pid, start)
+    with sessions() as s:
+        active = [j.id for j in s.scalars(select(Job)) if j.state != "CANCELLED"]
+        jobs.cancel(s, s.get(User, "ana"), active, time.time())
+        s.commit()
+    for _ in range(60):  # leave no process behind
+        rec.step()
+        with sessions() as s:
+            if {j.state for j in s.scalars(select(Job))} == {"CANCELLED"}:
+                break
+        time.sleep(0.1)
+
+
 def test_a_job_that_cannot_start_fails_with_the_reason(tmp_path: Path) -> None:
     sessions = open_store(f"sqlite:///{tmp_path / 'd.db'}")
     with sessions() as s:
