@@ -4,9 +4,9 @@ the control plane's environment.
 
 Contract: `send` writes requests and returns at once; `answers` gives the answers in
 the order the requests were sent — all that have come (``wait=False``) or all that
-are owed (``wait=True``), or at most a given number of them. An answer is (pid, start) or the OSError that stopped the
-pod; "the pod spawner died" means the pod may have started all the same (the caller
-kills it by its token). Thread-safe.
+are owed (``wait=True``), or at most a given number of them. An answer is (pid,
+start) or the OSError that stopped the pod; "the pod spawner died" means the pod may
+have started all the same (the caller kills it by its token). Thread-safe.
 """
 
 from __future__ import annotations
