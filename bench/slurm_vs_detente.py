@@ -17,13 +17,16 @@ Prints JSON.
 Three systems, alternating: real slurmctld with sched/backfill (``slurm``), detente
 on its local executor (``detente``), and detente in front of the same slurmctld
 (``detente_on_slurm``: ``up --executor slurm``, every job a Slurm job pinned to the
-nodes detente chose). ``--systems`` picks some.
+nodes detente chose). ``--systems`` picks some; ``floor`` adds, for the two array
+cases, this machine's own floor in the same alternation (`machine_floor`: the tasks'
+scripts spawned with no scheduler at all), so "within 10 % of the floor" is judged on
+the same machine at the same time.
 
 The Slurm half needs root and Debian's slurm-wlm (the peer's setup.sh installs it);
 without them it is reported as skipped. Quiet machine first (``uptime``).
 
     python bench/slurm_vs_detente.py [--reps 3] [--loop 200] [--only arrays_true,...]
-        [--systems slurm,detente,detente_on_slurm]
+        [--systems slurm,detente,detente_on_slurm,floor]
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from typing import Any
 
 import httpx
 
+import machine_floor
 from detente.api.hostlist import expand
 from detente.executors.slurm_jobs import timestamp
 from detente.executors.slurm_nodes import fields
@@ -220,12 +224,26 @@ def gangs(system: Slurm | Detente, d: Path) -> dict[str, float]:
             "start_order": order}  # fmt: skip
 
 
+#: The array cases' floors (`machine_floor`): the same scripts, no scheduler.
+FLOOR = {"arrays_true": "true", "arrays_sleep_gpu": "sleep"}
+
+
+def floor(kind: str) -> dict[str, float]:
+    """2,000 of the case's scripts with no scheduler: all at once (``true``), or on
+    128 slots refilled the moment a task is reaped (``sleep``)."""
+    with tempfile.TemporaryDirectory() as d:
+        script = Path(d) / f"{kind}.sh"
+        script.write_text(SCRIPTS[kind])
+        run = machine_floor.all_at_once if kind == "true" else machine_floor.on_slots
+        return {"all_completed_s": run(script)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--loop", type=int, default=200)
     ap.add_argument("--only", default="arrays_true,arrays_sleep_gpu,submit_loop,batch_api,gangs")
-    ap.add_argument("--systems", default="slurm,detente,detente_on_slurm")
+    ap.add_argument("--systems", default="slurm,detente,detente_on_slurm,floor")
     args = ap.parse_args()
     cases: dict[str, Callable[[Slurm | Detente, Path], dict[str, float]]] = {
         "arrays_true": lambda s, d: arrays(s, d, "true"),
@@ -242,6 +260,12 @@ def main() -> None:
         for _ in range(args.reps):  # alternating: Slurm, detente, Slurm, detente, …
             systems = {"slurm": Slurm, "detente": Detente, "detente_on_slurm": DetenteOnSlurm}
             for name in args.systems.split(","):
+                if name == "floor":
+                    if case in FLOOR:
+                        res = floor(FLOOR[case])
+                        runs.setdefault(case, {}).setdefault(name, []).append(res)
+                        print(case, name, res, file=sys.stderr)
+                    continue
                 make = systems[name]
                 if name != "detente" and not slurm_ok:
                     continue
