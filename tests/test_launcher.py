@@ -212,3 +212,16 @@ def test_a_simple_pod_that_cannot_start_leaves_no_cgroup(tmp_path: Path) -> None
     cpu = cgroups.base_dir("cpu")
     assert isinstance(out, OSError) and cpu is not None
     assert not (cpu / cgroup_name(pod.exit_file)).exists()
+
+
+@pytest.mark.parametrize("output", ["/dev/null", "out.txt"], ids=["spawner", "launcher"])
+def test_a_task_inherits_no_descriptor_of_the_pod_spawner(tmp_path: Path, output: str) -> None:
+    """The spawner's request, answer and exits pipes are its own: a task holding the
+    answer pipe would keep the control plane waiting on a spawner that died, and one
+    reading the request pipe would read other jobs' environments."""
+    script = "find /proc/$$/fd -mindepth 1 -printf '%f %l\\n' > fds.txt"  # the batch shell's
+    code, _ = run(tmp_path, {}, script, output)
+    assert code == 0
+    fds = dict(line.split(" ", 1) for line in (tmp_path / "fds.txt").read_text().splitlines())
+    # 1 and 2 are pipes to tee under the launcher; no other descriptor may be one.
+    assert not [f for f, what in fds.items() if what.startswith("pipe:") and int(f) > 2], fds

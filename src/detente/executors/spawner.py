@@ -205,6 +205,11 @@ def _answer(pods: Pods, req: tuple[Any, ...]) -> tuple[int, int]:
 def serve(rd: int, wr: int, exits: int) -> None:
     """Answers requests from ``rd`` on ``wr`` until ``rd`` ends (or the control plane
     is gone), then waits for its pods."""
+    # Its pipes were passed on (dup2 cleared close-on-exec), and whatever else the
+    # control plane had open came along: no pod may inherit any of them.
+    os.closerange(max(rd, wr, exits) + 1, os.sysconf("SC_OPEN_MAX"))
+    for fd in (rd, wr, exits):
+        os.set_inheritable(fd, False)
     os.set_blocking(exits, False)
     sig_r, sig_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(sig_w)
