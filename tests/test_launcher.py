@@ -71,12 +71,11 @@ def test_an_output_that_cannot_be_opened_fails_the_pod_with_the_reason(tmp_path:
 
 @pytest.mark.skipif(os.geteuid() != 0 or cgroups.base_dir("cpu") is None,
                     reason="cgroups need root and the cpu controller")  # fmt: skip
-@pytest.mark.parametrize("memory", [256 << 20, 0], ids=["launcher", "spawner"])
-def test_the_pod_runs_in_its_own_cgroups_removed_once_it_ended(tmp_path: Path, memory: int) -> None:
+def test_the_pod_runs_in_its_own_cgroups_removed_once_it_ended(tmp_path: Path) -> None:
     """The control plane makes the groups with the limits; the launcher joins them (so
     do its tasks); reading the pod's exit code removes them, found from the exit file."""
     code, exit_file = run(tmp_path, {}, "cat /proc/self/cgroup > cg.txt", "/dev/null",
-                          memory=memory, cpu_milli=500)  # fmt: skip
+                          memory=256 << 20, cpu_milli=500)  # fmt: skip
     assert code == 0
     mine = [ln.split(":", 2)[2] for ln in (tmp_path / "cg.txt").read_text().splitlines()
             if "cpu" in ln.split(":")[1].split(",")]  # fmt: skip
@@ -84,6 +83,57 @@ def test_the_pod_runs_in_its_own_cgroups_removed_once_it_ended(tmp_path: Path, m
     assert mine and mine[0].endswith(f"/{name}")
     cpu = cgroups.base_dir("cpu")
     assert cpu is not None and not (cpu / name).exists()
+
+
+def _cpu_group(cgroup_file: Path) -> Path:
+    cpu = cgroups.base_dir("cpu")
+    assert cpu is not None
+    for ln in cgroup_file.read_text().splitlines():
+        if "cpu" in ln.split(":")[1].split(","):
+            return cpu.parent / "cpu" / ln.split(":", 2)[2].lstrip("/")
+    raise AssertionError("no cpu group")
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or cgroups.base_dir("cpu") is None,
+                    reason="cgroups need root and the cpu controller")  # fmt: skip
+def test_a_simple_pod_runs_in_a_group_of_its_own_kept_for_the_next_once_empty(
+    tmp_path: Path,
+) -> None:
+    """The spawner makes the group with the pod's CPU limit (or reuses a kept one) and
+    the task is born in it: pods running at once are in different groups; an ended
+    pod's group, once empty, is the next one's; the spawner removes them as it exits."""
+    ex = LocalExecutor()
+    ex.spawner = Spawner(helpers=1)  # one helper: the one that keeps the groups
+    body = tmp_path / "job.sh"
+    body.write_text("#!/bin/bash\ncat /proc/self/cgroup > cg-$1.txt\n[ -z $2 ] || sleep $2\n")
+
+    def pod(name: str, *args: str) -> PodLaunch:
+        return PodLaunch(token=f"tok-{name}", rank=0, ntasks=1, env={}, cwd=str(tmp_path),
+                         script=body, args=[name, *args], stdout="/dev/null",
+                         stderr="/dev/null", exit_file=tmp_path / "pods" / f"{name}.exit",
+                         cpu_milli=500)  # fmt: skip
+
+    def ended(name: str) -> None:
+        deadline = time.monotonic() + 10
+        while ex.exit_code(tmp_path / "pods" / f"{name}.exit") is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+
+    ex.launch_many([pod("a", "1"), pod("b", "1")])
+    ended("a")
+    ended("b")
+    a, b = _cpu_group(tmp_path / "cg-a.txt"), _cpu_group(tmp_path / "cg-b.txt")
+    assert a != b and a.name.startswith("detente-") and b.name.startswith("detente-")
+    assert (a / "cpu.cfs_quota_us").read_text().strip() == "50000"  # 0.5 of a 100 ms period
+    time.sleep(0.2)  # the spawner reaps and takes the groups back
+    ex.launch(pod("c"))
+    ended("c")
+    assert _cpu_group(tmp_path / "cg-c.txt") in (a, b)
+    helper = ex.spawner._helpers[0]
+    assert helper is not None
+    os.close(helper.wr)  # its input ends: it exits, its pods having ended
+    os.waitpid(helper.pid, 0)
+    assert not a.exists() and not b.exists()
 
 
 def test_the_environment_reaches_the_launcher_without_a_file(tmp_path: Path) -> None:

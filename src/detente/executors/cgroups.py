@@ -5,8 +5,9 @@ controller's hierarchy; v2: the unified one, where it offers the controller).
 `prepare` creates the groups and writes their limits — in the control plane for the
 bash launcher (a ``mkdir`` and a ``grep`` were processes per pod there, doubling its
 cost), in the Python shim for itself — and the pod's first process joins them; `remove`
-takes them away once the pod has ended. Only root can; elsewhere a limit is not
-enforced and the pod's log says so.
+takes them away once the pod has ended. For a pod the spawner starts as its task,
+`plan` says what to make, and the spawner makes (or reuses) and joins them. Only
+root can; elsewhere a limit is not enforced and the pod's log says so.
 """
 
 from __future__ import annotations
@@ -49,6 +50,31 @@ def limits(memory: int, cpu_milli: int) -> dict[str, dict[str, str]]:
         quota = max(1000, cpu_milli * PERIOD_US // 1000)
         out["cpu"] = {"cpu.max": f"{quota} {PERIOD_US}", "cpu.cfs_quota_us": str(quota)}
     return out
+
+
+#: A group to make: its folder, and its limit files with their values (v1 and v2
+#: names alike: those the controller has are written).
+Plan = tuple[str, list[tuple[str, str]]]
+
+
+def plan(
+    folder: str, memory: int, cpu_milli: int, base: Callable[[str], Path | None] = base_dir
+) -> tuple[list[Plan], list[str]]:
+    """The pod's groups as `prepare` would make them, without making them (the pod
+    spawner makes or reuses them: `detente.executors.spawner`), and a warning for each
+    limit no controller here can enforce. Nothing but as root."""
+    if os.geteuid() != 0:
+        return [], []
+    out: list[Plan] = []
+    warnings: list[str] = []
+    for controller, files in limits(memory, cpu_milli).items():
+        parent = base(controller)
+        if parent is None:
+            warnings.append(f"detente: {controller} limit not enforced: no {controller} "
+                            "cgroup controller")  # fmt: skip
+            continue
+        out.append((str(parent / folder), list(files.items())))
+    return out, warnings
 
 
 def prepare(

@@ -56,10 +56,14 @@ def _cgroups(pod: PodLaunch, base: Callable[[str], Path | None]) -> list[Path]:
     only); a limit that cannot be enforced is said in its log."""
     made, warnings = cgroups.prepare(cgroup_name(pod.exit_file), pod.memory, pod.cpu_milli,
                                      base)  # fmt: skip
+    _warn(pod, warnings)
+    return made
+
+
+def _warn(pod: PodLaunch, warnings: list[str]) -> None:
     if warnings:
         with pod_log(pod.exit_file).open("a") as log:
             log.writelines(f"{w}\n" for w in warnings)
-    return made
 
 
 def _env_blob(pod: PodLaunch) -> bytes:
@@ -190,7 +194,6 @@ class LocalExecutor:
                     why = pod.exit_file.with_suffix(".reason")
                     with contextlib.suppress(OSError):
                         answer = OSError(answer.errno, why.read_text()[:1000])
-                    cgroups.remove([Path(d) for d in req[7]])  # made for it, never joined
             elif req[0] != "pod" or self.watcher is None:  # else the spawner tells
                 self.watch(answer[0])
             batch.out[k] = answer
@@ -223,7 +226,9 @@ class LocalExecutor:
                "SLURM_PROCID": str(rank), "SLURM_LOCALID": "0"}  # fmt: skip
         if pod.steps:
             env["DETENTE_STEPS_FILE"] = str(steps_file(pod.exit_file))
-        groups = [str(d) for d in _cgroups(pod, self._base)]
+        groups, warnings = cgroups.plan(cgroup_name(pod.exit_file), pod.memory, pod.cpu_milli,
+                                        self._base)  # fmt: skip
+        _warn(pod, warnings)  # made (or kept ones reused) by the spawner, without our waiting
         return ("pod", str(pod.script), list(pod.args), env, pod.cwd,
                 str(pod_log(pod.exit_file)), str(pod.exit_file), groups, "")  # fmt: skip
 

@@ -16,7 +16,9 @@ in clock ticks (-1 if unread) — or ``(-errno, 0)`` if it could not be started.
   ``blob`` (the job's environment) on a memory file at `ENV_FD`.
 * ``("pod", script, args, env, cwd, log, exit_file, cgroups, batch_file)``: the pod's
   one task, ``bash script args`` with exactly ``env``, in ``cwd``, its output and
-  errors appended to ``log``, in ``cgroups`` (joined before it starts). When it ends
+  errors appended to ``log``, in ``cgroups`` — ``(folder, [(file, value), …])``: made
+  with those limits (or a kept one with the same limits beside it, `Kept`) and joined
+  before it starts. When it ends
   this process writes its code to ``exit_file`` as ``CODE\\n`` (128+N if killed by
   signal N; a ``.oom`` marker beside it if a memory group saw an OOM kill), then the
   pid, as an int64, to its exits pipe (a wake-up for the control plane; dropped if
@@ -40,6 +42,8 @@ import sys
 from typing import Any
 
 ANSWER = struct.Struct("=qq")
+#: A pod's group: its folder, and its limit files with their values.
+Group = tuple[str, list[tuple[str, str]]]
 LENGTH = struct.Struct("=I")
 PID = struct.Struct("=q")
 ENV_FD = 9
@@ -101,28 +105,25 @@ class Pods:
 
     def __init__(self, exits: int) -> None:
         self.exits = exits
-        self.running: dict[int, tuple[str, list[str], str]] = {}  # pid → exit, groups, log
+        #: pid → (exit file, its groups, log)
+        self.running: dict[int, tuple[str, list[tuple[Key | None, str]], str]] = {}
+        self.kept = Kept()
 
     def start(self, script: str, args: list[str], env: dict[str, str], cwd: str, log: str,
-              exit_file: str, groups: list[str], batch_file: str) -> int:  # fmt: skip
+              exit_file: str, groups: list[Group], batch_file: str) -> int:  # fmt: skip
         out = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        joined = []
+        taken: list[tuple[Key | None, Group]] = []
         try:
-            for d in groups:  # the task is born in the pod's groups: its memory counted
-                try:
-                    _write_text(f"{d}/cgroup.procs", str(os.getpid()))
-                    joined.append(d)
-                except OSError:
-                    os.write(out, f"detente: {os.path.basename(d)} not joined: "
-                                  "limit not enforced\n".encode())  # fmt: skip
-            os.chdir(cwd)
-            pid = _spawn(["/bin/bash", script, *args], env, b"", out)
+            os.chdir(cwd)  # a missing folder fails the start here, before any group is made
+            taken = self.kept.take(groups)
+            pid = _spawn_in([g for _, g in taken], ["/bin/bash", script, *args], env, out)
+        except BaseException:
+            self.kept.give_back([(key, d) for key, (d, _) in taken])
+            raise
         finally:
-            for d in joined:  # back out of them, to the groups' parent
-                _write_text(f"{os.path.dirname(d)}/cgroup.procs", str(os.getpid()))
             os.chdir("/")
             os.close(out)
-        self.running[pid] = (exit_file, joined, log)
+        self.running[pid] = (exit_file, [(key, d) for key, (d, _) in taken], log)
         if batch_file:
             _write_text(batch_file, str(pid))
         return pid
@@ -143,7 +144,7 @@ class Pods:
         exit_file, groups, log = self.running.pop(pid)
         code = os.waitstatus_to_exitcode(status)
         code = 128 - code if code < 0 else code
-        if any(_oom_killed(d) for d in groups):
+        if any(_oom_killed(d) for key, d in groups if key is None):
             _write_text(exit_file[: -len(".exit")] + ".oom", "oom\n")
             _append(log, "detente: out of memory: the job exceeded its --mem\n")
         while True:  # while the disk is full, retry every second
@@ -154,6 +155,100 @@ class Pods:
                 select.select([], [], [], 1.0)
         with contextlib.suppress(OSError):  # nobody reads, or it is full: the sweep finds it
             os.write(self.exits, PID.pack(pid))
+        self.kept.give_back(groups)
+
+
+def _spawn_in(groups: list[Group], argv: list[str], env: dict[str, str], out: int) -> int:
+    """`_spawn`, the task born in ``groups``: this process joins them for the spawn and
+    leaves after; a group it cannot join is said in the pod's log."""
+    joined = []
+    try:
+        for d, files in groups:
+            try:
+                _make_and_join(d, files)
+                joined.append(d)
+            except OSError as e:
+                os.write(out, f"detente: {os.path.basename(d)} not joined ({e.strerror}): "
+                              "limit not enforced\n".encode())  # fmt: skip
+        return _spawn(argv, env, b"", out)
+    finally:
+        for d in joined:  # back out of them, to the groups' parent
+            _write_text(f"{os.path.dirname(d)}/cgroup.procs", str(os.getpid()))
+
+
+def _make_and_join(folder: str, files: list[tuple[str, str]]) -> None:
+    """This process into ``folder``: a kept group (its limits written), or one made
+    with ``files``' limits first (v1 and v2 names alike: those the controller has)."""
+    try:
+        _write_text(f"{folder}/cgroup.procs", str(os.getpid()))
+        return
+    except FileNotFoundError:
+        pass
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(folder)
+    for name, value in files:
+        if os.path.exists(f"{folder}/{name}"):
+            _write_text(f"{folder}/{name}", value)
+    _write_text(f"{folder}/cgroup.procs", str(os.getpid()))
+
+
+Key = tuple[str, tuple[tuple[str, str], ...]]  # a group's parent folder and limits
+
+
+class Kept:
+    """Pods' groups kept for the next pod with the same parent and limits, once empty.
+    Making a group and removing it take the kernel's cgroup lock, which a move into a
+    group holds while it waits for an RCU grace period (milliseconds when no move ran
+    lately): a group made by the control plane for each pod and removed by its settle
+    had them wait on the spawners' moves. Memory groups are not kept (their OOM count
+    would pass to the next pod): removed once empty."""
+
+    def __init__(self) -> None:
+        self.free: dict[Key, list[str]] = {}
+        self.held: list[tuple[Key | None, str]] = []  # ended, a stray process still in it
+        self.made = 0
+
+    def take(self, groups: list[Group]) -> list[tuple[Key | None, Group]]:
+        """A group for each planned one: a kept one, or a new one beside it."""
+        out: list[tuple[Key | None, Group]] = []
+        for folder, files in groups:
+            if any(name.startswith("memory.") for name, _ in files):
+                out.append((None, (folder, files)))
+                continue
+            key = (os.path.dirname(folder), tuple((n, v) for n, v in files))
+            if not (free := self.free.get(key)):
+                self.made += 1
+                free = [f"{key[0]}/detente-kept-{os.getpid()}-{self.made}"]
+            out.append((key, (free.pop(), files)))
+        return out
+
+    def give_back(self, groups: list[tuple[Key | None, str]]) -> None:
+        """An ended pod's groups (and those still held before): kept once empty, a
+        memory group removed."""
+        held, self.held = [*self.held, *groups], []
+        for key, folder in held:
+            if _busy(folder):
+                self.held.append((key, folder))
+            elif key is None:
+                with contextlib.suppress(OSError):
+                    os.rmdir(folder)
+            else:
+                self.free.setdefault(key, []).append(folder)
+
+    def close(self) -> None:
+        """Removes the groups kept (and those held, if now empty)."""
+        kept = [f for free in self.free.values() for f in free] + [f for _, f in self.held]
+        for folder in kept:
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+
+
+def _busy(folder: str) -> bool:
+    try:
+        with open(f"{folder}/cgroup.procs", "rb") as f:
+            return bool(f.read(1))
+    except OSError:
+        return False  # gone (swept): made again when next taken
 
 
 def _write_text(path: str, text: str) -> None:
@@ -233,6 +328,7 @@ def serve(rd: int, wr: int, exits: int) -> None:
             continue
         req = marshal.loads(read_exact(rd, LENGTH.unpack(head)[0]))
         os.write(wr, ANSWER.pack(*_answer(pods, req)))
+    pods.kept.close()
 
 
 if __name__ == "__main__":
