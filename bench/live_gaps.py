@@ -1,0 +1,83 @@
+"""Where a live array run's time goes, seen from the tasks: the bench's array cases
+(bench/slurm_vs_detente.py) on ``detente up --nodes 16x8``, each task writing when its
+script started and ended (``$EPOCHREALTIME``). Prints JSON per run: wall time (first
+submit to no live job, polled as the bench polls), the first task's start after the
+submit, the span of the tasks, and — for ``sleep`` — the gaps between a task's end
+and the next task's first line on the same GPU (the control plane's share of a wave).
+
+To compare two codes, alternate them: ``PYTHONPATH=/path/to/other/src`` makes the
+daemon (and its spawners) run that tree's detente.
+
+    python bench/live_gaps.py [--kind sleep|true] [--reps 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from detente.testing.live import Live
+
+BODY = {"sleep": "sleep 1", "true": "true"}
+
+
+def run(kind: str) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as d:
+        home, stamps = Path(d), Path(d) / "stamps"
+        script = home / f"{kind}.sh"
+        script.write_text(f'#!/bin/bash\ns=$EPOCHREALTIME\n{BODY[kind]}\n'
+                          f'echo "$s $EPOCHREALTIME $SLURMD_NODENAME $CUDA_VISIBLE_DEVICES"'
+                          f" >> {stamps}\n")  # fmt: skip
+        live = Live(home)
+        live.up("--nodes", "16x8")
+        try:
+            opts = ["--gres=gpu:1"] if kind == "sleep" else []
+            t0, submitted = time.monotonic(), time.time()
+            for _ in range(2):
+                live.cli("submit", "-o", "/dev/null", "--array=0-999", *opts, str(script))
+            while live.api("GET", "/v1/jobs", params={"fields": "id"}).json():
+                time.sleep(0.1)
+            wall = time.monotonic() - t0
+        finally:
+            live.down()
+        return {"wall_s": round(wall, 2), **_tasks(stamps.read_text(), submitted)}
+
+
+def _tasks(text: str, submitted: float) -> dict[str, Any]:
+    by_gpu: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+    for line in text.splitlines():
+        start, end, node, gpus = [*line.split(), "", ""][:4]
+        by_gpu[(node, gpus)].append((float(start), float(end)))
+    runs = [r for rs in by_gpu.values() for r in rs]
+    out: dict[str, Any] = {
+        "tasks": len(runs),
+        "first_start_s": round(min(s for s, _ in runs) - submitted, 3),
+        "span_s": round(max(e for _, e in runs) - min(s for s, _ in runs), 2),
+    }
+    waves = [sorted(rs) for rs in by_gpu.values()]
+    gaps = sorted(b[0] - a[1] for rs in waves for a, b in itertools.pairwise(rs))
+    if gaps and all(gpus for _, gpus in by_gpu):  # a GPU a task: its next task's wait
+        out["gap_ms"] = {"median": round(1000 * statistics.median(gaps)),
+                         "mean": round(1000 * statistics.mean(gaps)),
+                         "p90": round(1000 * gaps[int(0.9 * len(gaps))])}  # fmt: skip
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--kind", choices=sorted(BODY), default="sleep")
+    ap.add_argument("--reps", type=int, default=3)
+    args = ap.parse_args()
+    print(json.dumps({"kind": args.kind, "runs": [run(args.kind) for _ in range(args.reps)]},
+                     indent=2))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
