@@ -174,15 +174,20 @@ class JobCache:
     def cluster_config(self, s: Session) -> tuple[Cluster, QueueConfig]:
         """The cluster and queue configuration, parsed again only when the node layout,
         node states, applied manifests or teams changed."""
-        q = select(Setting).where(Setting.key.in_(("nodes", "node_states", "manifests")))
-        settings = {r.key: r.value for r in s.scalars(q)}
-        teams = sorted(set(s.scalars(select(User.team))))
-        key = json.dumps([settings, teams], sort_keys=True, default=str)
+        settings, teams, key = keyed_settings(s, ("nodes", "node_states", "manifests"))
         if key != self._cc_key or self._cc is None:
             cl = layout.cluster(settings.get("nodes", []), settings.get("node_states", {}))
             self._cc = (cl, layout.queue_config(cl, settings.get("manifests"), set(teams)))
             self._cc_key = key
         return self._cc
+
+
+def keyed_settings(s: Session, keys: Sequence[str]) -> tuple[dict[str, Any], list[str], str]:
+    """The settings ``keys`` (those stored), the teams, and a key that changes when any
+    of them does: what a parsed configuration is kept under (two queries, no parsing)."""
+    settings = {r.key: r.value for r in s.scalars(select(Setting).where(Setting.key.in_(keys)))}
+    teams = sorted(set(s.scalars(select(User.team))))
+    return settings, teams, json.dumps([settings, teams], sort_keys=True, default=str)
 
 
 #: The live jobs' ids and versions (and reasons), as constant SQL: read through the

@@ -7,7 +7,6 @@ and the "could never fit" refusal are the same for all.
 annotations, which name the app's dependencies passed to `routes`.)
 """
 
-import json
 import threading
 import time
 from dataclasses import dataclass
@@ -15,14 +14,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from detente.api.jobspec import MAX_ARRAY_SIZE, MAX_SCRIPT_BYTES, SCRIPT_CEILING, JobSpec, Text
 from detente.api.sbatch import SbatchError
 from detente.api.sbatch import parse as parse_sbatch
 from detente.control import auth, errors, jobs, layout, workloads
-from detente.control.store.models import Setting, User
+from detente.control.cache import keyed_settings
+from detente.control.store.models import User
 from detente.control.will_run import will_run
 from detente.core.cluster import Cluster
 from detente.core.queues import QueueConfig
@@ -60,11 +59,6 @@ class Limits:
     config: QueueConfig
     whole: Cluster
 
-    @classmethod
-    def read(cls, s: Session) -> "Limits":
-        """Read afresh (`LimitsCache` keeps them between requests)."""
-        return LimitsCache().read(s)
-
 
 #: The settings `Limits` is made of.
 _KEYS = ("nodes", "node_states", "manifests", "max_array_size", "max_script_bytes", "mode")
@@ -81,9 +75,7 @@ class LimitsCache:
         self._limits: Limits | None = None
 
     def read(self, s: Session) -> Limits:
-        got = {r.key: r.value for r in s.scalars(select(Setting).where(Setting.key.in_(_KEYS)))}
-        teams = sorted(set(s.scalars(select(User.team))))
-        key = json.dumps([got, teams], sort_keys=True, default=str)
+        got, teams, key = keyed_settings(s, _KEYS)
         with self._lock:
             if key == self._key and self._limits is not None:
                 return self._limits
@@ -101,11 +93,11 @@ class LimitsCache:
 
 
 def submit_one(
-    spec: JobSpec, s: Session, user: User, commit: bool = True, limits: Limits | None = None
+    spec: JobSpec, s: Session, user: User, lim: Limits, commit: bool = True
 ) -> list[int]:
-    """Creates the job (its array tasks) after the install's limits, the Unix-account
-    check and the "could never fit" refusal; HTTPException or JobError otherwise."""
-    lim = limits if limits is not None else Limits.read(s)
+    """Creates the job (its array tasks) after the install's limits ``lim``, the
+    Unix-account check and the "could never fit" refusal; HTTPException or JobError
+    otherwise."""
     if too_big := spec.check_limits(lim.max_array, lim.max_script):
         raise HTTPException(413 if too_big[0].startswith("script") else 400, "; ".join(too_big))
     if lim.multi_user and user.unix_user is None:
@@ -123,7 +115,7 @@ def routes(db: Any, actor: Any, wakes: Any) -> APIRouter:
 
     @router.post("/v1/jobs", status_code=201, dependencies=[wakes])
     def submit(spec: JobSpec, s: db, user: actor) -> dict[str, list[int]]:
-        return {"ids": submit_one(spec, s, user, limits=limits.read(s))}
+        return {"ids": submit_one(spec, s, user, limits.read(s))}
 
     @router.post("/v1/sbatch", status_code=201, dependencies=[wakes])
     def sbatch(body: SbatchRequest, s: db, user: actor, request: Request) -> dict[str, Any]:
@@ -146,10 +138,10 @@ def routes(db: Any, actor: Any, wakes: Any) -> APIRouter:
         if body.test_only:
             profile = request.app.state.rec.profile
             lim = limits.read(s)
-            out = will_run(s, lambda: submit_one(spec, s, user, commit=False, limits=lim), profile)
+            out = will_run(s, lambda: submit_one(spec, s, user, lim, commit=False), profile)
             return {"test_only": out, "warnings": parsed.warnings}
         return {
-            "ids": submit_one(spec, s, user, limits=limits.read(s)),
+            "ids": submit_one(spec, s, user, limits.read(s)),
             "warnings": parsed.warnings,
         }
 
@@ -161,7 +153,7 @@ def routes(db: Any, actor: Any, wakes: Any) -> APIRouter:
         lim = limits.read(s)
         for i, spec in enumerate(body.jobs):
             try:
-                out.append(submit_one(spec, s, user, commit=False, limits=lim))
+                out.append(submit_one(spec, s, user, lim, commit=False))
             except (HTTPException, jobs.JobError) as e:
                 s.rollback()
                 code = e.status_code if isinstance(e, HTTPException) else e.status

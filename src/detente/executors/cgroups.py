@@ -60,18 +60,21 @@ Plan = tuple[str, list[tuple[str, str]]]
 def plan(
     folder: str, memory: int, cpu_milli: int, base: Callable[[str], Path | None] = base_dir
 ) -> tuple[list[Plan], list[str]]:
-    """The pod's groups as `prepare` would make them, without making them (the pod
-    spawner makes or reuses them: `detente.executors.spawner`), and a warning for each
-    limit no controller here can enforce. Nothing but as root."""
+    """The pod's groups (folders called ``folder`` under ``base(controller)``) and the
+    limit files to write in them, without making them (`prepare` makes them; the pod
+    spawner makes or reuses a simple pod's: `detente.executors.spawner`), and a warning
+    for each limit no controller here can enforce. Nothing but as root."""
     if os.geteuid() != 0:
         return [], []
     out: list[Plan] = []
     warnings: list[str] = []
     for controller, files in limits(memory, cpu_milli).items():
-        parent = base(controller)
-        if parent is None:
-            warnings.append(f"detente: {controller} limit not enforced: no {controller} "
-                            "cgroup controller")  # fmt: skip
+        try:
+            parent = base(controller)
+            if parent is None:
+                raise OSError(f"no {controller} cgroup controller")
+        except OSError as e:
+            warnings.append(f"detente: {controller} limit not enforced: {e}")
             continue
         out.append((str(parent / folder), list(files.items())))
     return out, warnings
@@ -80,25 +83,19 @@ def plan(
 def prepare(
     folder: str, memory: int, cpu_milli: int, base: Callable[[str], Path | None] = base_dir
 ) -> tuple[list[Path], list[str]]:
-    """The pod's groups (folders called ``folder``), created with their limits written
-    (not joined), under ``base(controller)``, and a warning for each limit that cannot
-    be enforced. Nothing but as root."""
-    if os.geteuid() != 0:
-        return [], []
+    """`plan`'s groups, created with their limits written (not joined), and a warning
+    for each limit that cannot be enforced. Nothing but as root."""
+    planned, warnings = plan(folder, memory, cpu_milli, base)
     made: list[Path] = []
-    warnings: list[str] = []
-    for controller, files in limits(memory, cpu_milli).items():
+    for d, files in planned:
         try:
-            parent = base(controller)
-            if parent is None:
-                raise OSError(f"no {controller} cgroup controller")
-            d = parent / folder
-            d.mkdir(exist_ok=True)
-            for name, value in files.items():
-                if (d / name).exists():
-                    (d / name).write_text(value)
-            made.append(d)
+            Path(d).mkdir(exist_ok=True)
+            for name, value in files:
+                if (Path(d) / name).exists():
+                    (Path(d) / name).write_text(value)
+            made.append(Path(d))
         except OSError as e:
+            controller = files[0][0].partition(".")[0]  # memory.max → memory
             warnings.append(f"detente: {controller} limit not enforced: {e}")
     return made, warnings
 
