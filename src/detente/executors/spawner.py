@@ -173,14 +173,14 @@ def _spawn_in(groups: list[Group], argv: list[str], env: dict[str, str], out: in
         return _spawn(argv, env, b"", out)
     finally:
         for d in joined:  # back out of them, to the groups' parent
-            _write_text(f"{os.path.dirname(d)}/cgroup.procs", str(os.getpid()))
+            _join(os.path.dirname(d))
 
 
 def _make_and_join(folder: str, files: list[tuple[str, str]]) -> None:
     """This process into ``folder``: a kept group (its limits written), or one made
     with ``files``' limits first (v1 and v2 names alike: those the controller has)."""
     try:
-        _write_text(f"{folder}/cgroup.procs", str(os.getpid()))
+        _join(folder)
         return
     except FileNotFoundError:
         pass
@@ -189,7 +189,27 @@ def _make_and_join(folder: str, files: list[tuple[str, str]]) -> None:
     for name, value in files:
         if os.path.exists(f"{folder}/{name}"):
             _write_text(f"{folder}/{name}", value)
-    _write_text(f"{folder}/cgroup.procs", str(os.getpid()))
+    _join(folder)
+
+
+def _join(folder: str) -> None:
+    """This process (single-threaded) into ``folder``, and what it forks after. v1:
+    "0" into its ``tasks`` moves the calling thread, which the kernel does without the
+    global threadgroup lock (`cgroup_procs_write_start`) — whose taking waits for an RCU
+    grace period when no move ran lately: ≈ 6 ms a move in and out here, up to 36 ms
+    under load, against 0.15 ms. v2 (no ``tasks``): the pid into ``cgroup.procs``.
+    FileNotFoundError: no such group."""
+    try:
+        fd = os.open(f"{folder}/tasks", os.O_WRONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        fd = os.open(f"{folder}/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
+        text = str(os.getpid())
+    else:
+        text = "0"
+    try:
+        _write(fd, text.encode())
+    finally:
+        os.close(fd)
 
 
 Key = tuple[str, tuple[tuple[str, str], ...]]  # a group's parent folder and limits
