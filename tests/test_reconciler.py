@@ -427,3 +427,37 @@ def test_a_deferred_launch_is_kept_when_its_batch_loses_a_cancel_race(tmp_path: 
     pid, start = _pid_of(sessions, victim)
     assert pid is not None and rec.executor.alive(pid, start)  # started, and recorded
     rec.executor.signal(pid, start, signal.SIGKILL)
+
+
+class ReasonsAtLaunch(LocalExecutor):
+    """A real executor that notes, as it starts a batch, the reason stored for a job
+    the same decision left pending."""
+
+    def __init__(self, sessions, waiting: int) -> None:  # type: ignore[no-untyped-def]
+        super().__init__()
+        self.sessions, self.waiting, self.seen = sessions, waiting, ["unread"]
+
+    def begin(self, pods: list[PodLaunch]) -> Launching:
+        with self.sessions() as s:
+            self.seen.append(s.get(Job, self.waiting).reason)
+        return super().begin(pods)
+
+
+def test_pending_reasons_are_written_after_the_decisions_launches_start(tmp_path: Path) -> None:
+    """Reasons only inform: the decision's launches do not wait for them (900 new
+    reasons held the first pods of an array back ≈ 90 ms) — and they are written."""
+    sessions = open_store(f"sqlite:///{tmp_path / 'r.db'}")
+    with sessions() as s:
+        workloads.put_setting(s, "nodes", layout.node_specs("1x8"))
+        user = auth.authenticate(s, auth.create_user(s, "ana", "default"))
+        config = workloads.cluster_and_config(s)[1]
+        spec = JobSpec(script="sleep 30", gpus_per_node=8, chdir=str(tmp_path))
+        runs, waits = (jobs.submit(s, user, spec, config, time.time())[0] for _ in range(2))
+    ex = ReasonsAtLaunch(sessions, waits)
+    rec = Reconciler(sessions, build("detente"), tmp_path, ex)
+    assert rec.step().admitted == 1
+    assert ex.seen == ["unread", None]  # nothing written yet when the pod started
+    with sessions() as s:
+        assert "GPU" in (s.get(Job, waits).reason or "")  # type: ignore[union-attr]
+        pid, start = _pid_of(sessions, runs)
+    rec.executor.signal(pid, start, signal.SIGKILL)

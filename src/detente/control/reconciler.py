@@ -126,6 +126,8 @@ class Reconciler:
         self._prio_at: float | None = None
         self._prio_ctx: PriorityContext | None = None
         self._keys: dict[str, tuple[Hashable, ...]] = {}
+        #: The last decision's records and pending reasons, to write after its launches.
+        self._reasons: tuple[dict[int, Job], dict[int, str]] = ({}, {})
         self.settler = Settler(self.executor, state_dir, grace)
         self.settler.spec = self.cache.spec_of
         self.starter = Starter(sessions, self.executor, state_dir, self.now, self.cache.spec_of)
@@ -136,7 +138,7 @@ class Reconciler:
         self.usage, self._usage_saved = None, -math.inf
         self._mark, self._decided, self._last = None, -math.inf, StepStats()
         self._workloads.clear()
-        self._prio_at = None
+        self._prio_at, self._reasons = None, ({}, {})
         self.cache.reset()
         self.running.reset()
         self.settler = Settler(self.executor, self.state_dir, self.grace)
@@ -187,6 +189,7 @@ class Reconciler:
             stats.ended = ended
             self._mark, self._decided, self._last = mark, now, stats
         self.starter.start(stats.launches)
+        self._write_reasons()
         return stats
 
     def _engine_down(self) -> bool:
@@ -248,7 +251,8 @@ class Reconciler:
             reasons[jid] = why.reason
             q = jobs[jid].queue
             by_queue[q] = by_queue.get(q, 0) + 1
-        self.cache.note_reasons(self._write_reasons(s, jobs, views.readable_all(reasons)))
+        # Written once the launches are started (`_write_reasons`): they only inform.
+        self._reasons = (jobs, views.readable_all(reasons))
         stats.launches = self._record(s, snap, result, jobs, self.clock())
         stats.admitted = len(stats.launches)
         stats.pending = len(result.pending)
@@ -269,20 +273,24 @@ class Reconciler:
 
     # -- apply: record, then act ------------------------------------------------------
 
-    @staticmethod
-    def _write_reasons(s: Session, jobs: dict[int, Job], shown: dict[int, str]) -> dict[int, str]:
-        """Pending reasons (as shown: `views.readable`) are advisory: written without a
-        version check (and only to jobs still pending), so they never race a user's
-        cancel. Returns those that changed (the others are already the jobs')."""
+    def _write_reasons(self) -> None:
+        """The last decision's pending reasons (as shown: `views.readable`), those that
+        changed. They are advisory: written without a version check (and only to jobs
+        still pending), so they never race a user's cancel — and after the decision's
+        launches, which they used to hold up (≈ 90 ms for 900 new reasons)."""
+        jobs, shown = self._reasons
+        self._reasons = ({}, {})
         changed = {j: r for j, r in shown.items() if jobs[j].reason != r}
         rows = [{"jid": j, "why": r} for j, r in changed.items()]
-        if rows:
+        if not rows:
+            return
+        with self.sessions() as s:
             s.info["wrote"] = True  # a Core write: the lease's fence must see it
             t = cast(Table, Job.__table__)
             stmt = update(t).where(t.c.id == bindparam("jid"), t.c.state == PENDING)
             s.connection().execute(stmt.values(reason=bindparam("why")), rows)
             s.commit()
-        return changed
+        self.cache.note_reasons(changed)
 
     def _record(
         self, s: Session, snap: Snapshot, result: Decisions, jobs: dict[int, Job], now: float
