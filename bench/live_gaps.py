@@ -3,7 +3,10 @@
 script started and ended (``$EPOCHREALTIME``). Prints JSON per run: wall time (first
 submit to no live job, polled as the bench polls), the first task's start after the
 submit, the span of the tasks, and — for ``sleep`` — the gaps between a task's end
-and the next task's first line on the same GPU (the control plane's share of a wave).
+and the next task's first line on the same GPU (the control plane's share of a wave),
+split by the store's own times (``chain_ms``): from a task's end to the settle that
+recorded it (its clock, the job's ``end_time``), from there to the next task's
+admission (its ``Admitted`` event), and from that to the next task's first line.
 
 To compare two codes, alternate them: ``PYTHONPATH=/path/to/other/src`` makes the
 daemon (and its spawners) run that tree's detente.
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import sqlite3
 import statistics
 import tempfile
 import time
@@ -33,8 +37,8 @@ def run(kind: str) -> dict[str, Any]:
         home, stamps = Path(d), Path(d) / "stamps"
         script = home / f"{kind}.sh"
         script.write_text(f'#!/bin/bash\ns=$EPOCHREALTIME\n{BODY[kind]}\n'
-                          f'echo "$s $EPOCHREALTIME $SLURMD_NODENAME $CUDA_VISIBLE_DEVICES"'
-                          f" >> {stamps}\n")  # fmt: skip
+                          f'echo "$s $EPOCHREALTIME $SLURMD_NODENAME $CUDA_VISIBLE_DEVICES'
+                          f' $SLURM_JOB_ID" >> {stamps}\n')  # fmt: skip
         live = Live(home)
         live.up("--nodes", "16x8")
         try:
@@ -47,13 +51,17 @@ def run(kind: str) -> dict[str, Any]:
             wall = time.monotonic() - t0
         finally:
             live.down()
-        return {"wall_s": round(wall, 2), **_tasks(stamps.read_text(), submitted)}
+        out = {"wall_s": round(wall, 2), **_tasks(stamps.read_text(), submitted)}
+        if kind == "sleep":
+            out["chain_ms"] = _chain(stamps.read_text(), home / "detente.db")
+        return out
 
 
 def _tasks(text: str, submitted: float) -> dict[str, Any]:
     by_gpu: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
     for line in text.splitlines():
-        start, end, node, gpus = [*line.split(), "", ""][:4]
+        start, end, node, *rest = line.split()  # rest: [GPUs,] job id
+        gpus = rest[0] if len(rest) == 2 else ""
         by_gpu[(node, gpus)].append((float(start), float(end)))
     runs = [r for rs in by_gpu.values() for r in rs]
     out: dict[str, Any] = {
@@ -68,6 +76,25 @@ def _tasks(text: str, submitted: float) -> dict[str, Any]:
                          "mean": round(1000 * statistics.mean(gaps)),
                          "p90": round(1000 * gaps[int(0.9 * len(gaps))])}  # fmt: skip
     return out
+
+
+def _chain(text: str, db: Path) -> dict[str, dict[str, int]]:
+    """Each gap on a GPU split at the store's times (see the module's docstring)."""
+    with sqlite3.connect(db) as c:
+        admitted = dict(c.execute("select job_id, time from events where kind = 'Admitted'"))
+        ended = dict(c.execute("select id, end_time from jobs"))
+    by_gpu: dict[tuple[str, str], list[tuple[float, float, int]]] = defaultdict(list)
+    for line in text.splitlines():
+        start, end, node, gpus, job = line.split()
+        by_gpu[(node, gpus)].append((float(start), float(end), int(job)))
+    parts: dict[str, list[float]] = defaultdict(list)
+    for runs in by_gpu.values():
+        for (_, a_end, a), (b_start, _, b) in itertools.pairwise(sorted(runs)):
+            parts["end_to_settle"].append(ended[a] - a_end)
+            parts["settle_to_admitted"].append(admitted[b] - ended[a])
+            parts["admitted_to_first_line"].append(b_start - admitted[b])
+    return {k: {"median": round(1000 * statistics.median(v)),
+                "mean": round(1000 * statistics.mean(v))} for k, v in parts.items()}  # fmt: skip
 
 
 def main() -> None:
