@@ -461,3 +461,28 @@ def test_pending_reasons_are_written_after_the_decisions_launches_start(tmp_path
         assert "GPU" in (s.get(Job, waits).reason or "")  # type: ignore[union-attr]
         pid, start = _pid_of(sessions, runs)
     rec.executor.signal(pid, start, signal.SIGKILL)
+
+
+def test_a_failed_reasons_write_does_not_fail_the_step_that_launched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The step's launches are made and counted (the loop's metrics see them) even if
+    the advisory reasons written after them cannot be."""
+    sessions = open_store(f"sqlite:///{tmp_path / 'f.db'}")
+    with sessions() as s:
+        workloads.put_setting(s, "nodes", layout.node_specs("1x8"))
+        user = auth.authenticate(s, auth.create_user(s, "ana", "default"))
+        config = workloads.cluster_and_config(s)[1]
+        spec = JobSpec(script="sleep 30", gpus_per_node=8, chdir=str(tmp_path))
+        runs, _ = (jobs.submit(s, user, spec, config, time.time())[0] for _ in range(2))
+    rec = Reconciler(sessions, build("detente"), tmp_path)
+
+    def broken() -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(rec, "_write_reasons", broken)
+    assert rec.step().admitted == 1
+    assert "writing the pending reasons failed" in caplog.text
+    pid, start = _pid_of(sessions, runs)
+    assert pid is not None and rec.executor.alive(pid, start)
+    rec.executor.signal(pid, start, signal.SIGKILL)

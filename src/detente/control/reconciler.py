@@ -189,7 +189,10 @@ class Reconciler:
             stats.ended = ended
             self._mark, self._decided, self._last = mark, now, stats
         self.starter.start(stats.launches)
-        self._write_reasons()
+        try:
+            self._write_reasons()
+        except Exception:  # advisory: a step whose launches are made has succeeded
+            log.exception("writing the pending reasons failed")
         return stats
 
     def _engine_down(self) -> bool:
