@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from detente.executors import cgroups
+from detente.executors import cgroups, spawner
 from detente.executors.base import PodLaunch
 from detente.executors.local import LocalExecutor, cgroup_name, pod_log
 from detente.executors.spawn import Spawner
@@ -275,3 +277,56 @@ def test_a_task_inherits_no_descriptor_of_the_pod_spawner(tmp_path: Path, output
     fds = dict(line.split(" ", 1) for line in (tmp_path / "fds.txt").read_text().splitlines())
     # 1 and 2 are pipes to tee under the launcher; no other descriptor may be one.
     assert not [f for f, what in fds.items() if what.startswith("pipe:") and int(f) > 2], fds
+
+
+def test_a_pod_whose_folder_was_removed_still_ends(tmp_path: Path) -> None:
+    """The bash launcher retries its exit file while the disk is full, not once its
+    folder is gone (it looped for ever, and its pod with it)."""
+    body = tmp_path / "job.sh"
+    body.write_text(f"#!/bin/bash\ntouch {tmp_path / 'started'}\nsleep 0.5\n")
+    exit_file = tmp_path / "pods" / "pod-0.exit"
+    exit_file.parent.mkdir()
+    pod = PodLaunch(token="tok-0", rank=0, ntasks=1, env={}, cwd=str(tmp_path), script=body,
+                    args=[], stdout=str(tmp_path / "out"), stderr=str(tmp_path / "out"),
+                    exit_file=exit_file)  # fmt: skip
+    ex = LocalExecutor()
+    pid, start = ex.launch(pod)
+    deadline = time.monotonic() + 10
+    while not (tmp_path / "started").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)  # removed while its task runs, not before the launcher starts
+    shutil.rmtree(exit_file.parent)
+    deadline = time.monotonic() + 10
+    while ex.alive(pid, start) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    alive = ex.alive(pid, start)
+    if alive:
+        ex.signal(pid, start, signal.SIGKILL)
+    assert not alive
+
+
+def test_the_spawner_tells_a_simple_pods_end_when_its_folder_was_removed(
+    tmp_path: Path,
+) -> None:
+    """The pod spawner writes the exit file while the disk is full, not once its folder
+    is gone: it still reaps the pod and tells its end (it spun for ever, reaping no
+    other pod and serving no request)."""
+    body = tmp_path / "job.sh"
+    body.write_text("sleep 0.3\n")
+    folder = tmp_path / "pods"
+    folder.mkdir()
+    r, w = os.pipe()
+    pods = spawner.Pods(w)
+    pid = pods.start(str(body), [], {"PATH": os.environ["PATH"]}, str(tmp_path),
+                     str(tmp_path / "log"), str(folder / "1-1-0.exit"), [], "")  # fmt: skip
+    shutil.rmtree(folder)
+    done = threading.Thread(target=_reap_until_gone, args=(pods, pid), daemon=True)
+    done.start()
+    done.join(10)
+    assert not done.is_alive()
+    assert os.read(r, spawner.PID.size) == spawner.PID.pack(pid)
+
+
+def _reap_until_gone(pods: spawner.Pods, pid: int) -> None:
+    while pid in pods.running:
+        pods.reap()
+        time.sleep(0.02)

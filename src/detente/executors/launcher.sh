@@ -18,8 +18,12 @@ set -u
 stem=${L_EXIT%.exit}
 
 write_exit() {  # one write of "CODE\n" (a reader takes it only whole: with its newline);
-    # while the disk is full, retry every second. No rename: mv was a process per pod.
-    until printf '%s\n' "$1" 2>/dev/null >"$L_EXIT"; do sleep 1; done
+    # while the disk is full, retry every second (not once its folder is gone: that
+    # does not heal). No rename: mv was a process per pod.
+    until printf '%s\n' "$1" 2>/dev/null >"$L_EXIT"; do
+        [ -d "${L_EXIT%/*}" ] || return 0
+        sleep 1
+    done
 }
 
 fail() {

@@ -33,6 +33,7 @@ them twice); the helper exits once its pods have ended. It reaps its children.
 from __future__ import annotations
 
 import contextlib
+import errno
 import marshal
 import os
 import select
@@ -145,13 +146,16 @@ class Pods:
         code = os.waitstatus_to_exitcode(status)
         code = 128 - code if code < 0 else code
         if any(_oom_killed(d) for key, d in groups if key is None):
-            _write_text(exit_file[: -len(".exit")] + ".oom", "oom\n")
+            with contextlib.suppress(OSError):
+                _write_text(exit_file[: -len(".exit")] + ".oom", "oom\n")
             _append(log, "detente: out of memory: the job exceeded its --mem\n")
         while True:  # while the disk is full, retry every second
             try:
                 _write_text(exit_file, f"{code}\n")
                 break
-            except OSError:
+            except OSError as e:
+                if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    break  # its folder is gone: waiting would not help (it spun for ever)
                 select.select([], [], [], 1.0)
         with contextlib.suppress(OSError):  # nobody reads, or it is full: the sweep finds it
             os.write(self.exits, PID.pack(pid))
