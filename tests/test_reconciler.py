@@ -429,6 +429,19 @@ def test_a_deferred_launch_is_kept_when_its_batch_loses_a_cancel_race(tmp_path: 
     rec.executor.signal(pid, start, signal.SIGKILL)
 
 
+def _one_node_two_whole_node_jobs(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A store with one 8-GPU node and two 8-GPU `sleep 30` jobs: (sessions, the one
+    that will run, the one that will wait)."""
+    sessions = open_store(f"sqlite:///{tmp_path / 'r.db'}")
+    with sessions() as s:
+        workloads.put_setting(s, "nodes", layout.node_specs("1x8"))
+        user = auth.authenticate(s, auth.create_user(s, "ana", "default"))
+        config = workloads.cluster_and_config(s)[1]
+        spec = JobSpec(script="sleep 30", gpus_per_node=8, chdir=str(tmp_path))
+        runs, waits = (jobs.submit(s, user, spec, config, time.time())[0] for _ in range(2))
+    return sessions, runs, waits
+
+
 class ReasonsAtLaunch(LocalExecutor):
     """A real executor that notes, as it starts a batch, the reason stored for a job
     the same decision left pending."""
@@ -446,13 +459,7 @@ class ReasonsAtLaunch(LocalExecutor):
 def test_pending_reasons_are_written_after_the_decisions_launches_start(tmp_path: Path) -> None:
     """Reasons only inform: the decision's launches do not wait for them (900 new
     reasons held the first pods of an array back ≈ 90 ms) — and they are written."""
-    sessions = open_store(f"sqlite:///{tmp_path / 'r.db'}")
-    with sessions() as s:
-        workloads.put_setting(s, "nodes", layout.node_specs("1x8"))
-        user = auth.authenticate(s, auth.create_user(s, "ana", "default"))
-        config = workloads.cluster_and_config(s)[1]
-        spec = JobSpec(script="sleep 30", gpus_per_node=8, chdir=str(tmp_path))
-        runs, waits = (jobs.submit(s, user, spec, config, time.time())[0] for _ in range(2))
+    sessions, runs, waits = _one_node_two_whole_node_jobs(tmp_path)
     ex = ReasonsAtLaunch(sessions, waits)
     rec = Reconciler(sessions, build("detente"), tmp_path, ex)
     assert rec.step().admitted == 1
@@ -468,13 +475,7 @@ def test_a_failed_reasons_write_does_not_fail_the_step_that_launched(
 ) -> None:
     """The step's launches are made and counted (the loop's metrics see them) even if
     the advisory reasons written after them cannot be."""
-    sessions = open_store(f"sqlite:///{tmp_path / 'f.db'}")
-    with sessions() as s:
-        workloads.put_setting(s, "nodes", layout.node_specs("1x8"))
-        user = auth.authenticate(s, auth.create_user(s, "ana", "default"))
-        config = workloads.cluster_and_config(s)[1]
-        spec = JobSpec(script="sleep 30", gpus_per_node=8, chdir=str(tmp_path))
-        runs, _ = (jobs.submit(s, user, spec, config, time.time())[0] for _ in range(2))
+    sessions, runs, _ = _one_node_two_whole_node_jobs(tmp_path)
     rec = Reconciler(sessions, build("detente"), tmp_path)
 
     def broken() -> None:
