@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from conftest import admitted, nodes_of, settle
-from detente.core.queues import QueueingStrategy
+from detente.core.cycle import CycleResult, run_cycle
+from detente.core.plugins.post_filter import QueuePreemption
+from detente.core.profiles import Profile, custom
+from detente.core.queue_manager import QueueManager
+from detente.core.queues import (
+    PreemptionPolicy,
+    QueueingStrategy,
+    ReclaimWithinCohort,
+    WithinClusterQueue,
+)
+from detente.core.snapshot import Snapshot
+from detente.core.workload import Admission, PodPlacement, Workload
 from detente.testing import World, a_cluster_queue, a_job, racks
 
 
@@ -103,13 +116,63 @@ def test_detente_profile_places_one_gang_whole() -> None:
 
 
 def test_heads_per_queue_limits_admissions_per_cycle() -> None:
-    from detente.core.cycle import run_cycle
-    from detente.core.profiles import custom
-    from detente.core.queue_manager import QueueManager
-
     snap = World(racks({"r1": 4})).snapshot()
     prof = custom("one-head", scores={"GpuBinpack": 1}, heads_per_queue=1)
     jobs = [a_job(f"j{i}").nodes(1).seq(i).build() for i in range(3)]
     res = run_cycle(snap, QueueManager(prof.queue_sort, jobs), prof, 0.0)
     assert [a.workload.name for a in res.admissions] == ["j0"]
     assert "tries 1 per cycle" in str(res.pending["j1"])
+
+
+# -- the fast path's memory (`cycle._Rejected`): what it must not remember ------------
+
+
+def one_cycle(snap: Snapshot, jobs: list[Workload], prof: Profile) -> CycleResult:
+    return run_cycle(snap, QueueManager(prof.queue_sort, jobs), prof, 0.0)
+
+
+FIFO = custom("fifo", sort="FifoSort", scores={"GpuBinpack": 1})
+LOWER = PreemptionPolicy(WithinClusterQueue.LOWER_PRIORITY, ReclaimWithinCohort.NEVER)
+
+
+def test_a_rejection_is_remembered_only_until_an_admission_changes_what_is_free() -> None:
+    snap = World(racks({"r1": 2})).snapshot()  # 16 GPUs free
+    jobs = [a_job("big0").nodes(3).seq(0).build(), a_job("small").nodes(1).seq(1).build(),
+            a_job("big1").nodes(3).seq(2).build()]  # fmt: skip
+    res = one_cycle(snap, jobs, FIFO)
+    assert [a.workload.name for a in res.admissions] == ["small"]
+    assert "needs 24 GPUs; 16 free" in str(res.pending["big0"])
+    assert "needs 24 GPUs; 8 free" in str(res.pending["big1"])
+
+
+def test_a_workload_past_its_queues_head_budget_is_not_given_a_remembered_rejection() -> None:
+    snap = World(racks({"r1": 1})).snapshot()
+    prof = replace(FIFO, heads_per_queue=2)
+    res = one_cycle(snap, [a_job(f"j{i}").nodes(2).seq(i).build() for i in range(4)], prof)
+    plugins = [res.pending[f"j{i}"].plugin for i in range(4)]
+    assert plugins == ["NodeFit", "NodeFit", "QueueHeads", "QueueHeads"]
+
+
+@pytest.mark.parametrize("strict", ["StrictFIFO queue", "strict priority"])
+def test_a_workload_behind_a_blocked_head_is_not_given_a_remembered_rejection(strict: str) -> None:
+    strategy = QueueingStrategy.STRICT_FIFO if strict == "StrictFIFO queue" else None
+    w = World(racks({"r1": 2}))
+    w.queue("q", a_cluster_queue("cq", **({"strategy": strategy} if strategy else {})))
+    prof = FIFO if strategy else replace(FIFO, strict_priority=True)
+    res = one_cycle(w.snapshot(), [a_job(f"big{i}").nodes(3).queue("q").seq(i).build()
+                                   for i in range(2)], prof)  # fmt: skip
+    assert res.pending["big0"].plugin == "NodeFit"
+    assert "behind big0" in str(res.pending["big1"])
+
+
+def test_a_rejection_is_not_remembered_for_a_workload_of_another_priority() -> None:
+    snap = World(racks({"r1": 1})).snapshot()
+    running = a_job("low").nodes(1).priority(1).build()
+    snap.admit(Admission(running, "cq", {"nvidia.com/gpu": "default"},
+                         [PodPlacement("main", 0, snap.cluster.index["r1-n0"])], 0.0))  # fmt: skip
+    prof = replace(FIFO, post_filter=QueuePreemption(), preemption=LOWER)
+    jobs = [a_job("same").nodes(1).priority(1).seq(0).build(),
+            a_job("vip").nodes(1).priority(9).seq(1).build()]  # fmt: skip
+    res = one_cycle(snap, jobs, prof)
+    assert res.pending["same"].plugin == "NodeFit"
+    assert [p.victim for p in res.preemptions] == ["low"]

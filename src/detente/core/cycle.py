@@ -91,25 +91,31 @@ def _gang_cycle(
     free_left = snap.state.free_milli[0]  # GPUs free before any cordon of this cycle
     full: dict[tuple[int, int], Status] = {}
     resolved: dict[str, tuple[ClusterQueue | None, Status | None]] = {}
+    seen = _Rejected(profile)
     for w in _in_order(snap, queues, profile):  # step 1
         if w.name in snap.running:
             continue  # quota already reserved; its pods are being bound
         if (got := resolved.get(w.queue)) is None:  # step 2, once per queue
             got = resolved[w.queue] = profile.quota_fit.resolve(snap, w)
         cq, unresolved = got
+        need = w.total.gpu_milli
+        if (again := seen.get(cq, w, need)) is not None:
+            res.pending[w.name] = again
+            continue
         if (skip := unresolved or gate.skip(w, cq)) is not None:
             res.pending[w.name] = skip
             continue
-        need = w.total.gpu_milli
         if need > free_left and admit.may_skip_when_full() and not _may_preempt(pre, w, cq):
             # Fast path: more GPUs than are free anywhere, and nothing else to try.
             res.pending[w.name] = gate.left(w, cq, _no_room(full, need, free_left))
+            seen.put(cq, w, need, res.pending[w.name])
             continue
         status, adm = admit.admit_now(w, cq, rng)  # step 3
         if adm is not None:
             snap.running[w.name] = adm
             res.admissions.append(adm)
             free_left -= need
+            seen.clear()
             continue
         if status.code == Code.UNSCHEDULABLE and _may_preempt(pre, w, cq):  # step 4
             assert cq is not None
@@ -133,6 +139,34 @@ def _no_room(memo: dict[tuple[int, int], Status], need: int, free: int) -> Statu
         why = f"needs {need / 1000:g} GPUs; {free / 1000:g} free in the cluster"
         memo[key] = unschedulable("NodeFit", why)
     return memo[key]
+
+
+class _Rejected:
+    """Step 3's fast path, remembered within a cycle. A workload that needs more GPUs
+    than are free, that no gate can hold back and that could preempt no one is
+    rejected without trying; so is every later one with the same ClusterQueue, need
+    and priority, with the same status, until an admission changes what is free —
+    everything else the fast path asked is fixed for the rest of a cycle once it said
+    no (`AdmitCycle.may_skip_when_full`, `Preempting.worth_trying`). At 5,000 pending,
+    most of them rejected so, asking it all again for each cost most of a decision."""
+
+    def __init__(self, profile: Profile) -> None:
+        # No gate holds a workload back: no head budget, no strict ordering (StrictFIFO
+        # queues are ruled out per queue, in `put`).
+        self.plain = profile.heads_per_queue is None and not profile.strict_priority
+        self.memo: dict[tuple[str, int, int], Status] = {}
+
+    def get(self, cq: ClusterQueue | None, w: Workload, need: int) -> Status | None:
+        if not self.memo or cq is None:
+            return None
+        return self.memo.get((cq.name, need, w.priority))
+
+    def put(self, cq: ClusterQueue | None, w: Workload, need: int, status: Status) -> None:
+        if self.plain and cq is not None and cq.strategy != QueueingStrategy.STRICT_FIFO:
+            self.memo[(cq.name, need, w.priority)] = status
+
+    def clear(self) -> None:
+        self.memo.clear()
 
 
 def _may_preempt(pre: Preempting, w: Workload, cq: ClusterQueue | None) -> bool:

@@ -164,7 +164,8 @@ class AdmitCycle(Protocol):
     """One cycle's admission step. Contract: used for one cycle on one snapshot."""
 
     #: Placement is checked at admission, and nothing can be reserved: a workload
-    #: needing more GPUs than are free may be rejected without trying.
+    #: needing more GPUs than are free may be rejected without trying. Once True in a
+    #: cycle, True for the rest of it (the cycle remembers such rejections).
     def may_skip_when_full(self) -> bool: ...
 
     def admit_now(
@@ -195,7 +196,9 @@ class Preempting(Protocol):
     """One cycle's preemption step."""
 
     def worth_trying(self, w: Workload, cq: ClusterQueue) -> bool:
-        """Could any running workload be a victim for ``w``? Cheap; False when none could."""
+        """Could any running workload be a victim for ``w``? Cheap; False when none could.
+        Depends on ``w`` through its priority alone, and once False for a ClusterQueue
+        and a priority, False for the rest of the cycle."""
         ...
 
     def run(
