@@ -39,7 +39,7 @@ def run(tmp: Path, env: dict[str, str], script: str, output: str,
     deadline = time.monotonic() + 10
     while (code := ex.exit_code(exit_file)) is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert code is not None and exit_file.read_text() == f"{code}\n"
+    assert code is not None and spawner.ended(exit_file) == f"{code}\n"
     return code, exit_file
 
 
@@ -330,3 +330,28 @@ def _reap_until_gone(pods: spawner.Pods, pid: int) -> None:
     while pid in pods.running:
         pods.reap()
         time.sleep(0.02)
+
+
+@pytest.mark.parametrize("output", ["/dev/null", "file"])
+def test_a_simple_pods_end_is_recorded_on_its_log_and_any_others_in_its_exit_file(
+    tmp_path: Path, output: str
+) -> None:
+    """A simple pod (output to its own log alone) makes no exit file: making a file
+    costs an inode allocation, slow on this machine's ext4; a pod under the bash
+    launcher still writes one."""
+    out = output if output == "/dev/null" else str(tmp_path / "out.txt")
+    code, exit_file = run(tmp_path, {"PATH": "/usr/bin:/bin"}, "exit 7", out)
+    assert code == 7
+    simple = output == "/dev/null"
+    assert (spawner.END in os.listxattr(pod_log(exit_file))) is simple
+    assert exit_file.exists() is not simple
+
+
+def test_the_spawner_writes_the_exit_file_where_the_log_takes_no_record(tmp_path: Path) -> None:
+    """No log beside the exit file (or a filesystem without user attributes): the exit
+    file, as before."""
+    (tmp_path / "pods").mkdir()
+    exit_file = tmp_path / "pods" / "1-1-0.exit"
+    spawner.record_end(str(exit_file), 3)
+    assert exit_file.read_text() == "3\n" and spawner.ended(exit_file) == "3\n"
+    assert LocalExecutor().exit_code(exit_file) == 3

@@ -24,6 +24,7 @@ from detente.executors import cgroups
 from detente.executors.base import PodLaunch
 from detente.executors.procs import TOKEN_VAR, _parent, alive, find, kill_pod
 from detente.executors.spawn import Answer, Request, Spawner
+from detente.executors.spawner import ended
 from detente.executors.watch import ExitWatcher
 
 
@@ -285,13 +286,15 @@ class LocalExecutor:
         return exit_file.with_suffix(".oom").exists()
 
     def exit_code(self, exit_file: Path) -> int | None:
-        """The code a pod's launcher wrote, once whole ("CODE\\n": the bash launcher
-        writes it in place, without a rename); None before. The pod's cgroups, made
-        for its bash launcher, are removed once its code is read."""
+        """The code a pod's launcher recorded, once whole ("CODE\\n": the bash launcher
+        writes it in place, without a rename); None before. The pod spawner records a
+        simple pod's on its log (`spawner.record_end`), the others in the exit file.
+        The pod's cgroups, made for its bash launcher, are removed once its code is
+        read."""
         try:
-            text = exit_file.read_text()
-            code = int(text) if text.endswith("\n") else None
-        except (OSError, ValueError):
+            text = ended(exit_file)
+            code = int(text) if text is not None and text.endswith("\n") else None
+        except ValueError:
             return None
         if code is not None and os.geteuid() == 0:
             name = cgroup_name(exit_file)
