@@ -21,40 +21,39 @@ import itertools
 import json
 import sqlite3
 import statistics
-import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 from detente.testing.live import Live
+from scratch import Scratch
 
 BODY = {"sleep": "sleep 1", "true": "true"}
 
 
-def run(kind: str) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as d:
-        home, stamps = Path(d), Path(d) / "stamps"
-        script = home / f"{kind}.sh"
-        script.write_text(f'#!/bin/bash\ns=$EPOCHREALTIME\n{BODY[kind]}\n'
-                          f'echo "$s $EPOCHREALTIME $SLURMD_NODENAME $CUDA_VISIBLE_DEVICES'
-                          f' $SLURM_JOB_ID" >> {stamps}\n')  # fmt: skip
-        live = Live(home)
-        live.up("--nodes", "16x8")
-        try:
-            opts = ["--gres=gpu:1"] if kind == "sleep" else []
-            t0, submitted = time.monotonic(), time.time()
-            for _ in range(2):
-                live.cli("submit", "-o", "/dev/null", "--array=0-999", *opts, str(script))
-            while live.api("GET", "/v1/jobs", params={"fields": "id"}).json():
-                time.sleep(0.1)
-            wall = time.monotonic() - t0
-        finally:
-            live.down()
-        out = {"wall_s": round(wall, 2), **_tasks(stamps.read_text(), submitted)}
-        if kind == "sleep":
-            out["chain_ms"] = _chain(stamps.read_text(), home / "detente.db")
-        return out
+def run(kind: str, d: Path) -> dict[str, Any]:
+    home, stamps = Path(d), Path(d) / "stamps"
+    script = home / f"{kind}.sh"
+    script.write_text(f'#!/bin/bash\ns=$EPOCHREALTIME\n{BODY[kind]}\n'
+                      f'echo "$s $EPOCHREALTIME $SLURMD_NODENAME $CUDA_VISIBLE_DEVICES'
+                      f' $SLURM_JOB_ID" >> {stamps}\n')  # fmt: skip
+    live = Live(home)
+    live.up("--nodes", "16x8")
+    try:
+        opts = ["--gres=gpu:1"] if kind == "sleep" else []
+        t0, submitted = time.monotonic(), time.time()
+        for _ in range(2):
+            live.cli("submit", "-o", "/dev/null", "--array=0-999", *opts, str(script))
+        while live.api("GET", "/v1/jobs", params={"fields": "id"}).json():
+            time.sleep(0.1)
+        wall = time.monotonic() - t0
+    finally:
+        live.down()
+    out = {"wall_s": round(wall, 2), **_tasks(stamps.read_text(), submitted)}
+    if kind == "sleep":
+        out["chain_ms"] = _chain(stamps.read_text(), home / "detente.db")
+    return out
 
 
 def _tasks(text: str, submitted: float) -> dict[str, Any]:
@@ -102,8 +101,9 @@ def main() -> None:
     ap.add_argument("--kind", choices=sorted(BODY), default="sleep")
     ap.add_argument("--reps", type=int, default=3)
     args = ap.parse_args()
-    print(json.dumps({"kind": args.kind, "runs": [run(args.kind) for _ in range(args.reps)]},
-                     indent=2))  # fmt: skip
+    with Scratch() as scratch:  # run folders removed at the end (`scratch`)
+        runs = [run(args.kind, scratch.new()) for _ in range(args.reps)]
+    print(json.dumps({"kind": args.kind, "runs": runs}, indent=2))
 
 
 if __name__ == "__main__":

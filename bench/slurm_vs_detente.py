@@ -22,6 +22,9 @@ cases, this machine's own floor in the same alternation (`machine_floor`: the ta
 scripts spawned with no scheduler at all), so "within 10 % of the floor" is judged on
 the same machine at the same time.
 
+Each run has a folder of its own, all removed when the bench ends (`scratch`: a
+cleanup of thousands of files slowed the next run's file making on this machine).
+
 The Slurm half needs root and Debian's slurm-wlm (the peer's setup.sh installs it);
 without them it is reported as skipped. Quiet machine first (``uptime``).
 
@@ -37,7 +40,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -50,6 +52,7 @@ from detente.api.hostlist import expand
 from detente.executors.slurm_jobs import timestamp
 from detente.executors.slurm_nodes import fields
 from detente.testing.live import Live
+from scratch import Scratch
 
 #: The project's own local Slurm (learned from ../shared/peers/slurm).
 PEER = Path(__file__).resolve().parent.parent / "scripts" / "slurm"
@@ -228,14 +231,40 @@ def gangs(system: Slurm | Detente, d: Path) -> dict[str, float]:
 FLOOR = {"arrays_true": "true", "arrays_sleep_gpu": "sleep"}
 
 
-def floor(kind: str) -> dict[str, float]:
+def floor(kind: str, d: Path) -> dict[str, float]:
     """2,000 of the case's scripts with no scheduler: all at once (``true``), or on
     128 slots refilled the moment a task is reaped (``sleep``)."""
-    with tempfile.TemporaryDirectory() as d:
-        script = Path(d) / f"{kind}.sh"
-        script.write_text(SCRIPTS[kind])
-        run = machine_floor.all_at_once if kind == "true" else machine_floor.on_slots
-        return {"all_completed_s": run(script)}
+    script = d / f"{kind}.sh"
+    script.write_text(SCRIPTS[kind])
+    run = machine_floor.all_at_once if kind == "true" else machine_floor.on_slots
+    return {"all_completed_s": run(script)}
+
+
+def run_case(
+    case: str, reps: int, names: list[str], cases: dict[str, Callable[[Any, Path], Any]],
+    runs: dict[str, dict[str, list[dict[str, float]]]], scratch: Scratch, slurm_ok: bool,
+) -> None:  # fmt: skip
+    """``reps`` rounds of ``case``, alternating: Slurm, detente, Slurm, detente, …"""
+    systems = {"slurm": Slurm, "detente": Detente, "detente_on_slurm": DetenteOnSlurm}
+    for _ in range(reps):
+        for name in names:
+            if name == "floor":
+                if case in FLOOR:
+                    res = floor(FLOOR[case], scratch.new())
+                    runs.setdefault(case, {}).setdefault(name, []).append(res)
+                    print(case, name, res, file=sys.stderr)
+                continue
+            if name != "detente" and not slurm_ok:
+                continue
+            tmp = scratch.new()
+            system = systems[name](tmp)
+            system.up()
+            try:
+                res = cases[case](system, tmp)
+            finally:
+                system.down()
+            runs.setdefault(case, {}).setdefault(name, []).append(res)
+            print(case, name, res, file=sys.stderr)
 
 
 def main() -> None:
@@ -256,28 +285,9 @@ def main() -> None:
     out: dict[str, object] = {"machine": {"cores": os.cpu_count(), "load": os.getloadavg()},
                               "shape": SHAPE, "runs": {}}  # fmt: skip
     runs: dict[str, dict[str, list[dict[str, float]]]] = {}
-    for case in args.only.split(","):
-        for _ in range(args.reps):  # alternating: Slurm, detente, Slurm, detente, …
-            systems = {"slurm": Slurm, "detente": Detente, "detente_on_slurm": DetenteOnSlurm}
-            for name in args.systems.split(","):
-                if name == "floor":
-                    if case in FLOOR:
-                        res = floor(FLOOR[case])
-                        runs.setdefault(case, {}).setdefault(name, []).append(res)
-                        print(case, name, res, file=sys.stderr)
-                    continue
-                make = systems[name]
-                if name != "detente" and not slurm_ok:
-                    continue
-                with tempfile.TemporaryDirectory() as tmp:
-                    system = make(Path(tmp))
-                    system.up()
-                    try:
-                        res = cases[case](system, Path(tmp))
-                    finally:
-                        system.down()
-                runs.setdefault(case, {}).setdefault(name, []).append(res)
-                print(case, name, res, file=sys.stderr)
+    with Scratch() as scratch:  # run folders removed at the end (`scratch`)
+        for case in args.only.split(","):
+            run_case(case, args.reps, args.systems.split(","), cases, runs, scratch, slurm_ok)
     out["runs"] = runs
     if not slurm_ok:
         out["slurm"] = "skipped: needs root and ../shared/peers/slurm"
