@@ -93,10 +93,16 @@ def _built(
     return w
 
 
+#: The spec fields that may keep a pending job out of the queue (`blocked`).
+GATES = ("begin_time", "dependencies", "array_limit")
+
+
 def blocked(job: Job, idx: depends.Index, running_in_array: Counter[int], now: float) -> str | None:
     """Why ``job`` may not queue yet (Slurm's reason), or None."""
     if job.held:
         return "JobHeldUser"
+    if not _gated(job.spec):
+        return None
     begin = job.spec.get("begin_time")
     if begin is not None and now < begin:
         return "BeginTime"
@@ -106,6 +112,11 @@ def blocked(job: Job, idx: depends.Index, running_in_array: Counter[int], now: f
     if limit and job.array_job_id is not None and running_in_array[job.array_job_id] >= limit:
         return "JobArrayTaskLimit"
     return None
+
+
+def _gated(spec: dict[str, Any]) -> bool:
+    get = spec.get  # spelled out: asked of every pending job's spec at each decision
+    return bool(get("begin_time") or get("dependencies") or get("array_limit"))
 
 
 def load(
@@ -154,10 +165,14 @@ def load(
         j.array_job_id for j in jobs.values() if j.state in ACTIVE and j.array_job_id
     )
     queued = []
+    # Whether a spec gates its jobs, asked once per spec: an array's tasks share one.
+    gated: dict[int, bool] = {}
     for job in sorted(pending, key=lambda j: j.id):
         if job.state != PENDING:
             continue
-        why = blocked(job, idx, in_array, now)
+        if (g := gated.get(job.spec_id)) is None:
+            g = gated[job.spec_id] = _gated(job.spec)
+        why = blocked(job, idx, in_array, now) if g or job.held else None
         if why is not None:
             reasons[job.id] = why
             continue
