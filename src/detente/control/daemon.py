@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -20,10 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from detente.control import auth, layout, workloads
 from detente.control.store.db import open_store
-from detente.control.store.models import User
+from detente.control.store.models import Job, User
 from detente.executors.procs import proc_start
 
 
@@ -73,9 +77,7 @@ def prepare(d: Path, db: str, nodes: str | None, options: dict[str, Any] | None 
         for key, value in (options or {}).items():
             workloads.put_setting(s, key, value)
         s.commit()
-        if workloads.setting(s, "job_root") is None:  # where every instance keeps job files
-            workloads.put_setting(s, "job_root", str(d.resolve()))
-            s.commit()
+        record_job_root(s, d)
         token_file = d / "admin.token"
         admin = s.get(User, "admin")
         if admin is not None and not token_file.exists():
@@ -87,6 +89,25 @@ def prepare(d: Path, db: str, nodes: str | None, options: dict[str, Any] | None 
             fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(token)
+
+
+def record_job_root(s: Session, d: Path) -> None:
+    """Records where every instance of this store keeps its job files (pods' logs and
+    ends, scripts, working folders), once. A new store gets a folder of its own under
+    ``d``: its job ids start again at 1, and another store's files left under the same
+    names were taken for its jobs' — a running job settled as ended from an old exit
+    record (its GPUs given to another job while it ran), an old job's output in a new
+    job's log. A store that already has jobs keeps ``d``, where they were started."""
+    if workloads.setting(s, "job_root") is not None:
+        return
+    root = d.resolve()
+    if s.scalar(select(Job.id).limit(1)) is None:
+        root = root / f"store-{secrets.token_hex(6)}"
+    try:
+        workloads.put_setting(s, "job_root", str(root))
+        s.commit()
+    except IntegrityError:  # another instance of this store recorded its own first
+        s.rollback()
 
 
 def slurm_executor(engine: dict[str, Any]) -> Any:
