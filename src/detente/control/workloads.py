@@ -93,16 +93,10 @@ def _built(
     return w
 
 
-#: The spec fields that may keep a pending job out of the queue (`blocked`).
-GATES = ("begin_time", "dependencies", "array_limit")
-
-
 def blocked(job: Job, idx: depends.Index, running_in_array: Counter[int], now: float) -> str | None:
     """Why ``job`` may not queue yet (Slurm's reason), or None."""
     if job.held:
         return "JobHeldUser"
-    if not _gated(job.spec):
-        return None
     begin = job.spec.get("begin_time")
     if begin is not None and now < begin:
         return "BeginTime"
@@ -115,7 +109,9 @@ def blocked(job: Job, idx: depends.Index, running_in_array: Counter[int], now: f
 
 
 def _gated(spec: dict[str, Any]) -> bool:
-    get = spec.get  # spelled out: asked of every pending job's spec at each decision
+    """Whether a spec has any of the fields that can keep its jobs out of the queue
+    (`blocked`: a begin time, dependencies, an array limit); a hold is the job's own."""
+    get = spec.get  # spelled out: asked of every spec at each decision
     return bool(get("begin_time") or get("dependencies") or get("array_limit"))
 
 
