@@ -159,6 +159,10 @@ def test_tokens_users_and_views(live: Live, tmp_path: Path) -> None:
     assert len(nodes) == 4 and all(n["gpus"] == 8 for n in nodes)
     metrics = live.api("GET", "/metrics").text
     assert "detente_queue_pending" in metrics and "detente_cycle_seconds" in metrics
+    assert "process_resident_memory_bytes" in metrics and "python_gc_collections" in metrics
+    # The startup heap is out of the collector's full passes (`daemon.freeze_startup_heap`).
+    frozen = re.search(r"^detente_gc_frozen_objects (\S+)$", metrics, re.M)
+    assert frozen is not None and float(frozen.group(1)) > 50_000, frozen
     assert live.api("GET", "/openapi.json").status_code == 200
     assert ana not in (live.home / "detente.log").read_text()
     assert live.token not in (live.home / "detente.log").read_text()

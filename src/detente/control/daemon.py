@@ -9,6 +9,7 @@ never to a log or the terminal).
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import secrets
@@ -203,6 +204,17 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
+def freeze_startup_heap() -> int:
+    """Moves every object alive now (the modules, the app: ≈ 130,000) out of the
+    cyclic collector's view, for good; returns how many are frozen. Why: each full
+    collection walked them all — 40–55 ms with the reconciler stopped, the first one
+    in the first decision of a 2,000-task array, holding its launches back. What is
+    garbage now is collected first; what the startup made is never freed anyway."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
 def serve(d: Path, db: str, port: int, profile_name: str, gateway_port: int | None) -> None:
     """The background process: API, reconciler, service controller and gateway until
     SIGTERM."""
@@ -229,6 +241,7 @@ def serve(d: Path, db: str, port: int, profile_name: str, gateway_port: int | No
     lease = Lease(sessions, f"{socket.gethostname()}:{d.resolve()}", f"http://127.0.0.1:{port}")
     lease.install()
     app = create_app(sessions, rec, gateway_port=gateway_port, lease=lease)
+    freeze_startup_heap()
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import gc
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    ProcessCollector,
+)
 
 from detente.control.reconciler import StepStats
 
@@ -22,6 +31,13 @@ class Metrics:
         )  # fmt: skip
         self.steps = Counter("detente_steps", "Scheduler steps: those that decided, and those "
                              "that only settled", ["kind"], registry=r)  # fmt: skip
+        # The interpreter's own: its collections by generation (a full one stops the
+        # reconciler and the API), the process's memory and CPU.
+        GCCollector(registry=r)
+        ProcessCollector(registry=r)
+        frozen = Gauge("detente_gc_frozen_objects", "Objects of the startup heap the "
+                       "cyclic collector no longer walks (gc.freeze)", registry=r)  # fmt: skip
+        frozen.set_function(gc.get_freeze_count)
         self._queues: set[str] = set()
 
     def observe(self, st: StepStats) -> None:
