@@ -383,6 +383,12 @@ def test_hold_and_release(live: Live, tmp_path: Path) -> None:
     live.cli("release", "2")
     jobs = live.wait(lambda js: js[2]["state"] == "COMPLETED")
     assert jobs[2]["start_time"] > jobs[1]["end_time"]
+    # sbatch -H: submitted held on an idle cluster, started once released.
+    live.cli("submit", "-H", str(job), cwd=tmp_path)
+    jobs = live.wait(lambda js: js[3]["reason"] == "JobHeldUser")
+    assert jobs[3]["state"] == "PENDING"
+    live.cli("release", "3")
+    live.wait(lambda js: js[3]["state"] == "COMPLETED")
 
 
 BATCH = """apiVersion: batch/v1

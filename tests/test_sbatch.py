@@ -49,11 +49,11 @@ def test_unknown_directives_and_invalid_ones_fail_together() -> None:
     assert str(unknown.value) == (
         "w.sh:3: unrecognized option '--licenses' (not supported by detente)"
     )
-    with pytest.raises(SbatchError) as cli:  # the client took --hold as valueless too
-        parse("true\n", "t.sh", ["--hold", "-o", "/dev/null", "-H"])
+    with pytest.raises(SbatchError) as cli:  # the client took --overcommit as valueless too
+        parse("true\n", "t.sh", ["--overcommit", "-o", "/dev/null", "-O"])
     assert str(cli.value).splitlines() == [
-        "command line: unrecognized option '--hold' (not supported by detente)",
-        "command line: unrecognized option '-H' (not supported by detente)",
+        "command line: unrecognized option '--overcommit' (not supported by detente)",
+        "command line: unrecognized option '-O' (not supported by detente)",
     ]
     with pytest.raises(SbatchError) as e:
         parse("#SBATCH --nodes=0\n#SBATCH --time=soon\n#SBATCH --gres=fpga:1\n", "bad.sh")

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from detente.api.begin import parse_begin
 from detente.api.jobspec import JobSpec
@@ -14,7 +15,7 @@ from detente.api.sbatch import SbatchError, parse
 from detente.api.sbatch_argv import split_argv
 from detente.control import auth, jobs, layout, workloads
 from detente.control.store.db import open_store
-from detente.control.store.models import Job
+from detente.control.store.models import Event, Job
 
 NOW = time.mktime((2026, 11, 30, 21, 0, 0, 0, 0, -1))  # local time, as sbatch reads it
 
@@ -178,3 +179,22 @@ def test_signal_before_the_time_limit(tmp_path: Path, script: str, option: str) 
     assert "batch shell" not in got.read_text()
     lines = got.read_text().split("\n")[0].split()
     assert lines[:2] == ["USR1", "at"] and 1 <= int(lines[2]) <= 3  # about 2 s in
+
+
+def test_hold_submits_every_task_held_until_released(tmp_path: Path) -> None:
+    options, script, rest = split_argv(["-H", "--array=0-2", "job.sh", "-H"])
+    assert (options, script, rest) == (["-H", "--array=0-2"], "job.sh", ["-H"])
+    spec = parse("#!/bin/bash\ntrue\n", "job.sh", options).spec
+    assert spec.hold and spec.array == [0, 1, 2]
+    assert parse("#!/bin/bash\n#SBATCH --hold\ntrue\n").spec.hold
+    assert not parse("#!/bin/bash\ntrue\n").spec.hold
+    config = layout.queue_config(layout.cluster(layout.node_specs("2x8")), None, {"default"})
+    sessions = open_store(f"sqlite:///{tmp_path / 'd.db'}")
+    with sessions() as s:
+        ana = auth.authenticate(s, auth.create_user(s, "ana", "default"))
+        ids = jobs.submit(s, ana, spec, config, 0.0)
+        assert [s.get(Job, j).held for j in ids] == [True, True, True]  # type: ignore[union-attr]
+        kinds = s.scalars(select(Event.kind).where(Event.job_id == ids[1])).all()
+        assert kinds == ["Submitted", "Held"]
+        assert jobs.hold(s, ana, ids, False, 1.0) == dict.fromkeys(ids, "released")
+        assert [s.get(Job, j).held for j in ids] == [False] * 3  # type: ignore[union-attr]

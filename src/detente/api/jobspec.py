@@ -187,6 +187,8 @@ class JobSpec(BaseModel):
     #: ``--kill-on-invalid-dep=yes``: a dependency that can never be met cancels the job
     #: (reason ``DependencyNeverSatisfied``); otherwise it stays pending with that reason.
     kill_on_invalid_dep: bool = False
+    #: sbatch ``-H/--hold``: submitted held (reason JobHeldUser) until released.
+    hold: bool = False
     #: sbatch ``--begin``: not eligible before this time (epoch seconds; reason BeginTime).
     begin_time: float | None = Field(None, ge=0, le=1e11)
     #: sbatch ``--signal``: warn the job before its time limit.

@@ -22,7 +22,14 @@ from detente.api.begin import parse_begin
 from detente.api.hostlist import expand
 from detente.api.jobspec import ARRAY_CEILING, Dependency, JobSpec
 from detente.api.quantity import parse_slurm_time
-from detente.api.sbatch_argv import FLAGS, OPTION_NAMES, SHORT, SbatchError, split_argv
+from detente.api.sbatch_argv import (
+    FLAGS,
+    OPTION_NAMES,
+    SHORT,
+    SHORT_FLAGS,
+    SbatchError,
+    split_argv,
+)
 from detente.api.sbatch_combine import check_exclusive, combine
 
 #: Secrets never leave the submitting shell.
@@ -227,6 +234,7 @@ OPTIONS: dict[str, Setter] = {
     "qos": _set("priority_class", str),
     "exclusive": _set("exclusive", lambda v: True),
     "requeue": _set("requeue", lambda v: True),
+    "hold": _set("hold", lambda v: True),
     "no-requeue": _set("requeue", lambda v: False),
     "array": _set_array,
     "dependency": _set_dependency,
@@ -264,6 +272,8 @@ def _split(tokens: list[str], command_line: bool = False) -> list[tuple[str, str
             unknown = command_line and name not in OPTION_NAMES
             if not eq and name not in FLAGS and not unknown and i + 1 < len(tokens):
                 i, val = i + 1, tokens[i + 1]
+        elif tok in SHORT_FLAGS:
+            name, val = SHORT_FLAGS[tok], ""
         elif tok[:2] in SHORT:
             name, val = SHORT[tok[:2]], tok[2:]
             if not val and i + 1 < len(tokens):

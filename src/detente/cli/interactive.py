@@ -17,7 +17,7 @@ import time
 
 import typer
 
-from detente.api.sbatch_argv import FLAGS, SHORT
+from detente.api.sbatch_argv import FLAGS, SHORT, SHORT_FLAGS
 from detente.cli.live import _RAW, _call, err
 from detente.cli.main import app
 
@@ -41,6 +41,8 @@ def split(argv: list[str]) -> tuple[list[str], list[str], list[str]]:
             takes = "=" not in tok and name not in FLAGS
             alloc.extend(argv[i : i + 2] if takes else [tok])
             i += 1 if takes else 0
+        elif tok in SHORT_FLAGS:
+            alloc.append(tok)
         elif tok[:2] in SHORT:
             alloc.extend(argv[i : i + 2] if len(tok) == 2 else [tok])
             i += 1 if len(tok) == 2 else 0

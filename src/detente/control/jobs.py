@@ -168,7 +168,7 @@ def submit(
         return Job(
             name=spec.name, user=actor.name, team=actor.team, queue=queue, state=PENDING,
             spec_row=row, submit_time=now, attempt=0, array_task_id=task,
-            array_job_id=array_id,
+            array_job_id=array_id, held=spec.hold,
         )  # fmt: skip
 
     # The first task's id names the array; the others are inserted in one statement
@@ -181,12 +181,14 @@ def submit(
         first.array_job_id = first.id
     rows = [{"name": spec.name, "user": actor.name, "team": actor.team, "queue": queue,
              "state": PENDING, "spec_id": row.id, "submit_time": now, "attempt": 0,
-             "held": False, "version": first.version, "array_task_id": task,
+             "held": spec.hold, "version": first.version, "array_task_id": task,
              "array_job_id": first.id} for task in tasks[1:]]  # fmt: skip
     rest = insert(Job).returning(Job.id, sort_by_parameter_order=True)
     ids = [first.id, *(s.scalars(rest, rows) if rows else ())]
     for jid in ids:
         event(s, jid, now, "Submitted", f"by {actor.name} to queue {queue}")
+        if spec.hold:
+            event(s, jid, now, "Held", f"by {actor.name} (--hold)")
     if commit:
         s.commit()
     return ids
