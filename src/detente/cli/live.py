@@ -76,6 +76,13 @@ def up_cmd(
     max_script_size: int = typer.Option(
         4 << 20, "--max-script-size", min=1, max=64 << 20, help="Largest batch script (bytes)."
     ),
+    keep_job_files: float = typer.Option(
+        7.0,
+        "--keep-job-files",
+        min=0,
+        max=36_500,
+        help="Days a job's files (its pods' logs) are kept after it ended; 0: for ever.",
+    ),
     executor: str = typer.Option(
         "local", "--executor", help="local (processes here) or slurm (a Slurm cluster)."
     ),
@@ -105,7 +112,8 @@ def up_cmd(
     d = data_dir()
     mode = mode_for(single_user)
     options: dict[str, Any] = {"mode": mode, "max_array_size": max_array_size,
-                               "max_script_bytes": max_script_size}  # fmt: skip
+                               "max_script_bytes": max_script_size,
+                               "job_files_keep_days": keep_job_files}  # fmt: skip
     if executor not in ("local", "slurm"):
         err.print(f"[red]error:[/red] --executor: local or slurm (got {executor!r})")
         raise typer.Exit(2)
@@ -241,6 +249,8 @@ def logs_cmd(
         r = _call("GET", f"/v1/jobs/{job}/logs", params=params)
         sys.stdout.write(r["data"])
         sys.stdout.flush()
+        if r.get("removed"):
+            err.print(f"job {job}: {r['removed']}")
         offset = r["offset"]
         if not follow or (r["done"] and not r["data"]):
             return

@@ -35,6 +35,7 @@ from detente.control import (
     jobs,
     launch,
     manifests,
+    retention,
     service_routes,
     submit_routes,
     views,
@@ -140,6 +141,8 @@ def create_app(
     keeper = Keeper(lease, lambda _: loop.wake.set()) if lease is not None else None
     if start_loop and isinstance(rec.executor, LocalExecutor | SlurmExecutor):
         rec.executor.watch_exits(loop.wake.set)  # a pod's end wakes the loop at once
+    leads = (lambda: lease.leader) if lease is not None else (lambda: True)
+    janitor = retention.Janitor(sessions, rec.state_dir, leads)
     runtime = None
     if gateway_port is not None:
         runtime = service_routes.ServicesRuntime(sessions, loop.wake.set, gateway_port, lease=lease)
@@ -153,9 +156,11 @@ def create_app(
                 keeper._was = lease_ok
                 keeper.thread.start()
             loop.thread.start()
+            janitor.thread.start()
             if runtime is not None:
                 runtime.start()
         yield
+        janitor.stop.set()
         if keeper is not None:
             keeper.stop.set()
         loop.stop.set()
@@ -313,7 +318,10 @@ def logs(
 ) -> dict[str, Any]:  # fmt: skip
     j = jobs.get(s, user, job_id)
     data, end = launch.read_logs(rec.state_dir, j, offset, pod)
-    return {"data": data, "offset": end, "done": j.state in TERMINAL}
+    out: dict[str, Any] = {"data": data, "offset": end, "done": j.state in TERMINAL}
+    if not data and retention.swept(s, j):
+        out["removed"] = "its output was removed after its retention (up --keep-job-files)"
+    return out
 
 
 @router.get("/v1/nodes")
