@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import time
-import uuid
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -313,7 +313,10 @@ class Reconciler:
         admitted = [a for a in result.admissions if a.complete]
         changes: list[cas.Change] = []
         pods: list[dict[str, Any]] = []
-        for adm in admitted:
+        # One read of the kernel's random source for every tag (a uuid4 each read it
+        # once: ≈ 20 µs a job); 128 random bits a tag, as a uuid4's 122.
+        tags = os.urandom(16 * len(admitted)).hex()
+        for i, adm in enumerate(admitted):
             was = jobs[int(adm.workload.name)]
             names = [snap.cluster.nodes[p.node].name for p in adm.placements]
             values = {"state": LAUNCHING, "reason": None, "stop_reason": None, "kill_at": None,
@@ -321,7 +324,7 @@ class Reconciler:
                       "attempt": was.attempt + 1, "start_time": now, "end_time": None,
                       "exit_code": None}  # fmt: skip
             changes.append((was.id, was.version, values))
-            tag = uuid.uuid4().hex  # an engine job's tag; its pods' tokens are tag-rank
+            tag = tags[32 * i : 32 * i + 32]  # an engine job's tag; pods' tokens: tag-rank
             pods += [{"job_id": was.id, "attempt": was.attempt + 1, "rank": rank, "node": node,
                       "token": f"{tag}-{rank}", "done": False}
                      for rank, node in enumerate(names)]  # fmt: skip
