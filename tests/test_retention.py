@@ -3,6 +3,8 @@ on a real SQLite store and real files."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 from sqlalchemy.orm import Session
@@ -117,3 +119,26 @@ def test_up_records_the_retention_it_is_given(tmp_path: Path) -> None:
         live.down()
     bad = live.cli("up", "--keep-job-files", "-1", check=False)
     assert bad.returncode != 0 and "--keep-job-files" in bad.stderr + bad.stdout
+
+
+def test_the_janitor_sweeps_only_while_it_leads(tmp_path: Path) -> None:
+    sessions = open_store(f"sqlite:///{tmp_path / 'd.db'}")
+    with sessions() as s:
+        job = _job(s, JobSpecRow(data={"script": "true"}), COMPLETED, 8)
+        (log,) = _files(tmp_path, job, 1, 0, ".log")
+        s.commit()
+    leading = threading.Event()
+    janitor = retention.Janitor(sessions, tmp_path, leading.is_set, period=0.6, clock=lambda: NOW)
+    janitor.thread.start()
+    try:
+        time.sleep(0.5)  # its first turn (after 0.01 s) and none other: a standby's
+        assert log.exists()
+        leading.set()
+        deadline = time.monotonic() + 5
+        while log.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not log.exists()
+    finally:
+        janitor.stop.set()
+        janitor.thread.join(5)
+    assert not janitor.thread.is_alive()

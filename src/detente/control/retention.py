@@ -39,6 +39,10 @@ SUFFIXES = (".log", ".exit", ".reason", ".oom", ".steps", ".env", ".json", ".bat
             ".slurm", ".exit.tmp", ".batch.tmp", ".oom.tmp", ".reason.tmp")  # fmt: skip
 #: Jobs read per query.
 CHUNK = 500
+#: Seconds the sweeping thread rests after each `CHUNK` jobs: a first sweep over a
+#: home of millions of old pods would otherwise hold the interpreter against the
+#: scheduler's thread for as long as it takes.
+PACE = 0.02
 
 
 def cutoff(s: Session, now: float) -> float | None:
@@ -55,10 +59,10 @@ def swept(s: Session, job: Job) -> bool:
     return job.state in TERMINAL and end is not None and done is not None and end < float(done)
 
 
-def sweep(s: Session, state_dir: Path, now: float) -> int:
+def sweep(s: Session, state_dir: Path, now: float, pace: float = 0.0) -> int:
     """Removes the files of the jobs that ended since the last sweep's cutoff and
-    before this one's; records the new cutoff (committed). Returns how many files
-    went."""
+    before this one's, resting ``pace`` seconds after each `CHUNK` jobs; records the
+    new cutoff (committed). Returns how many files went."""
     until = cutoff(s, now)
     since = float(workloads.setting(s, "job_files_swept_to", 0.0))
     if until is None or until <= since:
@@ -73,6 +77,8 @@ def sweep(s: Session, state_dir: Path, now: float) -> int:
         old_specs |= {spec for _, spec in batch}
         pods = s.execute(select(Pod.job_id, Pod.attempt, Pod.rank).where(Pod.job_id.in_(ids)))
         removed += sum(_remove(state_dir / "pods" / f"{j}-{a}-{r}") for j, a, r in pods)
+        if pace:
+            time.sleep(pace)
     specs = sorted(old_specs)
     for k in range(0, len(specs), CHUNK):
         chunk = specs[k : k + CHUNK]
@@ -120,7 +126,7 @@ class Janitor:
                 continue
             try:
                 with self.sessions() as s:
-                    n = sweep(s, self.state_dir, self.clock())
+                    n = sweep(s, self.state_dir, self.clock(), PACE)
                 if n:
                     log.info("job files: removed %d of jobs past their retention", n)
             except Exception:  # the store is the truth: the next sweep covers these jobs
