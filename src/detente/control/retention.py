@@ -27,6 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from detente.control import workloads
+from detente.control.cache import CHUNK
 from detente.control.store.models import TERMINAL, Job, Pod
 
 log = logging.getLogger("detente")
@@ -37,8 +38,6 @@ DEFAULT_KEEP_DAYS = 7.0
 #: A pod's files: ``pods/JOB-ATTEMPT-RANK`` with each of these (`detente.control.launch`).
 SUFFIXES = (".log", ".exit", ".reason", ".oom", ".steps", ".env", ".json", ".batch",
             ".slurm", ".exit.tmp", ".batch.tmp", ".oom.tmp", ".reason.tmp")  # fmt: skip
-#: Jobs read per query.
-CHUNK = 500
 #: Seconds the sweeping thread rests after each `CHUNK` jobs: a first sweep over a
 #: home of millions of old pods would otherwise hold the interpreter against the
 #: scheduler's thread for as long as it takes.
